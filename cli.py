@@ -1,0 +1,3 @@
+"""The `stonewall` command."""
+def main() -> int:
+    return 0
