@@ -39,13 +39,23 @@ class FenceLevelKind(str, Enum):
 
 @dataclass(frozen=True)
 class Secret:
-    """Where a secret comes from; the value is read only when used and never printed."""
+    """Where a secret comes from; the value is read only when used and never printed.
+
+    `inline` holds a password written in the config file itself (allowed only when that file
+    is private to its owner); it is kept out of repr and str.
+    """
 
     file: str | None = None
     env: str | None = None
+    inline: str | None = None
 
     def __repr__(self) -> str:
-        source = f"file={self.file}" if self.file else f"env={self.env}"
+        if self.file:
+            source = f"file={self.file}"
+        elif self.env:
+            source = f"env={self.env}"
+        else:
+            source = "inline"
         return f"Secret({source})"
 
 
@@ -105,6 +115,7 @@ class DrbdResource:
     name: str
     luns: tuple[str, ...]  # LUN names that arbitrate for this resource
     peers: dict[int, str] = field(default_factory=dict)  # DRBD node-id -> node name
+    minors: tuple[int, ...] = ()  # DRBD minors of its volumes (/dev/drbdN)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,153 @@
+"""Checks across keys and sections: names that must be unique, references that must resolve,
+and the rules of fencing levels and watchdog timing.
+
+Each check runs only when the sections it reads loaded without problems, so one mistake is
+reported once, not again as every reference to it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from stonewall.config.document import Sections
+from stonewall.config.keys import format_key
+from stonewall.config.model import (
+    DrbdResource,
+    FenceLevel,
+    FenceLevelKind,
+    Guest,
+    Lun,
+    LunRole,
+    Node,
+    Transport,
+    WatchdogSettings,
+)
+from stonewall.config.schema import INVALID, ProblemLog, did_you_mean
+from stonewall.watchdog.timing import settings_problems
+
+
+def _duplicates(log: ProblemLog, what: str, places: Iterable[tuple[str, Any]],
+                show: Callable[[Any], str] = str) -> int:
+    """Report every value met a second time; returns how many were reported."""
+    first: dict[Any, str] = {}
+    reported = 0
+    for path, value in places:
+        if value in first:
+            log.add(path, f"duplicate {what} {show(value)}; already used by {first[value]}")
+            reported += 1
+        else:
+            first[value] = path
+    return reported
+
+
+def _reference(log: ProblemLog, path: str, name: str, known: Iterable[str], what: str) -> None:
+    names = list(known)
+    if name not in names:
+        log.add(path, f"unknown {what} {name!r}{did_you_mean(name, names)}; expected one of: "
+                + ", ".join(names))
+
+
+def check_nodes(nodes: tuple[Node, ...], log: ProblemLog) -> None:
+    _duplicates(log, "node name", ((f"nodes[{i}].name", n.name) for i, n in enumerate(nodes)))
+    # Equal ids give equal derived keys: report the cause, not its echo.
+    if not _duplicates(log, "node id", ((f"nodes[{i}].id", n.id) for i, n in enumerate(nodes))):
+        _duplicates(log, "reservation key", ((f"nodes[{i}].key", n.key) for i, n in enumerate(nodes)),
+                    format_key)
+    # Registrations belong to an I_T nexus, named by the initiator: two nodes with one name
+    # would share registrations on the target.
+    _duplicates(log, "initiator name", ((f"nodes[{i}].initiator", n.initiator)
+                                        for i, n in enumerate(nodes) if n.initiator))
+    _duplicates(log, "address", ((f"nodes[{i}].addresses[{j}]", address)
+                                 for i, n in enumerate(nodes) for j, address in enumerate(n.addresses)))
+
+
+def check_luns(luns: tuple[Lun, ...], log: ProblemLog) -> None:
+    _duplicates(log, "LUN name", ((f"luns[{i}].name", lun.name) for i, lun in enumerate(luns)))
+    _duplicates(log, "WWID", ((f"luns[{i}].wwid", lun.wwid) for i, lun in enumerate(luns) if lun.wwid))
+    _duplicates(log, "alias", ((f"luns[{i}].alias", lun.alias) for i, lun in enumerate(luns) if lun.alias))
+    _duplicates(log, "iSCSI location", ((f"luns[{i}].iscsi", (lun.iscsi.target, lun.iscsi.lun))
+                                        for i, lun in enumerate(luns) if lun.iscsi),
+                lambda location: f"{location[0]} LUN {location[1]}")
+    for i, lun in enumerate(luns):
+        if lun.transport is Transport.ISCSI and lun.iscsi is None:
+            log.add(f"luns[{i}]", f"LUN {lun.name} uses the iscsi transport but has no iscsi: "
+                    "location; expected iscsi: {target, lun, portals}")
+        if lun.transport is Transport.SG and not (lun.wwid or lun.alias):
+            log.add(f"luns[{i}]", f"LUN {lun.name} uses the sg transport but has neither wwid: "
+                    "nor alias:; expected at least one of them")
+
+
+def check_drbd_luns(resources: tuple[DrbdResource, ...], luns: tuple[Lun, ...], log: ProblemLog) -> None:
+    _duplicates(log, "DRBD resource", ((f"drbd[{i}].name", r.name) for i, r in enumerate(resources)))
+    _duplicates(log, "DRBD minor", ((f"drbd[{i}].minors[{j}]", minor)
+                                    for i, r in enumerate(resources) for j, minor in enumerate(r.minors)))
+    for i, resource in enumerate(resources):
+        for j, lun in enumerate(resource.luns):
+            _reference(log, f"drbd[{i}].luns[{j}]", lun, (x.name for x in luns), "LUN")
+
+
+def check_drbd_peers(resources: tuple[DrbdResource, ...], nodes: tuple[Node, ...], log: ProblemLog) -> None:
+    for i, resource in enumerate(resources):
+        for node_id, node in resource.peers.items():
+            _reference(log, f"drbd[{i}].peers.{node_id}", node, (n.name for n in nodes), "node")
+        _duplicates(log, "peer node", ((f"drbd[{i}].peers.{node_id}", node)
+                                       for node_id, node in resource.peers.items()))
+
+
+def check_guest_luns(guests: tuple[Guest, ...], luns: tuple[Lun, ...], log: ProblemLog) -> None:
+    _duplicates(log, "guest name", ((f"guests[{i}].name", g.name) for i, g in enumerate(guests)))
+    for i, guest in enumerate(guests):
+        for j, lun in enumerate(guest.luns):
+            _reference(log, f"guests[{i}].luns[{j}]", lun, (x.name for x in luns), "LUN")
+    # A guest LUN carries one guest's Write Exclusive reservation: two guests cannot share it.
+    guest_role = {lun.name for lun in luns if lun.role is LunRole.GUEST}
+    _duplicates(log, "guest LUN", ((f"guests[{i}].luns[{j}]", lun) for i, g in enumerate(guests)
+                                   for j, lun in enumerate(g.luns) if lun in guest_role))
+
+
+def check_guest_homes(guests: tuple[Guest, ...], nodes: tuple[Node, ...], log: ProblemLog) -> None:
+    for i, guest in enumerate(guests):
+        if guest.home is not None:
+            _reference(log, f"guests[{i}].home", guest.home, (n.name for n in nodes), "node")
+
+
+def check_fencing(levels: tuple[FenceLevel, ...], nodes: tuple[Node, ...], log: ProblemLog) -> None:
+    _duplicates(log, "fencing level", ((f"fencing[{i}].level", level.kind.value)
+                                       for i, level in enumerate(levels)))
+    for i, level in enumerate(levels):
+        # Waiting T_safe ends the topology: after it the peer is assumed dead, nothing follows.
+        if level.kind is FenceLevelKind.WAIT_T_SAFE and i != len(levels) - 1:
+            log.add(f"fencing[{i}].level", "wait-t-safe must be the last level")
+        if level.kind is FenceLevelKind.POWER:
+            for node in nodes:
+                if node.ipmi is None:
+                    log.add(f"fencing[{i}].level", f"the power level needs ipmi: settings for "
+                            f"every node, and node {node.name} has none")
+
+
+def check_watchdog(watchdog: WatchdogSettings, log: ProblemLog) -> None:
+    for message in settings_problems(watchdog):
+        log.add("watchdog", message)
+    if watchdog.device.startswith("standin:") and not watchdog.allow_standin:
+        log.add("watchdog.device", "the userspace stand-in is used only with allow_standin: true; "
+                "expected a real watchdog device such as /dev/watchdog")
+
+
+# Each check with the sections it reads, in argument order.
+_CHECKS: tuple[tuple[Callable[..., None], tuple[str, ...]], ...] = (
+    (check_nodes, ("nodes",)),
+    (check_luns, ("luns",)),
+    (check_drbd_luns, ("drbd", "luns")),
+    (check_drbd_peers, ("drbd", "nodes")),
+    (check_guest_luns, ("guests", "luns")),
+    (check_guest_homes, ("guests", "nodes")),
+    (check_fencing, ("fencing", "nodes")),
+    (check_watchdog, ("watchdog",)),
+)
+
+
+def check_sections(sections: Sections, log: ProblemLog) -> None:
+    """Run every check whose sections all loaded without problems."""
+    for check, needs in _CHECKS:
+        if all(sections[name] is not INVALID for name in needs):
+            check(*(sections[name] for name in needs), log)
