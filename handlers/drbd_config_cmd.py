@@ -1,0 +1,39 @@
+"""`stonewall drbd config`: print the drbd.conf lines that hand fencing to stonewall."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stonewall.storage.drbd.env import DrbdVersion, InvalidResourceNameError
+from stonewall.storage.drbd.snippets import drbd_config_snippet
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # argparse's own code for bad arguments; we use it for a bad resource name too
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `drbd config` to the `stonewall` command line."""
+    drbd = subparsers.add_parser("drbd", help="DRBD integration",
+                                 description="DRBD integration (see docs/drbd.md).")
+    commands = drbd.add_subparsers(dest="drbd_command", metavar="COMMAND", required=True)
+    config = commands.add_parser(
+        "config", help="print the drbd.conf fencing policy and handler lines",
+        description="Print the fencing policy and the handlers { } section that make DRBD "
+                    "call stonewall's fence-peer, unfence-peer and split-brain handlers.")
+    config.add_argument("--drbd", choices=[v.value for v in DrbdVersion],
+                        default=DrbdVersion.V9.value,
+                        help="DRBD version of the nodes (default: %(default)s)")
+    config.add_argument("--resource", metavar="R",
+                        help="name the resource the lines are for (default: the common section)")
+    config.set_defaults(func=run_drbd_config)
+
+
+def run_drbd_config(args: argparse.Namespace) -> int:
+    """Print the snippet; exit status 0, or 2 for an unusable resource name."""
+    try:
+        text = drbd_config_snippet(DrbdVersion(args.drbd), args.resource)
+    except InvalidResourceNameError as error:
+        print(f"stonewall drbd config: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(text)
+    return EXIT_OK
