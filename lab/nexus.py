@@ -23,7 +23,6 @@ import argparse
 import errno
 import json
 import logging
-import os
 import signal
 import socket
 import socketserver
@@ -34,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from stonewall.clock import Deadline
 from stonewall.lab.shim import ShimDevice, build_shim, shim_environment, write_device_map
@@ -335,15 +334,14 @@ class NexusStandIn:
         self.stop()
 
 
-def serve(config: dict[str, object]) -> None:
-    """The process body: log in every session, then bind and serve until SIGTERM, log out."""
-    devices = config["devices"]
-    assert isinstance(devices, dict)
+def serve(config: Mapping[str, Any]) -> None:
+    """The process body (`config` as NexusStandIn.start writes it): log in every session,
+    then bind and serve until SIGTERM, then log out."""
     backends = {
-        ident: IscsiBackend(IscsiSession(spec["portal"], spec["target"], int(spec["lun"]),
-                                         spec["initiator"]))
-        for ident, spec in devices.items()}
-    login_deadline = Deadline.after(float(str(config.get("login_timeout", 10))))
+        ident: IscsiBackend(IscsiSession(str(spec["portal"]), str(spec["target"]),
+                                         int(spec["lun"]), str(spec["initiator"])))
+        for ident, spec in config["devices"].items()}
+    login_deadline = Deadline.after(float(config["login_timeout"]))
     for ident, backend in backends.items():
         try:
             backend.ensure_connected(login_deadline)
