@@ -1,0 +1,184 @@
+"""`stonewall vm ...`: install the libvirt hook, run it, and list guests with their owners.
+
+  stonewall vm hook install [--hooks-dir DIR] [--node NAME] [--stonewall PATH]
+  stonewall vm hook run [--node NAME] [--timeout S] -- GUEST OPERATION SUB-OP [EXTRA]
+  stonewall vm list [--json] [--node NAME] [--uri NODE=URI ...] [--timeout S]
+
+Ownership is read through a `views_source` handed to `register` (the node's holder in
+production); without one, `hook run` refuses every judged start and `list` cannot tell.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import sys
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+
+from stonewall.clock import Deadline
+from stonewall.config.loader import load_config, resolve_config_path
+from stonewall.config.model import ClusterConfig
+from stonewall.vm.hook import DEFAULT_TIMEOUT, ReadViews, hook_main
+
+if TYPE_CHECKING:
+    from stonewall.vm.listing import GuestRow
+
+ViewsSource = Callable[[ClusterConfig], ReadViews]
+
+NODE_ENV = "STONEWALL_NODE"
+EXIT_OK = 0
+EXIT_PROBLEM = 1  # vm list: a guest runs twice or without ownership; install: refused
+EXIT_ERROR = 2  # configuration, connection or usage error
+EXIT_CANNOT_TELL = 3  # vm list: some guest's ownership or state cannot be told
+
+
+class ViewsUnavailable(RuntimeError):
+    """No source of LUN ownership is wired into this command."""
+
+
+def register(subparsers: argparse._SubParsersAction, *,
+             views_source: ViewsSource | None = None) -> None:
+    """Add `vm hook install`, `vm hook run` and `vm list`."""
+    vm = subparsers.add_parser("vm", help="guests and the storage they may run on")
+    commands = vm.add_subparsers(dest="vm_command", required=True)
+
+    hook = commands.add_parser("hook", help="the libvirt qemu hook that refuses double starts")
+    hook_commands = hook.add_subparsers(dest="hook_command", required=True)
+    install = hook_commands.add_parser(
+        "install", help="install the hook (idempotent)",
+        epilog="exit status: 0 installed or unchanged; 1 a file stonewall did not write is in "
+               "the way; 2 the stonewall command cannot be found")
+    install.add_argument("--hooks-dir", default="/etc/libvirt/hooks", type=Path)
+    install.add_argument("--node", help=f"node name the hook runs as (default: ${NODE_ENV} or "
+                                        "the short host name at run time)")
+    install.add_argument("--stonewall", help="absolute path of the stonewall command the hook runs")
+    install.set_defaults(func=run_install)
+
+    run = hook_commands.add_parser(
+        "run", help="what libvirt calls: judge one hook call",
+        epilog="exit status: 0 allowed or not judged; 1 refused (libvirt aborts the start); "
+               "2 arguments libvirt would not pass")
+    _add_node_option(run)
+    run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                     help="seconds to read LUN ownership before refusing (default %(default)s)")
+    run.add_argument("hook_args", nargs="*", metavar="ARG",
+                     help="GUEST OPERATION SUB-OPERATION EXTRA, as libvirt passes them")
+    run.set_defaults(func=lambda args: run_hook(args, views_source))
+
+    listing = commands.add_parser(
+        "list", help="guests, owners, where they run, verdict",
+        epilog="exit status: 0 every guest ok or owned but stopped; 1 a guest runs without "
+               "ownership or on more than one node; 2 configuration or usage error; 3 some "
+               "guest cannot be told")
+    _add_node_option(listing)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument("--uri", action="append", default=[], metavar="NODE=URI",
+                         help="libvirt URI of a node (repeat; this node defaults to libvirt_uri)")
+    listing.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                         help="seconds for the whole listing (default %(default)s)")
+    listing.set_defaults(func=lambda args: run_list(args, views_source))
+
+
+def run_install(args: argparse.Namespace) -> int:
+    import libvirt  # imported here, not at the top: `hook run` never loads libvirt
+    from stonewall.vm.hook_install import HookInstallError, install_hook
+
+    stonewall = os.path.abspath(args.stonewall) if args.stonewall else _stonewall_executable()
+    if stonewall is None:
+        print("stonewall: cannot find the stonewall command; pass --stonewall PATH", file=sys.stderr)
+        return EXIT_ERROR
+    environment = {}
+    if getattr(args, "config", None):
+        environment["STONEWALL_CONFIG"] = os.path.abspath(args.config)
+    if args.node:
+        environment[NODE_ENV] = args.node
+    try:
+        result = install_hook(args.hooks_dir, [stonewall, "vm", "hook", "run"],
+                              libvirt_version=libvirt.getVersion(), environment=environment)
+    except (HookInstallError, OSError) as error:
+        print(f"stonewall: cannot install the libvirt hook: {error}", file=sys.stderr)
+        return EXIT_PROBLEM
+    print(f"{result.path}: {result.action.value} ({result.layout.value} layout)")
+    if result.wrapped is not None:
+        print(f"the previous hook {result.wrapped} runs after the guard")
+    if result.restart_needed:
+        print("restart libvirtd (or virtqemud): libvirt finds hook scripts when it starts")
+    return EXIT_OK
+
+
+def run_hook(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
+    load = cache(lambda: load_config(resolve_config_path(getattr(args, "config", None), os.environ)))
+
+    def read_views(luns: Sequence[str], deadline: Deadline) -> Mapping:
+        if views_source is None:
+            raise ViewsUnavailable("no source of LUN ownership is wired into this command")
+        return views_source(load())(luns, deadline)
+
+    return hook_main(["qemu", *args.hook_args], sys.stdin, sys.stderr, load_config=load,
+                     node_name=local_node_name(args.node, os.environ), read_views=read_views,
+                     timeout=args.timeout)
+
+
+def run_list(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
+    from stonewall.config.errors import ConfigError
+    from stonewall.vm.inventory import collect_inventory
+    from stonewall.vm.listing import render_json, render_table
+
+    deadline = Deadline.after(args.timeout)
+    try:
+        config = load_config(resolve_config_path(getattr(args, "config", None), os.environ))
+        uris = _parse_uris(args.uri)
+    except (ConfigError, ValueError) as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    node = local_node_name(args.node, os.environ)
+    uris.setdefault(node, config.libvirt_uri)
+    read_views = views_source(config) if views_source is not None else None
+    inventory = collect_inventory(config, read_views, uris, local_node=node, deadline=deadline)
+    for problem in inventory.problems:
+        print(f"stonewall: {problem}", file=sys.stderr)
+    sys.stdout.write(render_json(inventory.rows) if args.json else render_table(inventory.rows))
+    return list_exit_status(inventory.rows)
+
+
+def list_exit_status(rows: Sequence[GuestRow]) -> int:
+    """1 if a guest runs twice or without ownership, else 3 if any cannot be told, else 0."""
+    from stonewall.vm.listing import Verdict
+
+    verdicts = {row.verdict for row in rows}
+    if verdicts & {Verdict.RUNS_TWICE, Verdict.RUNS_WITHOUT_OWNERSHIP}:
+        return EXIT_PROBLEM
+    if Verdict.CANNOT_TELL in verdicts:
+        return EXIT_CANNOT_TELL
+    return EXIT_OK
+
+
+def local_node_name(option: str | None, environ: Mapping[str, str]) -> str:
+    """--node, else $STONEWALL_NODE, else the short host name."""
+    return option or environ.get(NODE_ENV) or socket.gethostname().split(".", 1)[0]
+
+
+def _add_node_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--node", help=f"this node's name (default: ${NODE_ENV}, else the short "
+                                       "host name)")
+
+
+def _parse_uris(values: Sequence[str]) -> dict[str, str]:
+    uris = {}
+    for value in values:
+        node, equals, uri = value.partition("=")
+        if not equals or not node or not uri:
+            raise ValueError(f"--uri {value!r}: expected NODE=URI")
+        uris[node] = uri
+    return uris
+
+
+def _stonewall_executable() -> str | None:
+    """The `stonewall` script installed next to this interpreter, else the one on PATH.
+    libvirt runs hooks with a minimal PATH, so the hook names it absolutely."""
+    beside = Path(sys.executable).with_name("stonewall")
+    found = str(beside) if beside.exists() else shutil.which("stonewall")
+    return os.path.abspath(found) if found is not None else None

@@ -1,0 +1,153 @@
+"""The libvirt `qemu` hook: refuse to start a guest on a node that does not own its storage.
+
+libvirt runs the hook as `HOOK GUEST OPERATION SUB-OPERATION EXTRA` with the domain XML on
+stdin, synchronously, for every operation (reference vm.md section 1). Rules kept here:
+- Only `prepare begin`, `migrate begin` and `restore begin` are judged; every other operation
+  exits 0 at once. `reconnect` in particular must never fail: libvirt kills the running QEMU
+  when it does.
+- Incoming migration runs `migrate begin` before `prepare begin` on the destination, and
+  `prepare` carries no sign that it belongs to a migration. We judge both the same way and
+  keep no marker between them: a destination that does not own the guest's LUNs is refused
+  at `migrate begin` already, and nothing stored in /run can turn a later `prepare` into an
+  exemption. A guest on Write Exclusive LUNs therefore migrates only after its reservation was
+  moved to the destination.
+- The hook never calls libvirt (the daemon waits for us: deadlock). It learns ownership from
+  an injected `read_views(lun_names, deadline)` and answers before its deadline; no answer in
+  time, or any error, refuses the start.
+- Nothing is written to stdout: for `migrate` and `restore` stdout replaces the domain XML,
+  and empty output means "unchanged".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable, Mapping, Sequence, TextIO
+
+from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
+from stonewall.config.model import ClusterConfig
+from stonewall.storage.view import LunView
+from stonewall.vm.bounded import DeadlineExceeded, call_before
+from stonewall.vm.mapping import guest_luns
+from stonewall.vm.placement import Placement, may_run
+
+ReadViews = Callable[[Sequence[str], Deadline], Mapping[str, LunView]]
+
+DEFAULT_TIMEOUT = 10.0  # seconds the hook may block a start while it reads ownership
+
+EXIT_ALLOWED = 0
+EXIT_REFUSED = 1  # any non-zero status from prepare/migrate/restore aborts the operation
+EXIT_USAGE = 2
+
+
+class HookUsageError(ValueError):
+    """argv is not what libvirt passes to a qemu hook."""
+
+
+class Operation(Enum):
+    """The guest operations whose `begin` the hook judges; the verb is for the message."""
+
+    PREPARE = "prepare", "start"
+    MIGRATE = "migrate", "receive the incoming migration of"
+    RESTORE = "restore", "restore"
+
+    def __init__(self, libvirt_name: str, verb: str) -> None:
+        self.libvirt_name = libvirt_name
+        self.verb = verb
+
+
+_JUDGED = {(op.libvirt_name, "begin"): op for op in Operation}
+
+
+@dataclass(frozen=True)
+class HookCall:
+    guest: str
+    operation: str
+    sub_operation: str
+    extra: str
+
+    @property
+    def judged(self) -> Operation | None:
+        """The operation to judge, or None for the operations the hook lets through."""
+        return _JUDGED.get((self.operation, self.sub_operation))
+
+
+@dataclass(frozen=True)
+class HookDecision:
+    exit_code: int
+    message: str | None = None  # one line for stderr; libvirt appends it to its error
+    placement: Placement | None = None
+
+
+def parse_hook_argv(argv: Sequence[str]) -> HookCall:
+    """Read `argv` as libvirt passes it: [hook path, guest, operation, sub-operation, extra]."""
+    args = list(argv[1:])
+    if len(args) < 3 or not all(args[:3]):
+        raise HookUsageError(
+            "expected the arguments libvirt passes to a qemu hook: GUEST OPERATION SUB-OPERATION "
+            f"[EXTRA], got {args!r}")
+    extra = args[3] if len(args) > 3 else "-"
+    return HookCall(args[0], args[1], args[2], extra)
+
+
+def decide(call: HookCall, domain_xml: str, *, load_config: Callable[[], ClusterConfig],
+           node_name: str, read_views: ReadViews, deadline: Deadline) -> HookDecision:
+    """Allow or refuse one hook call. A configuration, XML or views failure refuses."""
+    operation = call.judged
+    if operation is None:
+        return HookDecision(EXIT_ALLOWED)
+
+    def refuse(reason: str, placement: Placement | None = None) -> HookDecision:
+        return HookDecision(EXIT_REFUSED, f"stonewall: refusing to {operation.verb} {call.guest} on "
+                                          f"{node_name}: {reason}", placement)
+
+    try:
+        config = load_config()
+    except Exception as error:  # any config failure: we cannot judge, so we refuse
+        return refuse(f"cannot read the cluster configuration: {error}")
+    try:
+        node = config.node(node_name)
+    except KeyError:
+        return refuse(f"this node ({node_name}) is not in the cluster configuration")
+    try:
+        storage = guest_luns(config, call.guest, domain_xml)
+    except ValueError as error:
+        return refuse(f"cannot read the domain XML: {error}")
+    if not storage.managed:
+        return HookDecision(EXIT_ALLOWED)
+    try:
+        views = call_before(deadline, lambda: read_views(storage.luns, deadline),
+                            "read LUN ownership") if storage.luns else {}
+    except DeadlineExceeded:
+        return refuse(f"LUN ownership ({', '.join(storage.luns)}) could not be read in time")
+    except Exception as error:  # a views source that fails must not let the start through
+        return refuse(f"cannot read the ownership of LUN {', '.join(storage.luns)}: {error}")
+    placement = may_run(storage, node, views, config)
+    if placement.allowed:
+        return HookDecision(EXIT_ALLOWED, placement=placement)
+    return refuse("; ".join(placement.reasons), placement)
+
+
+def hook_main(argv: Sequence[str], stdin: TextIO, stderr: TextIO, *,
+              load_config: Callable[[], ClusterConfig], node_name: str, read_views: ReadViews,
+              timeout: float = DEFAULT_TIMEOUT, clock: Clock = SYSTEM_CLOCK) -> int:
+    """The hook's entry: read stdin, decide, print at most one line to stderr, return the
+    exit status for libvirt."""
+    deadline = Deadline.after(timeout, clock)
+    # Read all of stdin even when the operation is let through, so libvirt's write of the XML
+    # never meets a closed pipe.
+    domain_xml = stdin.read()
+    try:
+        call = parse_hook_argv(argv)
+    except HookUsageError as error:
+        print(f"stonewall: {error}", file=stderr)
+        return EXIT_USAGE
+    try:
+        decision = decide(call, domain_xml, load_config=load_config, node_name=node_name,
+                          read_views=read_views, deadline=deadline)
+    except Exception as error:  # a bug must not let a start through; decide() returns
+        # before anything can fail for the operations it lets through, so only judged ones get here
+        decision = HookDecision(EXIT_REFUSED, f"stonewall: internal error judging {call.operation} "
+                                              f"{call.sub_operation} of {call.guest}: {error!r}")
+    if decision.message:
+        print(decision.message, file=stderr)
+    return decision.exit_code
