@@ -196,11 +196,16 @@ def _type(rtype: ReservationType) -> str:
     return f"--prout-type={int(rtype)}"  # 1..8: the same in decimal (sg_persist) and hex (mpath)
 
 
-def register_arguments(key: int, new_key: int, *, ignore_existing: bool, all_tg_pt: bool,
-                       aptpl: bool) -> list[str]:
-    arguments = ["--register-ignore", _sark(new_key)] if ignore_existing else [
-        "--register", _rk(key), _sark(new_key)]
-    return arguments + ["--param-alltgpt"] * all_tg_pt + ["--param-aptpl"] * aptpl
+def _register_arguments(key: int, new_key: int, *, ignore_existing: bool, all_tg_pt: bool,
+                        aptpl: bool) -> list[str]:
+    # REGISTER AND IGNORE EXISTING KEY ignores the reservation key field: none is passed.
+    arguments = (["--register-ignore", _sark(new_key)] if ignore_existing
+                 else ["--register", _rk(key), _sark(new_key)])
+    if all_tg_pt:
+        arguments.append("--param-alltgpt")
+    if aptpl:
+        arguments.append("--param-aptpl")
+    return arguments
 
 
 def _check_device_path(device_path: str) -> str:
@@ -237,8 +242,8 @@ class _PersistTool(ABC):
                  ignore_existing: bool = False, all_tg_pt: bool = False,
                  aptpl: bool = False) -> None:
         action = "REGISTER AND IGNORE EXISTING KEY" if ignore_existing else "REGISTER"
-        self._pr_out(register_arguments(key, new_key, ignore_existing=ignore_existing,
-                                        all_tg_pt=all_tg_pt, aptpl=aptpl),
+        self._pr_out(_register_arguments(key, new_key, ignore_existing=ignore_existing,
+                                         all_tg_pt=all_tg_pt, aptpl=aptpl),
                      deadline, self._what(f"PR OUT {action}"))
 
     def reserve(self, key: int, rtype: ReservationType, deadline: Deadline) -> None:

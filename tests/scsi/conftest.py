@@ -15,11 +15,14 @@ from .sg_lab import ScriptedNexus, ScriptedTarget
 
 @pytest.fixture(scope="session")
 def shim_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fakesg shim, compiled once per test session."""
     return build_shim(tmp_path_factory.mktemp("shim"))
 
 
 @pytest.fixture
 def scripted_nexus(tmp_path: Path, shim_library: Path) -> Iterator[ScriptedNexus]:
+    """A nexus server in this process whose target answers as the test sets it, mapped as a
+    fake sg device, a fake block device, and a path with no server behind it."""
     target = ScriptedTarget()
     socket_path = tmp_path / "nexus.sock"
     server = NexusServer(socket_path, {"lun1": target})

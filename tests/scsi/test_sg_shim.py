@@ -57,6 +57,25 @@ def test_python_sees_a_char_device_and_a_block_device(scripted_nexus: ScriptedNe
     assert block_out.stdout.splitlines()[:2] == ["stat blk 8 32", "fstat 8 32"]
 
 
+XSTAT_PROBE = r"""
+import ctypes, stat, sys
+libc = ctypes.CDLL(None)  # finds the shim's __xstat first, as an old binary would bind it
+buffer = ctypes.create_string_buffer(144)  # struct stat on x86_64; st_mode at offset 24
+for path in sys.argv[1:]:
+    assert libc.__xstat(1, path.encode(), buffer) == 0
+    mode = int.from_bytes(buffer.raw[24:28], "little")
+    print(stat.S_ISCHR(mode), stat.S_ISBLK(mode))
+"""
+
+
+def test_pre_2_33_xstat_entry_points(scripted_nexus: ScriptedNexus, tmp_path: Path):
+    probe = tmp_path / "xstat.py"
+    probe.write_text(XSTAT_PROBE)
+    out = run_with(scripted_nexus, sys.executable, str(probe), scripted_nexus.block_path,
+                   "/dev/null")  # the second falls through to glibc's compat symbol
+    assert out.stdout.splitlines() == ["False True", "True False"], out.stderr
+
+
 def test_coreutils_stat_through_statx(scripted_nexus: ScriptedNexus):
     out = run_with(scripted_nexus, "stat", "-c", "%F %t:%T", scripted_nexus.sg_path,
                    scripted_nexus.block_path)

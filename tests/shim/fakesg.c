@@ -619,7 +619,8 @@ static int sg_io(int fd, sg_io_hdr_t *h)
 
 /* ---- open / close -------------------------------------------------------------------- */
 
-static int is_cwd_relative(int dirfd, const char *path)
+/* A path looked up from the working directory or the root, as the map's paths are. */
+static int plain_lookup(int dirfd, const char *path)
 {
     return dirfd == AT_FDCWD || (path && path[0] == '/');
 }
@@ -638,65 +639,46 @@ static mode_t mode_argument(int flags, va_list args)
     return (flags & (O_CREAT | __O_TMPFILE)) ? (mode_t)va_arg(args, int) : 0;
 }
 
-int open(const char *path, int flags, ...)
-{
-    const struct device *d = device_for_path(path);
-    if (d)
-        return open_fake(d, flags);
-    va_list args;
-    va_start(args, flags);
-    mode_t mode = mode_argument(flags, args);
-    va_end(args);
-    return forget_on_success(RESOLVE(open)(path, flags, mode));
-}
+/* open/open64 and openat/openat64 differ only in the libc function they fall back to. */
+#define OPEN_VARIADIC(name)                                                                \
+    int name(const char *path, int flags, ...)                                             \
+    {                                                                                      \
+        const struct device *d = device_for_path(path);                                    \
+        if (d)                                                                             \
+            return open_fake(d, flags);                                                    \
+        va_list args;                                                                      \
+        va_start(args, flags);                                                             \
+        mode_t mode = mode_argument(flags, args);                                          \
+        va_end(args);                                                                      \
+        return forget_on_success(RESOLVE(name)(path, flags, mode));                        \
+    }
+OPEN_VARIADIC(open)
+OPEN_VARIADIC(open64)
 
-int open64(const char *path, int flags, ...)
-{
-    const struct device *d = device_for_path(path);
-    if (d)
-        return open_fake(d, flags);
-    va_list args;
-    va_start(args, flags);
-    mode_t mode = mode_argument(flags, args);
-    va_end(args);
-    return forget_on_success(RESOLVE(open64)(path, flags, mode));
-}
+#define OPENAT_VARIADIC(name)                                                              \
+    int name(int dirfd, const char *path, int flags, ...)                                  \
+    {                                                                                      \
+        const struct device *d = plain_lookup(dirfd, path) ? device_for_path(path) : NULL; \
+        if (d)                                                                             \
+            return open_fake(d, flags);                                                    \
+        va_list args;                                                                      \
+        va_start(args, flags);                                                             \
+        mode_t mode = mode_argument(flags, args);                                          \
+        va_end(args);                                                                      \
+        return forget_on_success(RESOLVE(name)(dirfd, path, flags, mode));                 \
+    }
+OPENAT_VARIADIC(openat)
+OPENAT_VARIADIC(openat64)
 
-int __open_2(const char *path, int flags)
-{
-    const struct device *d = device_for_path(path);
-    return d ? open_fake(d, flags) : forget_on_success(RESOLVE(__open_2)(path, flags));
-}
-
-int __open64_2(const char *path, int flags)
-{
-    const struct device *d = device_for_path(path);
-    return d ? open_fake(d, flags) : forget_on_success(RESOLVE(__open64_2)(path, flags));
-}
-
-int openat(int dirfd, const char *path, int flags, ...)
-{
-    const struct device *d = is_cwd_relative(dirfd, path) ? device_for_path(path) : NULL;
-    if (d)
-        return open_fake(d, flags);
-    va_list args;
-    va_start(args, flags);
-    mode_t mode = mode_argument(flags, args);
-    va_end(args);
-    return forget_on_success(RESOLVE(openat)(dirfd, path, flags, mode));
-}
-
-int openat64(int dirfd, const char *path, int flags, ...)
-{
-    const struct device *d = is_cwd_relative(dirfd, path) ? device_for_path(path) : NULL;
-    if (d)
-        return open_fake(d, flags);
-    va_list args;
-    va_start(args, flags);
-    mode_t mode = mode_argument(flags, args);
-    va_end(args);
-    return forget_on_success(RESOLVE(openat64)(dirfd, path, flags, mode));
-}
+/* The _FORTIFY_SOURCE entry points (sg3_utils' libsgutils2 calls __open64_2). */
+#define OPEN_FORTIFIED(name)                                                               \
+    int name(const char *path, int flags)                                                  \
+    {                                                                                      \
+        const struct device *d = device_for_path(path);                                    \
+        return d ? open_fake(d, flags) : forget_on_success(RESOLVE(name)(path, flags));    \
+    }
+OPEN_FORTIFIED(__open_2)
+OPEN_FORTIFIED(__open64_2)
 
 int close(int fd)
 {
@@ -746,85 +728,46 @@ static const struct device *device_for_at(int dirfd, const char *path, int flags
 {
     if ((flags & AT_EMPTY_PATH) && path && !*path)
         return device_for_fd(dirfd);
-    return is_cwd_relative(dirfd, path) ? device_for_path(path) : NULL;
+    return plain_lookup(dirfd, path) ? device_for_path(path) : NULL;
 }
 
-#define PATH_STAT(name, type)                                                              \
-    int name(const char *path, type *st)                                                   \
+/* One wrapper shape for every stat entry point: find the device (by path, fd or dirfd +
+ * path), fill in a device node, or fall through to libc with the same arguments. */
+#define STAT_WRAPPER(name, lookup, params, args)                                           \
+    int name params                                                                        \
     {                                                                                      \
-        const struct device *d = device_for_path(path);                                    \
+        const struct device *d = lookup;                                                   \
         if (!d)                                                                            \
-            return RESOLVE(name)(path, st);                                                \
+            return RESOLVE(name) args;                                                     \
         FILL_STAT(st, d);                                                                  \
         return 0;                                                                          \
     }
-PATH_STAT(stat, struct stat)
-PATH_STAT(stat64, struct stat64)
-PATH_STAT(lstat, struct stat)
-PATH_STAT(lstat64, struct stat64)
+#define BY_PATH device_for_path(path)
+#define BY_FD device_for_fd(fd)
+#define BY_AT device_for_at(dirfd, path, flags)
 
-#define FD_STAT(name, type)                                                                \
-    int name(int fd, type *st)                                                             \
-    {                                                                                      \
-        const struct device *d = device_for_fd(fd);                                        \
-        if (!d)                                                                            \
-            return RESOLVE(name)(fd, st);                                                  \
-        FILL_STAT(st, d);                                                                  \
-        return 0;                                                                          \
-    }
-FD_STAT(fstat, struct stat)
-FD_STAT(fstat64, struct stat64)
-
-#define AT_STAT(name, type)                                                                \
-    int name(int dirfd, const char *path, type *st, int flags)                             \
-    {                                                                                      \
-        const struct device *d = device_for_at(dirfd, path, flags);                        \
-        if (!d)                                                                            \
-            return RESOLVE(name)(dirfd, path, st, flags);                                  \
-        FILL_STAT(st, d);                                                                  \
-        return 0;                                                                          \
-    }
-AT_STAT(fstatat, struct stat)
-AT_STAT(fstatat64, struct stat64)
-
+STAT_WRAPPER(stat, BY_PATH, (const char *path, struct stat *st), (path, st))
+STAT_WRAPPER(stat64, BY_PATH, (const char *path, struct stat64 *st), (path, st))
+STAT_WRAPPER(lstat, BY_PATH, (const char *path, struct stat *st), (path, st))
+STAT_WRAPPER(lstat64, BY_PATH, (const char *path, struct stat64 *st), (path, st))
+STAT_WRAPPER(fstat, BY_FD, (int fd, struct stat *st), (fd, st))
+STAT_WRAPPER(fstat64, BY_FD, (int fd, struct stat64 *st), (fd, st))
+STAT_WRAPPER(fstatat, BY_AT, (int dirfd, const char *path, struct stat *st, int flags),
+             (dirfd, path, st, flags))
+STAT_WRAPPER(fstatat64, BY_AT, (int dirfd, const char *path, struct stat64 *st, int flags),
+             (dirfd, path, st, flags))
 /* The pre-2.33 glibc entry points, still called by binaries built against older glibc. */
-#define VERSIONED_PATH_STAT(name, type)                                                    \
-    int name(int version, const char *path, type *st)                                      \
-    {                                                                                      \
-        const struct device *d = device_for_path(path);                                    \
-        if (!d)                                                                            \
-            return RESOLVE(name)(version, path, st);                                       \
-        FILL_STAT(st, d);                                                                  \
-        return 0;                                                                          \
-    }
-VERSIONED_PATH_STAT(__xstat, struct stat)
-VERSIONED_PATH_STAT(__xstat64, struct stat64)
-VERSIONED_PATH_STAT(__lxstat, struct stat)
-VERSIONED_PATH_STAT(__lxstat64, struct stat64)
-
-#define VERSIONED_FD_STAT(name, type)                                                      \
-    int name(int version, int fd, type *st)                                                \
-    {                                                                                      \
-        const struct device *d = device_for_fd(fd);                                        \
-        if (!d)                                                                            \
-            return RESOLVE(name)(version, fd, st);                                         \
-        FILL_STAT(st, d);                                                                  \
-        return 0;                                                                          \
-    }
-VERSIONED_FD_STAT(__fxstat, struct stat)
-VERSIONED_FD_STAT(__fxstat64, struct stat64)
-
-#define VERSIONED_AT_STAT(name, type)                                                      \
-    int name(int version, int dirfd, const char *path, type *st, int flags)                \
-    {                                                                                      \
-        const struct device *d = device_for_at(dirfd, path, flags);                        \
-        if (!d)                                                                            \
-            return RESOLVE(name)(version, dirfd, path, st, flags);                         \
-        FILL_STAT(st, d);                                                                  \
-        return 0;                                                                          \
-    }
-VERSIONED_AT_STAT(__fxstatat, struct stat)
-VERSIONED_AT_STAT(__fxstatat64, struct stat64)
+STAT_WRAPPER(__xstat, BY_PATH, (int v, const char *path, struct stat *st), (v, path, st))
+STAT_WRAPPER(__xstat64, BY_PATH, (int v, const char *path, struct stat64 *st), (v, path, st))
+STAT_WRAPPER(__lxstat, BY_PATH, (int v, const char *path, struct stat *st), (v, path, st))
+STAT_WRAPPER(__lxstat64, BY_PATH, (int v, const char *path, struct stat64 *st), (v, path, st))
+STAT_WRAPPER(__fxstat, BY_FD, (int v, int fd, struct stat *st), (v, fd, st))
+STAT_WRAPPER(__fxstat64, BY_FD, (int v, int fd, struct stat64 *st), (v, fd, st))
+STAT_WRAPPER(__fxstatat, BY_AT, (int v, int dirfd, const char *path, struct stat *st, int flags),
+             (v, dirfd, path, st, flags))
+STAT_WRAPPER(__fxstatat64, BY_AT,
+             (int v, int dirfd, const char *path, struct stat64 *st, int flags),
+             (v, dirfd, path, st, flags))
 
 int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
 {
