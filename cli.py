@@ -1,3 +1,60 @@
-"""The `stonewall` command."""
-def main() -> int:
-    return 0
+"""The `stonewall` command: one parser, subcommands registered by the handlers/ modules.
+
+Each handler module exposes `register(subparsers)`, which adds its parser(s) and sets
+`func(args) -> exit status`. Handler modules keep heavy imports (libvirt, pyghmi) inside
+their functions, so `stonewall --help` and the fence path stay fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+SUBCOMMAND_MODULES = (
+    "stonewall.handlers.status_cmd",
+    "stonewall.handlers.config_cmd",
+    "stonewall.handlers.holder_cmd",
+    "stonewall.handlers.drbd_config_cmd",
+    "stonewall.handlers.power_cmd",
+    "stonewall.handlers.watchdog_cmd",
+    "stonewall.handlers.vm_cmd",
+    "stonewall.handlers.multipath_cmd",
+    "stonewall.handlers.lab_cmd",
+)
+
+EPILOG = """\
+exit status: 0 success; 1 something needs attention or the action failed; 2 invalid input or
+configuration (each subcommand's --help gives its own exact meanings).
+configuration: --config, else $STONEWALL_CONFIG, else /etc/stonewall/cluster.yaml.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="stonewall",
+        description="Storage-centric fencing for KVM clusters: SCSI-3 persistent "
+                    "reservations decide which node owns a guest's storage.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE",
+                        help="cluster configuration (default: $STONEWALL_CONFIG or "
+                             "/etc/stonewall/cluster.yaml)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run the chosen subcommand; returns its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("stonewall: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stonewall.storage.scsi.responses import Reservation
+from stonewall.storage.scsi.types import ReservationType
 
 
 @dataclass(frozen=True)
@@ -58,3 +59,18 @@ class LunView:
         for path in self.up_paths:
             return path.reservation
         return None
+
+
+def view_from_json(data: dict) -> LunView:
+    """A LunView from its JSON form (as the holder sends it)."""
+    paths = []
+    for path in data["paths"]:
+        reservation = path.get("reservation")
+        paths.append(PathView(
+            path["path"],
+            tuple(path["keys"]) if path.get("keys") is not None else None,
+            Reservation(reservation["generation"], reservation["holder"],
+                        ReservationType[reservation["type"]] if reservation["type"] else None,
+                        reservation.get("scope", 0)) if reservation else None,
+            path.get("error")))
+    return LunView(data["lun"], tuple(paths))

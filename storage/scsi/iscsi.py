@@ -36,10 +36,12 @@ class Chap:
         return f"Chap(username={self.username!r}, password=<hidden>)"
 
 
-def stable_isid(initiator: str, portal: str) -> tuple[int, int]:
+def stable_isid(initiator: str, portal: str, role: str) -> tuple[int, int]:
     """A (24-bit random-format value, 16-bit qualifier) pair that is the same every time this
-    initiator logs in to this portal."""
-    digest = hashlib.sha256(f"{initiator}\0{portal}".encode()).digest()
+    initiator logs in to this portal in this role. Roles keep a reader's session apart from the
+    holder's: a second login with the same initiator name and ISID would reinstate (close) the
+    holder's session (RFC 7143 session reinstatement)."""
+    digest = hashlib.sha256(f"{initiator}\0{portal}\0{role}".encode()).digest()
     return int.from_bytes(digest[:3], "big"), int.from_bytes(digest[3:5], "big")
 
 
@@ -69,11 +71,12 @@ class IscsiSession:
     """One logged-in iSCSI session to one LUN through one portal."""
 
     def __init__(self, portal: str, target: str, lun: int, initiator: str, *,
-                 chap: Chap | None = None) -> None:
+                 role: str = "holder", chap: Chap | None = None) -> None:
         self.portal = portal
         self.target = target
         self.lun = lun
         self.initiator = initiator
+        self.role = role
         self.chap = chap
         self.lock = threading.Lock()  # a libiscsi context is not thread-safe
         self._context: int | None = None
@@ -107,7 +110,7 @@ class IscsiSession:
         lib.iscsi_set_session_type(context, li.ISCSI_SESSION_NORMAL)
         lib.iscsi_set_header_digest(context, li.ISCSI_HEADER_DIGEST_NONE)
         lib.iscsi_set_noautoreconnect(context, 1)
-        value, qualifier = stable_isid(self.initiator, self.portal)
+        value, qualifier = stable_isid(self.initiator, self.portal, self.role)
         lib.iscsi_set_isid_random(context, value, qualifier)
         if self.chap is not None:
             lib.iscsi_set_initiator_username_pwd(context, self.chap.username.encode(),
@@ -240,6 +243,13 @@ class IscsiSession:
             self._fail_pending(message)
             return False
         return True
+
+    def check_connection(self) -> bool:
+        """Process whatever the target sent meanwhile (without waiting) and tell whether the
+        connection still stands: a target that closed it is noticed here, not at the next
+        command."""
+        with self.lock:
+            return self.connected and self._service_once(0)
 
     def _service_once(self, timeout: float) -> bool:
         spec = self._poll_spec()

@@ -1,0 +1,75 @@
+"""`stonewall holder run`: the node's session holder in the foreground (the watchdog
+service runs the same holder inside itself; this command serves it alone)."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+
+from stonewall.clock import SYSTEM_CLOCK, Deadline
+from stonewall.config.errors import ConfigError
+from stonewall.config.identity import UnknownLocalNode, local_node
+from stonewall.config.loader import load_config, resolve_config_path
+from stonewall.holder.node import NodeHolder
+from stonewall.holder.server import HolderServer, socket_path
+from stonewall.log import decision_logger
+from stonewall.storage.bootid import BootRecords, FencedBoot, current_boot_id
+from stonewall.storage.paths import PathSetupError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    holder = subparsers.add_parser(
+        "holder", help="the node's session holder (registered iSCSI sessions)",
+        description="The node's session holder keeps one iSCSI session per LUN path with the "
+                    "node's stable initiator identity and serves a local socket "
+                    "(<runtime_dir>/holder.sock) through which handlers and the fence agent "
+                    "act with the node's registration.")
+    actions = holder.add_subparsers(dest="holder_action", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="run the holder in the foreground",
+                             description="Log in every path, optionally join (register and "
+                                         "reserve), serve the socket until SIGTERM. Exit 0 "
+                                         "after a clean stop, 1 when joining failed or was "
+                                         "refused (fenced boot), 2 bad configuration.")
+    run.add_argument("--node", help="act as this node (default: $STONEWALL_NODE or hostname)")
+    run.add_argument("--join", action="store_true",
+                     help="register on every path and reserve unreserved shared LUNs at start")
+    run.set_defaults(func=run_holder)
+
+
+def run_holder(args: argparse.Namespace) -> int:
+    log = decision_logger("stonewall-holder")
+    try:
+        config = load_config(resolve_config_path(args.config, os.environ))
+        node = local_node(config, args.node, os.environ)
+        holder = NodeHolder(config, node, SYSTEM_CLOCK,
+                            BootRecords(config.paths.state_dir, current_boot_id()))
+    except (ConfigError, UnknownLocalNode, PathSetupError) as exc:
+        print(f"stonewall holder: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    holder.connect(Deadline.after(10))
+    down = [p.name for ps in holder.paths.values() for p in ps if not p.up]
+    log.info("holder for %s: %d paths, %d down%s", node.name,
+             sum(len(ps) for ps in holder.paths.values()), len(down),
+             f" ({', '.join(down)})" if down else "")
+    if args.join:
+        try:
+            result = holder.join(Deadline.after(10))
+        except FencedBoot as exc:
+            log.error("join refused: %s", exc)
+            holder.close()
+            return 1
+        log.info("join: %s", "ok" if result["ok"] else "incomplete")
+    server = HolderServer(socket_path(config.paths.runtime_dir), holder)
+    server.serve_in_thread()
+    print("READY", flush=True)
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    holder.close()
+    log.info("holder for %s stopped", node.name)
+    return 0

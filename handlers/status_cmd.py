@@ -1,0 +1,102 @@
+"""`stonewall status`: who is registered on each LUN and path, and who holds the reservation.
+
+It only reads (PERSISTENT RESERVE IN). It asks the node's holder when one runs (its
+sessions are already logged in), else logs in its own reader sessions."""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+
+from stonewall.clock import SYSTEM_CLOCK, Deadline
+from stonewall.config.errors import ConfigError
+from stonewall.config.identity import UnknownLocalNode, local_node
+from stonewall.config.loader import load_config, resolve_config_path
+from stonewall.config.model import ClusterConfig
+from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
+from stonewall.holder.server import socket_path
+from stonewall.storage import ownership, status_report
+from stonewall.storage.paths import PathSetupError, close_paths, connect_paths, plan_paths
+from stonewall.storage.view import LunView, view_from_json
+
+EXIT_HELP = """\
+exit status:
+  0  every LUN is as expected (all nodes registered on every path, reservation held)
+  1  something needs attention (a fenced node, a path down, split keys, a foreign key,
+     no reservation, an unreachable LUN)
+  2  nothing could be read (bad configuration, or no LUN answered on any path)
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    status = subparsers.add_parser(
+        "status", help="show registrations and reservations per LUN and path",
+        description="Show, for every configured LUN (arbiter first), the registered keys as "
+                    "node names, the reservation holder and type, the paths up and down, and "
+                    "a verdict. Reads only; never changes a reservation.",
+        epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    status.add_argument("--json", action="store_true", help="JSON instead of the table")
+    status.add_argument("--paths", action="store_true", help="one extra line per path")
+    status.add_argument("--lun", action="append", metavar="NAME", help="only this LUN "
+                        "(repeatable)")
+    status.add_argument("--direct", action="store_true",
+                        help="read through own sessions even when the holder runs")
+    status.add_argument("--node", help="this node's name (for its initiator name)")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    status.add_argument("--watch", type=float, metavar="SECONDS",
+                        help="refresh every SECONDS until interrupted")
+    status.set_defaults(func=run_status)
+
+
+def read_views(config: ClusterConfig, lun_names: list[str] | None, node_name: str | None,
+               direct: bool, deadline: Deadline) -> dict[str, LunView]:
+    """The LUN views, from the holder or from fresh reader sessions."""
+    if not direct:
+        try:
+            answer = HolderClient(socket_path(config.paths.runtime_dir)).views(lun_names,
+                                                                                deadline)
+            return {name: view_from_json(data) for name, data in answer.items()}
+        except (HolderUnavailable, HolderError):
+            pass
+    try:
+        initiator = local_node(config, node_name, os.environ).initiator
+    except UnknownLocalNode:
+        initiator = f"iqn.2026-11.org.stonewall:status-{socket.gethostname()}"
+    luns = config.luns_in_arbiter_order(tuple(lun_names) if lun_names else None)
+    paths = plan_paths(luns, initiator, role="reader")
+    try:
+        connect_paths(paths, deadline)
+        return ownership.read_views(paths, deadline, SYSTEM_CLOCK)
+    finally:
+        close_paths(paths)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(resolve_config_path(args.config, os.environ))
+        for name in args.lun or ():
+            config.lun(name)
+    except ConfigError as exc:
+        print(f"stonewall status: {exc}", file=sys.stderr)
+        return 2
+    except KeyError as exc:
+        print(f"stonewall status: unknown LUN {exc.args[0]}", file=sys.stderr)
+        return 2
+    while True:
+        try:
+            views = read_views(config, args.lun, args.node, args.direct,
+                               Deadline.after(args.timeout))
+        except PathSetupError as exc:
+            print(f"stonewall status: {exc}", file=sys.stderr)
+            return 2
+        statuses = status_report.build(config, views)
+        text = (status_report.to_json(config, statuses) if args.json
+                else status_report.to_table(config, statuses, args.paths))
+        if args.watch:
+            print("\033[H\033[2J" + time.strftime("%H:%M:%S ") + config.cluster, flush=True)
+        print(text, flush=True)
+        if not args.watch:
+            return status_report.exit_status(statuses)
+        time.sleep(args.watch)

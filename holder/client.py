@@ -1,0 +1,90 @@
+"""Ask the node's holder over its socket. Entry points that act with the node's registration
+use this; when the holder is not running they fail safe (HolderUnavailable)."""
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from stonewall.clock import Deadline
+from stonewall.holder.protocol import MAX_LINE
+
+
+class HolderUnavailable(Exception):
+    """The holder is not running, or did not answer before the deadline."""
+
+
+class HolderError(Exception):
+    """The holder answered with an error; `kind` is its type name (Refused, FencedBoot, ...)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+class HolderClient:
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+
+    def call(self, op: str, deadline: Deadline, **args: Any) -> Any:
+        """Send one request; the holder gets the time left minus a little for the reply."""
+        timeout = deadline.remaining()
+        if timeout <= 0.05:
+            raise HolderUnavailable("no time left to ask the holder")
+        request = {"op": op, "args": args, "timeout": round(timeout * 0.9, 3)}
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(timeout)
+                conn.connect(self.socket_path)
+                conn.sendall(json.dumps(request).encode() + b"\n")
+                reply = _read_line(conn)
+        except FileNotFoundError:
+            raise HolderUnavailable(f"the holder is not running (no socket "
+                                    f"{self.socket_path})") from None
+        except (ConnectionError, socket.timeout, OSError) as exc:
+            raise HolderUnavailable(f"the holder did not answer: {exc}") from None
+        try:
+            response = json.loads(reply)
+        except ValueError:
+            raise HolderUnavailable("the holder's answer was not JSON") from None
+        if not response.get("ok"):
+            raise HolderError(str(response.get("error")), str(response.get("message")))
+        return response.get("result")
+
+    def join(self, deadline: Deadline) -> dict[str, Any]:
+        return self.call("join", deadline)
+
+    def state(self, deadline: Deadline) -> dict[str, Any]:
+        return self.call("state", deadline)
+
+    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, Any]:
+        return self.call("views", deadline, **({"luns": lun_names} if lun_names else {}))
+
+    def verify(self, node: str, lun_names: list[str] | None, present: bool,
+               deadline: Deadline) -> dict[str, Any]:
+        return self.call("verify", deadline, node=node, present=present,
+                         **({"luns": lun_names} if lun_names else {}))
+
+    def preempt(self, victim_node: str, lun_names: list[str] | None,
+                deadline: Deadline) -> dict[str, Any]:
+        return self.call("preempt", deadline, victim=victim_node,
+                         **({"luns": lun_names} if lun_names else {}))
+
+    def reserve(self, lun: str, deadline: Deadline) -> dict[str, Any]:
+        return self.call("reserve", deadline, lun=lun)
+
+    def release(self, lun: str, deadline: Deadline) -> dict[str, Any]:
+        return self.call("release", deadline, lun=lun)
+
+
+def _read_line(conn: socket.socket) -> bytes:
+    chunks, size = [], 0
+    while True:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if chunk.endswith(b"\n") or size > 64 * MAX_LINE:
+            break
+    return b"".join(chunks)

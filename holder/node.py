@@ -1,0 +1,166 @@
+"""The node's session holder: the one long-lived owner of the node's registered nexuses.
+
+Registrations belong to I_T nexuses and tgtd ties them to the session (reference/scsi-pr.md),
+so every action that needs the node's registration (preempt a peer, reserve a guest LUN) runs
+here, on sessions logged in once with a stable identity. The holder never re-registers to
+"repair" a lost registration: only `join`, and never in a fenced boot."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from stonewall.clock import Clock, Deadline
+from stonewall.config.model import ClusterConfig, Lun, Node
+from stonewall.storage import ownership
+from stonewall.storage.bootid import BootRecords
+from stonewall.storage.paths import PathSet, close_paths, connect_paths, plan_paths
+from stonewall.storage.scsi.errors import ScsiError
+from stonewall.storage.view import LunView
+
+
+class Refused(Exception):
+    """The request is not allowed (fencing ourselves, unknown node or LUN, fenced boot)."""
+
+
+@dataclass(frozen=True)
+class FenceOutcome:
+    """What `preempt` did and proved."""
+
+    victim: str
+    preempt: ownership.PreemptReport
+    verification: ownership.VerifyReport
+
+    @property
+    def fenced(self) -> bool:
+        return (not self.preempt.lost_race and self.preempt.ok
+                and self.verification.proven)
+
+
+class NodeHolder:
+    """Sessions and registration of one node, with the operations other entry points ask for."""
+
+    def __init__(self, config: ClusterConfig, node: Node, clock: Clock,
+                 boot_records: BootRecords) -> None:
+        self.config = config
+        self.node = node
+        self.clock = clock
+        self.boot_records = boot_records
+        self.lock = threading.RLock()  # one fence/join/reserve at a time on this node
+        self.abort_support = ownership.AbortSupport()
+        self.paths: PathSet = plan_paths(list(config.luns), node.initiator, role="holder")
+
+    # -- life cycle ----------------------------------------------------------------------
+    def connect(self, deadline: Deadline) -> None:
+        """Log in every path (no registration happens here)."""
+        connect_paths(self.paths, deadline)
+
+    def close(self) -> None:
+        close_paths(self.paths)
+
+    def refresh(self, deadline: Deadline) -> list[str]:
+        """Reconnect dropped paths with the same initiator port identity, and find out
+        whether each reconnected nexus still carries our registration: REGISTER with our key
+        as both keys changes nothing on a registered nexus and is refused (RESERVATION
+        CONFLICT) on an unregistered one, so it can never bring a preempted key back.
+        Returns one line per path whose registration was lost."""
+        lost = []
+        for lun_paths in self.paths.values():
+            for path in lun_paths:
+                if path.session is None or path.session.check_connection():
+                    continue
+                try:
+                    path.session.reconnect(deadline)
+                    path.error = None
+                except ScsiError as exc:
+                    path.mark_down(str(exc))
+                    continue
+                if path.registered and path.device is not None:
+                    try:
+                        path.device.register(self.node.key, self.node.key, deadline)
+                    except ScsiError as exc:
+                        path.registered = False
+                        lost.append(f"{path.lun.name} via {path.name}: registration lost "
+                                    f"after reconnect ({type(exc).__name__})")
+        return lost
+
+    # -- helpers -------------------------------------------------------------------------
+    def _luns(self, names: list[str] | None) -> list[Lun]:
+        try:
+            return self.config.luns_in_arbiter_order(tuple(names) if names else None)
+        except KeyError as exc:
+            raise Refused(f"unknown LUN {exc.args[0]}") from None
+
+    def _subset(self, luns: list[Lun]) -> PathSet:
+        return {lun.name: self.paths[lun.name] for lun in luns}
+
+    def _node(self, name: str) -> Node:
+        try:
+            return self.config.node(name)
+        except KeyError:
+            raise Refused(f"unknown node {name!r}") from None
+
+    # -- operations ----------------------------------------------------------------------
+    def join(self, deadline: Deadline) -> dict[str, object]:
+        """Register on every path of every LUN and reserve unreserved shared LUNs; refused
+        in a boot in which this node was fenced."""
+        with self.lock:
+            self.boot_records.check_may_join()
+            registered = ownership.register_paths(self.paths, self.node.key, deadline,
+                                                  self.clock)
+            self.boot_records.mark_registered()
+            reserved = ownership.reserve_unreserved(self.paths, self.node.key, deadline,
+                                                    self.clock)
+            return {"registered": registered, "reserved": reserved,
+                    "ok": registered.ok and reserved.ok}
+
+    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, LunView]:
+        return ownership.read_views(self._subset(self._luns(lun_names)), deadline, self.clock)
+
+    def verify(self, node_name: str, lun_names: list[str] | None, present: bool,
+               deadline: Deadline) -> ownership.VerifyReport:
+        key = self._node(node_name).key
+        return ownership.verify(self._subset(self._luns(lun_names)), key, present, deadline,
+                                self.clock)
+
+    def preempt(self, victim_name: str, lun_names: list[str] | None,
+                deadline: Deadline) -> FenceOutcome:
+        """Fence `victim_name` on the LUNs (arbiter first) and verify its key gone."""
+        victim = self._node(victim_name)
+        if victim.name == self.node.name or victim.key == self.node.key:
+            raise Refused("a node does not fence itself")
+        luns = self._luns(lun_names)
+        with self.lock:
+            report = ownership.preempt_peer(self._subset(luns), luns, self.node.key,
+                                            victim.key, deadline, self.clock,
+                                            self.abort_support)
+            if report.lost_race:
+                self.boot_records.mark_fenced()
+            verification = ownership.verify(self._subset(luns), victim.key, False, deadline,
+                                            self.clock)
+            return FenceOutcome(victim.name, report, verification)
+
+    def reserve(self, lun_name: str, deadline: Deadline) -> ownership.PathOutcome:
+        """Take a guest LUN's configured reservation."""
+        lun = self._luns([lun_name])[0]
+        with self.lock:
+            return ownership.reserve_lun(self.paths[lun.name], self.node.key, lun.reservation,
+                                         deadline, self.clock)
+
+    def release(self, lun_name: str, deadline: Deadline) -> ownership.PathOutcome:
+        lun = self._luns([lun_name])[0]
+        with self.lock:
+            return ownership.release_lun(self.paths[lun.name], self.node.key, lun.reservation,
+                                         deadline, self.clock)
+
+    def state(self) -> dict[str, object]:
+        """Sessions and registration as the holder knows them (no I/O)."""
+        record = self.boot_records.read()
+        return {
+            "node": self.node.name,
+            "key": f"0x{self.node.key:016x}",
+            "boot_id": self.boot_records.boot_id,
+            "fenced_in_this_boot": record.fenced_boot == self.boot_records.boot_id,
+            "joined_in_this_boot": record.registered_boot == self.boot_records.boot_id,
+            "paths": [{"lun": lun, "path": p.name, "up": p.up, "registered": p.registered,
+                       "error": p.error} for lun, ps in self.paths.items() for p in ps],
+        }

@@ -1,0 +1,131 @@
+"""`stonewall status`: judge each LUN's view and render it as a table or JSON.
+
+Field names of the JSON form are stable (docs/status.md)."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+from stonewall.config.keys import format_key
+from stonewall.config.model import ClusterConfig, LunRole
+from stonewall.storage.view import LunView
+
+
+@dataclass(frozen=True)
+class LunStatus:
+    name: str
+    role: str
+    location: str
+    view: LunView
+    verdict: str
+    attention: bool
+
+
+def _key_name(config: ClusterConfig, key: int) -> str:
+    node = config.node_by_key(key)
+    return node.name if node else f"foreign {format_key(key)}"
+
+
+def judge(config: ClusterConfig, view: LunView) -> tuple[str, bool]:
+    """(verdict, needs attention) for one LUN."""
+    lun = config.lun(view.lun)
+    if not view.reachable:
+        return "unreachable", True
+    if len(view.key_sets()) > 1:
+        return "split: keys differ between paths", True
+    keys = set(view.up_paths[0].keys or ())
+    foreign = [k for k in keys if config.node_by_key(k) is None]
+    if foreign:
+        return "foreign key " + ", ".join(format_key(k) for k in sorted(foreign)), True
+    missing = [n.name for n in config.nodes if n.key not in keys]
+    if missing and len(missing) < len(config.nodes):
+        return "fenced: " + ", ".join(missing), True
+    if not keys:
+        return "no registrations", True
+    reservation = view.reservation()
+    if lun.role is not LunRole.GUEST and (reservation is None or reservation.holder is None):
+        return "no reservation", True
+    down = [p.path for p in view.paths if not p.up]
+    if down:
+        return f"ok, {len(down)} path(s) down", True
+    return "ok", False
+
+
+def build(config: ClusterConfig, views: dict[str, LunView]) -> list[LunStatus]:
+    """Statuses in arbiter order."""
+    statuses = []
+    for lun in config.luns_in_arbiter_order(tuple(views)):
+        verdict, attention = judge(config, views[lun.name])
+        location = (f"{lun.iscsi.target}/{lun.iscsi.lun}" if lun.iscsi
+                    else lun.alias or lun.wwid or "?")
+        statuses.append(LunStatus(lun.name, lun.role.value, location, views[lun.name],
+                                  verdict, attention))
+    return statuses
+
+
+def to_json(config: ClusterConfig, statuses: list[LunStatus]) -> str:
+    """The documented JSON form."""
+    luns = []
+    for status in statuses:
+        view = status.view
+        first = view.up_paths[0] if view.up_paths else None
+        reservation = view.reservation()
+        registered = Counter(first.keys or ()) if first else Counter()
+        luns.append({
+            "name": status.name,
+            "role": status.role,
+            "location": status.location,
+            "generation": first.reservation.generation if first and first.reservation else None,
+            "registered": [{"key": format_key(k), "node": _key_name(config, k),
+                            "registrations": n} for k, n in sorted(registered.items())],
+            "reservation": None if reservation is None or reservation.holder is None else {
+                "key": format_key(reservation.holder),
+                "node": _key_name(config, reservation.holder),
+                "type": reservation.type.short if reservation.type else None},
+            "paths": [{"path": p.path, "up": p.up,
+                       "keys": [format_key(k) for k in p.keys] if p.keys is not None else None,
+                       "error": p.error} for p in view.paths],
+            "paths_up": len(view.up_paths),
+            "paths_down": len(view.paths) - len(view.up_paths),
+            "verdict": status.verdict,
+            "attention": status.attention,
+        })
+    return json.dumps({"cluster": config.cluster, "luns": luns}, indent=2)
+
+
+def to_table(config: ClusterConfig, statuses: list[LunStatus], per_path: bool) -> str:
+    """A human table; with `per_path` one extra line per path."""
+    header = ("LUN", "ROLE", "GEN", "REGISTERED", "RESERVATION", "PATHS", "VERDICT")
+    rows: list[tuple[str, ...]] = []
+    for status in statuses:
+        view = status.view
+        first = view.up_paths[0] if view.up_paths else None
+        counts = Counter(first.keys or ()) if first else Counter()
+        registered = " ".join(f"{_key_name(config, k)}x{n}" for k, n in sorted(
+            counts.items(), key=lambda item: _key_name(config, item[0]))) or "-"
+        reservation = view.reservation()
+        held = ("-" if reservation is None or reservation.holder is None else
+                f"{_key_name(config, reservation.holder)} "
+                f"{reservation.type.short if reservation.type else '?'}")
+        generation = (f"{first.reservation.generation}" if first and first.reservation
+                      else "-")
+        rows.append((status.name, status.role, generation, registered, held,
+                     f"{len(view.up_paths)}/{len(view.paths)} up", status.verdict))
+        if per_path:
+            for path in view.paths:
+                keys = (" ".join(_key_name(config, k) for k in path.keys)
+                        if path.keys is not None else "-")
+                rows.append(("  " + path.path, "", "", keys or "-", "",
+                             "up" if path.up else "DOWN", path.error or ""))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def exit_status(statuses: list[LunStatus]) -> int:
+    """0 all as expected, 1 something needs attention, 2 nothing could be read."""
+    if statuses and all(not s.view.reachable for s in statuses):
+        return 2
+    return 1 if any(s.attention for s in statuses) else 0
