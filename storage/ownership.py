@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import Lun, LunRole
-from stonewall.storage.parallel import Abandoned, map_bounded
+from stonewall.storage.parallel import map_bounded
 from stonewall.storage.paths import LunPath, PathSet
 from stonewall.storage.scsi.errors import (
     ReservationConflict, ScsiError, UnsupportedServiceAction)
-from stonewall.storage.scsi.retry import RetryReport, run_with_retries
+from stonewall.storage.scsi.retry import run_with_retries
 from stonewall.storage.scsi.types import ReservationType
 from stonewall.storage.view import LunView, PathView
 

@@ -12,6 +12,7 @@ from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
 from stonewall.storage.ownership import read_views
 from stonewall.storage.scsi import cdb
+from stonewall.storage.scsi.commands import CommandPrDevice
 from stonewall.storage.scsi.errors import ReservationConflict, UnitAttention
 from stonewall.storage.scsi.status import raise_for_status
 
@@ -106,7 +107,6 @@ def test_fenced_nodes_writes_are_refused_by_the_san(lab, sessions):
     lab.start_holder("node-a")
     lab.start_holder("node-b")
     writer = sessions("iqn.2026-11.lab.stonewall:node-a-guest")  # node-a's own nexus
-    from stonewall.storage.scsi.commands import CommandPrDevice
     key_a = lab.config("node-a").node("node-a").key
     CommandPrDevice(writer).register(0, key_a, soon(), ignore_existing=True)
     raise_for_status(writer.execute(cdb.write_10(0, 1), soon(), data_out=bytes(512)), "write")

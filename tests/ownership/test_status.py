@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 
+import yaml
+
 from stonewall.clock import Deadline
 from stonewall.lab.cluster import LabCluster, LabLun
 from stonewall.lab.identities import ARRAY_IQN
@@ -99,7 +101,6 @@ def test_keys_that_differ_between_paths_are_a_split(tmp_path, tgtd):
         config = lab.write_config("node-a")
         document = lab.document("node-a")
         document["luns"][0]["iscsi"]["portals"] = [tgtd.portals[0], other.portals[0]]
-        import yaml
         config.write_text(yaml.safe_dump(document))
         session = IscsiSession(tgtd.portals[0], ARRAY_IQN, 1, lab.initiator("node-a"))
         session.connect(Deadline.after(5))
