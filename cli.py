@@ -16,9 +16,7 @@ SUBCOMMAND_MODULES = (
     "stonewall.handlers.config_cmd",
     "stonewall.handlers.holder_cmd",
     "stonewall.handlers.drbd_config_cmd",
-    "stonewall.handlers.power_cmd",
     "stonewall.handlers.watchdog_cmd",
-    "stonewall.handlers.vm_cmd",
     "stonewall.handlers.multipath_cmd",
     "stonewall.handlers.lab_cmd",
 )
@@ -43,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    from stonewall.handlers import status_cmd, vm_cmd
+    vm_cmd.register(subparsers, views_source=status_cmd.views_source)
     return parser
 
 

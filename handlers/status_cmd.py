@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 import time
+from typing import Callable, Mapping, Sequence
 
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.errors import ConfigError
@@ -71,6 +72,14 @@ def read_views(config: ClusterConfig, lun_names: list[str] | None, node_name: st
         return ownership.read_views(paths, deadline, SYSTEM_CLOCK)
     finally:
         close_paths(paths)
+
+
+def views_source(config: ClusterConfig) -> Callable[[Sequence[str], Deadline],
+                                                    Mapping[str, LunView]]:
+    """LUN views for the libvirt hook and `vm list`: from the holder, else reader sessions."""
+    def read(lun_names: Sequence[str], deadline: Deadline) -> Mapping[str, LunView]:
+        return read_views(config, list(lun_names) or None, None, False, deadline)
+    return read
 
 
 def run_status(args: argparse.Namespace) -> int:
