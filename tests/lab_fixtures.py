@@ -1,0 +1,106 @@
+"""A two-node lab cluster on the tgtd fixture: configs, boot ids, holder processes.
+
+Shared by the test folders that need node holders (ownership, fencing): their conftest files
+import the fixtures from here."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import yaml
+
+from stonewall.clock import Deadline
+from stonewall.config.loader import load_config
+from stonewall.config.model import ClusterConfig
+from stonewall.holder.client import HolderClient
+from stonewall.holder.server import socket_path
+from stonewall.lab.cluster import LabCluster, LabLun
+from stonewall.lab.processes import StonewallProcess
+from stonewall.lab.tgtd import Tgtd
+from stonewall.storage.paths import PathSet, close_paths, connect_paths, plan_paths
+
+LUNS = [LabLun("arbiter0", 1, "arbiter", 0), LabLun("arbiter1", 2, "arbiter", 1),
+        LabLun("data0", 3, "shared"), LabLun("web1-disk", 4, "guest", reservation="we")]
+
+
+class Lab:
+    def __init__(self, cluster: LabCluster) -> None:
+        self.cluster = cluster
+        self.configs = {node: cluster.write_config(node) for node in cluster.nodes}
+        self.boots = {node: cluster.boot(node, f"{node}-boot-1") for node in cluster.nodes}
+        self.holders: dict[str, StonewallProcess] = {}
+
+    def config(self, node: str) -> ClusterConfig:
+        return load_config(str(self.configs[node]))
+
+    def configure(self, node: str, **keys: object) -> None:
+        """Rewrite `node`'s configuration with extra top-level keys (watchdog, guests...)."""
+        document = {**self.cluster.document(node), **keys}
+        self.configs[node].write_text(yaml.safe_dump(document, sort_keys=False))
+
+    def process(self, node: str, args: list[str],
+                process_group: int | None = None) -> StonewallProcess:
+        """`stonewall ARGS` as `node` (its config and boot id), not started yet."""
+        return StonewallProcess(self.configs[node], args,
+                                env={"STONEWALL_BOOT_ID_FILE": str(self.boots[node])},
+                                process_group=process_group)
+
+    def start_holder(self, node: str, join: bool = True) -> StonewallProcess:
+        args = ["holder", "run", "--node", node] + (["--join"] if join else [])
+        return self.start(node, self.process(node, args))
+
+    def start(self, node: str, process: StonewallProcess) -> StonewallProcess:
+        """Start `process` as `node`'s holder (the holder or the watchdog service, which
+        holds the sessions itself); stopped with the lab."""
+        self.holders[node] = process.start()
+        return process
+
+    def client(self, node: str) -> HolderClient:
+        return HolderClient(socket_path(self.config(node).paths.runtime_dir))
+
+    def reboot(self, node: str, boot_id: str) -> None:
+        self.boots[node] = self.cluster.boot(node, boot_id)
+
+    def stop(self) -> None:
+        for process in self.holders.values():
+            process.stop()
+
+
+@contextmanager
+def running_lab(tgtd: Tgtd, workdir: Path, extra: dict[str, object] | None = None
+                ) -> Iterator[Lab]:
+    """A Lab on `tgtd` with the standard LUNs (and `extra` top-level config keys); every
+    holder it started is stopped on exit."""
+    for lun in LUNS:
+        if lun.lun not in tgtd.targets[1].luns:
+            tgtd.add_lun(1, lun.lun)
+    lab = Lab(LabCluster(workdir, tgtd, luns=list(LUNS), extra=dict(extra or {})))
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture
+def lab(tgtd: Tgtd, tmp_path: Path) -> Iterator[Lab]:
+    with running_lab(tgtd, tmp_path / "lab") as started:
+        yield started
+
+
+@pytest.fixture
+def observer(lab) -> Iterator[Callable[[], PathSet]]:
+    """Reader sessions of a third initiator: the target's truth, independent of the nodes."""
+    opened: list[PathSet] = []
+
+    def open_paths() -> PathSet:
+        config = lab.config("node-a")
+        paths = plan_paths(list(config.luns), "iqn.2026-11.lab.stonewall:observer", "reader")
+        connect_paths(paths, Deadline.after(5))
+        opened.append(paths)
+        return paths
+
+    yield open_paths
+    for paths in opened:
+        close_paths(paths)
