@@ -19,7 +19,8 @@ from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
 from stonewall.holder.server import socket_path
 from stonewall.storage import ownership, status_report
-from stonewall.storage.paths import PathSetupError, close_paths, connect_paths, plan_paths
+from stonewall.storage.paths import (KernelRoots, PathSetupError, close_paths, connect_paths,
+                                     plan_paths)
 from stonewall.storage.view import LunView, view_from_json
 
 EXIT_HELP = """\
@@ -66,7 +67,9 @@ def read_views(config: ClusterConfig, lun_names: list[str] | None, node_name: st
     except UnknownLocalNode:
         initiator = f"iqn.2026-11.org.stonewall:status-{socket.gethostname()}"
     luns = config.luns_in_arbiter_order(tuple(lun_names) if lun_names else None)
-    paths = plan_paths(luns, initiator, role="reader")
+    kernel = KernelRoots.from_environment(os.environ)
+    paths = plan_paths(luns, initiator, role="reader", discovery=kernel.discover,
+                       dev_root=kernel.dev)
     try:
         connect_paths(paths, deadline)
         return ownership.read_views(paths, deadline, SYSTEM_CLOCK)

@@ -6,6 +6,7 @@ here, on sessions logged in once with a stable identity. The holder never re-reg
 "repair" a lost registration: only `join`, and never in a fenced boot."""
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -13,7 +14,8 @@ from stonewall.clock import Clock, Deadline
 from stonewall.config.model import ClusterConfig, Lun, Node
 from stonewall.storage import ownership
 from stonewall.storage.bootid import BootRecords
-from stonewall.storage.paths import PathSet, close_paths, connect_paths, plan_paths
+from stonewall.storage.paths import (KernelRoots, PathSet, close_paths, connect_paths,
+                                     plan_paths)
 from stonewall.storage.scsi.errors import ScsiError
 from stonewall.storage.view import LunView
 
@@ -40,14 +42,18 @@ class NodeHolder:
     """Sessions and registration of one node, with the operations other entry points ask for."""
 
     def __init__(self, config: ClusterConfig, node: Node, clock: Clock,
-                 boot_records: BootRecords) -> None:
+                 boot_records: BootRecords, kernel: KernelRoots | None = None) -> None:
+        """`kernel` locates sg LUNs (default: $STONEWALL_SYSFS_ROOT / $STONEWALL_DEV_ROOT,
+        else /sys and /dev)."""
         self.config = config
         self.node = node
         self.clock = clock
         self.boot_records = boot_records
         self.lock = threading.RLock()  # one fence/join/reserve at a time on this node
         self.abort_support = ownership.AbortSupport()
-        self.paths: PathSet = plan_paths(list(config.luns), node.initiator, role="holder")
+        kernel = kernel or KernelRoots.from_environment(os.environ)
+        self.paths: PathSet = plan_paths(list(config.luns), node.initiator, role="holder",
+                                         discovery=kernel.discover, dev_root=kernel.dev)
 
     # -- life cycle ----------------------------------------------------------------------
     def connect(self, deadline: Deadline) -> None:

@@ -2,17 +2,32 @@
 
 For the `iscsi` transport a LUN's paths are its configured portals: one libiscsi session each,
 logged in with the node's initiator name. Opening is concurrent; a path that cannot be opened
-is kept, marked down with the reason, so reports can name it."""
+is kept, marked down with the reason, so reports can name it.
+
+For the `sg` transport a LUN's paths are the kernel's path devices of its WWID (found in
+sysfs): one `sg_persist` device each. The kernel already holds those nexuses, so there is
+nothing to log in; a path the kernel reports down is kept, marked down."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 from stonewall.clock import Deadline
 from stonewall.config.model import Lun, Transport
+from stonewall.storage.multipath import resolve
+from stonewall.storage.multipath.errors import MultipathError
+from stonewall.storage.multipath.sysfs import discover_sysfs
+from stonewall.storage.multipath.types import Discovery, PathDevice, PathState
 from stonewall.storage.parallel import map_bounded
 from stonewall.storage.scsi.commands import CommandPrDevice
 from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.iscsi import IscsiSession
+from stonewall.storage.scsi.sg import SgPersistDevice, SgRunner
+
+# Test and lab hooks: a sysfs tree and device nodes other than the host's own.
+SYSFS_ROOT_VARIABLE = "STONEWALL_SYSFS_ROOT"
+DEV_ROOT_VARIABLE = "STONEWALL_DEV_ROOT"
 
 
 class PathSetupError(Exception):
@@ -45,19 +60,75 @@ class LunPath:
 PathSet = dict[str, list[LunPath]]  # LUN name -> its paths
 
 
+@dataclass(frozen=True)
+class KernelRoots:
+    """Where the sg transport finds sysfs and the device nodes (the host's, outside labs)."""
+
+    sysfs: str = "/sys"
+    dev: str = "/dev"
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> "KernelRoots":
+        """$STONEWALL_SYSFS_ROOT and $STONEWALL_DEV_ROOT, else /sys and /dev."""
+        return cls(environ.get(SYSFS_ROOT_VARIABLE) or "/sys",
+                   environ.get(DEV_ROOT_VARIABLE) or "/dev")
+
+    def discover(self) -> Discovery:
+        return discover_sysfs(self.sysfs)
+
+
 def _iscsi_path(lun: Lun, portal: str, initiator: str, role: str) -> LunPath:
     assert lun.iscsi is not None
     session = IscsiSession(portal, lun.iscsi.target, lun.iscsi.lun, initiator, role=role)
     return LunPath(lun, portal, CommandPrDevice(session), session=session)
 
 
-def plan_paths(luns: list[Lun], initiator: str | None, role: str) -> PathSet:
-    """The paths of `luns` for an initiator, not yet connected."""
+def _down_reason(device: PathDevice) -> str:
+    facts = [f"{what} {value}" for what, value in (
+        ("device state", device.device_state), ("dm", device.dm_state),
+        ("checker", device.checker_state)) if value]
+    return f"{device.name} is down ({', '.join(facts)})"
+
+
+def _sg_paths(lun: Lun, discovery: Discovery, runner: SgRunner, dev_root: str) -> list[LunPath]:
+    try:
+        found = resolve.resolve_lun_paths(lun, discovery, dev_root=dev_root)
+    except MultipathError as exc:
+        raise PathSetupError(f"{exc} (looked in {discovery.source})") from exc
+    if not found.paths:
+        raise PathSetupError(f"LUN {lun.name}: map {found.map_device} has no path device "
+                             f"(looked in {discovery.source})")
+    paths = []
+    for found_path in found.paths:
+        path = LunPath(lun, found_path.device, SgPersistDevice(found_path.device, runner))
+        # UNKNOWN stays up: sysfs always knows the state, and a path that does not answer
+        # is reported down by the command that tried it.
+        if found_path.state is PathState.DOWN:
+            path.mark_down(_down_reason(found_path.path))
+        paths.append(path)
+    return paths
+
+
+def plan_paths(luns: list[Lun], initiator: str | None, role: str, *,
+               discovery: Callable[[], Discovery] | None = None,
+               runner: SgRunner | None = None, dev_root: str = "/dev") -> PathSet:
+    """The paths of `luns` for an initiator, not yet connected.
+
+    iscsi LUNs need `initiator`. sg LUNs are looked up in `discovery()` (called once, only
+    if an sg LUN is planned; default: sysfs at /sys), their devices under `dev_root`, run
+    by `runner` (default: sg3_utils with this process's environment). Raises
+    PathSetupError for a LUN that cannot have paths (no location, not found on this host)."""
+    discovered = functools.cache(discovery or KernelRoots().discover)
+    sg_runner = runner or SgRunner()
     paths: PathSet = {}
     for lun in luns:
-        if lun.transport is not Transport.ISCSI:
-            raise PathSetupError(f"LUN {lun.name}: transport {lun.transport.value} is reached "
-                                 "through kernel devices; use the sg transport's discovery")
+        if lun.transport is Transport.SG:
+            try:
+                found = discovered()
+            except MultipathError as exc:
+                raise PathSetupError(f"LUN {lun.name}: {exc}") from exc
+            paths[lun.name] = _sg_paths(lun, found, sg_runner, dev_root)
+            continue
         if lun.iscsi is None or not initiator:
             raise PathSetupError(f"LUN {lun.name} needs an iscsi location and the node an "
                                  "initiator name")
@@ -67,7 +138,8 @@ def plan_paths(luns: list[Lun], initiator: str | None, role: str) -> PathSet:
 
 
 def connect_paths(paths: PathSet, deadline: Deadline) -> None:
-    """Log in every path concurrently; failures mark the path down."""
+    """Log in every iscsi path concurrently; failures mark the path down. sg paths have
+    no session: the kernel holds their nexus."""
     flat = [path for lun_paths in paths.values() for path in lun_paths if path.session]
 
     def login(path: LunPath) -> None:

@@ -7,6 +7,7 @@ agree with the WWID when both are configured.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from stonewall.config.model import Lun, Transport
@@ -25,11 +26,13 @@ class LunPath:
     # a path the map's table does not hold yet (slaves/ lags behind reloads). It is still
     # an I_T nexus to the LUN, so registration must cover it too.
     in_map: bool
+    # Where device nodes live: /dev, except in labs whose fake devices sit elsewhere.
+    dev_root: str = "/dev"
 
     @property
     def device(self) -> str:
         """The node to send PR commands to: /dev/sgN where known, else /dev/sdX."""
-        return self.path.sg_device or self.path.block_device
+        return os.path.join(self.dev_root, self.path.sg or self.path.name)
 
     @property
     def state(self) -> PathState:
@@ -60,8 +63,9 @@ class LunPaths:
         return tuple(p for p in self.paths if p.state is PathState.UP)
 
 
-def resolve_lun_paths(lun: Lun, discovery: Discovery) -> LunPaths:
-    """The map and path devices of an sg-transport `lun` in `discovery`.
+def resolve_lun_paths(lun: Lun, discovery: Discovery, *, dev_root: str = "/dev") -> LunPaths:
+    """The map and path devices of an sg-transport `lun` in `discovery`, their device
+    nodes under `dev_root`.
 
     Raises NotAnSgLun (wrong transport, or neither wwid nor alias), InvalidWwid (the
     configured wwid is no WWID), AliasMismatch (the alias is the map of another WWID),
@@ -84,6 +88,7 @@ def resolve_lun_paths(lun: Lun, discovery: Discovery) -> LunPaths:
                if identity is not None and disk.wwid is not None and disk.wwid.matches(identity)]
     if identity is None or (found is None and not outside):
         raise UnknownLun(lun.name, lun.wwid, lun.alias)
-    paths = [LunPath(path, in_map=True) for path in found.paths] if found else []
-    paths += [LunPath(disk, in_map=False) for disk in outside]
+    paths = [LunPath(path, in_map=True, dev_root=dev_root)
+             for path in (found.paths if found else ())]
+    paths += [LunPath(disk, in_map=False, dev_root=dev_root) for disk in outside]
     return LunPaths(lun=lun.name, wwid=identity, map=found, paths=tuple(paths))
