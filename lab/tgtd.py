@@ -31,13 +31,15 @@ class TargetSpec:
 class Tgtd:
     """One tgtd process with its own control port and portals on `host`."""
 
-    def __init__(self, workdir: Path, portal_count: int = 2, host: str = "127.0.0.1") -> None:
+    def __init__(self, workdir: Path, portal_count: int = 2, host: str = "127.0.0.1",
+                 netns: str | None = None) -> None:
         for binary in ("tgtd", "tgtadm"):
             if shutil.which(binary) is None and not Path(f"/usr/sbin/{binary}").exists():
                 raise TgtdError(f"{binary} not found: install the Debian package tgt")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = host
+        self.netns = netns  # run inside this network namespace (`ip netns`), host is its address
         self.portal_count = portal_count
         self.portals: list[str] = []
         self.targets: dict[int, TargetSpec] = {}
@@ -47,11 +49,16 @@ class Tgtd:
     # -- life cycle ----------------------------------------------------------------------
     def start(self, ready_timeout: float = 10.0) -> "Tgtd":
         self.control_port = self._free_control_port()
-        first = f"{self.host}:{free_port(self.host)}"
+        first = self._new_portal()
+        command = [self._bin("tgtd"), "-f", "-C", str(self.control_port), "--iscsi",
+                   f"portal={first}"]
+        if self.netns:
+            # `ip netns exec` execs tgtd, so the PID stays tgtd's; tgtadm still reaches it
+            # through its unix socket, a file outside any network namespace.
+            command = ["ip", "netns", "exec", self.netns, *command]
         log = open(self.workdir / "tgtd.log", "ab")
         self.process = subprocess.Popen(
-            [self._bin("tgtd"), "-f", "-C", str(self.control_port), "--iscsi",
-             f"portal={first}"],
+            command,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         log.close()
@@ -99,7 +106,7 @@ class Tgtd:
 
     # -- configuration -------------------------------------------------------------------
     def add_portal(self, portal: str | None = None) -> str:
-        portal = portal or f"{self.host}:{free_port(self.host)}"
+        portal = portal or self._new_portal()
         self._tgtadm("--op", "new", "--mode", "portal", "--param", f"portal={portal}")
         if portal not in self.portals:
             self.portals.append(portal)
@@ -161,6 +168,13 @@ class Tgtd:
         os.kill(self.pid, signal.SIGCONT)
 
     # -- plumbing ------------------------------------------------------------------------
+    def _new_portal(self) -> str:
+        if self.netns:
+            # free_port() probes this process's namespace; the lab's own namespace has
+            # nothing else listening, so the iSCSI port and the ones after it are free.
+            return f"{self.host}:{3260 + len(self.portals)}"
+        return f"{self.host}:{free_port(self.host)}"
+
     @staticmethod
     def _bin(name: str) -> str:
         return shutil.which(name) or f"/usr/sbin/{name}"

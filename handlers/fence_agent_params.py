@@ -1,0 +1,219 @@
+"""What `fence_stonewall` accepts: its parameter table, and the two ways in (Pacemaker's
+`key=value` lines on stdin, options on the command line for people).
+
+One table serves the metadata, the option parser and the stdin reader, so the three never
+disagree. Rules (fence-agents doc/FenceAgentAPI.md, and what pacemaker-fenced sends,
+reference/pacemaker.md A.1):
+- stdin is read only when there are no arguments; blank lines and lines starting with `#` are
+  skipped; each line splits at its first `=`; the last value of a repeated key wins;
+  unknown keys are ignored (Pacemaker sends every device attribute, in hash order).
+- `-` and `_` are the same in every name (`drbd-resources` = `drbd_resources`).
+- The target is `plug`, else `port`, else `nodename`: plug/port carry what `pcmk_host_map`
+  made of the cluster node name (an operator's mapping to stonewall's node names), nodename is
+  always the cluster name; Pacemaker up to 3.0.0 sends `port`, later ones `plug`.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+DEFAULT_TIMEOUT = 15.0  # below Pacemaker's default pcmk_off_timeout (20 s), so we answer first
+MAX_TIMEOUT = 3600.0
+MAX_STDIN_BYTES = 1 << 20  # Pacemaker sends a few hundred bytes; more is not a fence request
+
+ACTIONS = ("off", "on", "status", "monitor", "list", "metadata", "validate-all")
+ACTION_ALIASES = {"meta-data": "metadata"}  # OCF spelling, accepted like fence-agents do
+_LIST_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+class AgentUsageError(ValueError):
+    """The input is not a request this agent can act on (exit 1, nothing done)."""
+
+
+@dataclass(frozen=True)
+class AgentParameter:
+    """One parameter as the metadata declares it and the command line spells it."""
+
+    name: str
+    shortdesc: str
+    placeholder: str  # the value's name in `--option=[placeholder]`
+    short: str | None = None  # one-letter option, e.g. "o" for -o
+    content: str = "string"  # metadata content type: string | second
+    default: str | None = None
+    deprecated: bool = False
+    obsoletes: str | None = None
+    long: str | None = None  # long option when it is not the name (port is spelt --plug)
+
+    @property
+    def long_option(self) -> str:
+        return "--" + (self.long or self.name).replace("_", "-")
+
+    @property
+    def getopt(self) -> str:
+        """The `mixed` text of the metadata's getopt element."""
+        long_form = f"{self.long_option}=[{self.placeholder}]"
+        return f"-{self.short}, {long_form}" if self.short else long_form
+
+
+_TARGET_TEXT = "Name of the node to fence or unfence (a node name in the stonewall configuration)."
+
+PARAMETERS: tuple[AgentParameter, ...] = (
+    AgentParameter("action", "Fencing action: off, on, status, monitor, list, metadata or "
+                   "validate-all (there is no reboot: this is fabric fencing).",
+                   "action", short="o"),
+    AgentParameter("plug", _TARGET_TEXT, "nodename", short="n", obsoletes="port"),
+    AgentParameter("port", _TARGET_TEXT, "nodename", short="n", deprecated=True, long="plug"),
+    AgentParameter("nodename", "The target's cluster node name (Pacemaker always sends it); "
+                   "used when neither plug nor port is given.", "nodename"),
+    AgentParameter("config", "The stonewall configuration file (default: $STONEWALL_CONFIG, "
+                   "else /etc/stonewall/cluster.yaml).", "path", short="c"),
+    AgentParameter("luns", "LUNs this device covers: configured LUN names separated by commas "
+                   "or spaces (default: every configured LUN).", "names"),
+    AgentParameter("drbd_resources", "DRBD resources whose LUNs this device covers (added to "
+                   "luns).", "names"),
+    AgentParameter("guests", "Guests whose LUNs this device covers (added to luns).", "names"),
+    AgentParameter("timeout", "Seconds one action may take before it counts as failed.",
+                   "seconds", short="t", content="second", default=f"{DEFAULT_TIMEOUT:g}"),
+)
+_NAMES = frozenset(parameter.name for parameter in PARAMETERS)
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    """One validated call of the agent."""
+
+    action: str
+    target: str | None  # plug, else port, else nodename
+    target_source: str | None  # which of the three it came from
+    config_path: str | None  # None: $STONEWALL_CONFIG, else the default path
+    luns: tuple[str, ...] = ()
+    drbd_resources: tuple[str, ...] = ()
+    guests: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
+
+    @property
+    def scoped(self) -> bool:
+        """True when the device covers named LUNs, resources or guests (not every LUN)."""
+        return bool(self.luns or self.drbd_resources or self.guests)
+
+
+def normalise_name(name: str) -> str:
+    return name.strip().replace("-", "_")
+
+
+def parse_stdin_lines(text: str) -> dict[str, str]:
+    """The parameters in Pacemaker's `key=value` lines (unknown keys included)."""
+    parameters: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, separator, value = line.partition("=")
+        if not separator or not name.strip():
+            raise AgentUsageError(f"stdin line {line!r} is not key=value")
+        parameters[normalise_name(name)] = value.strip()
+    return parameters
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting 2: a fence agent's failure status is 1."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise AgentUsageError(message)
+
+
+def option_parser() -> argparse.ArgumentParser:
+    """The command-line parser built from PARAMETERS (both `-` and `_` spellings)."""
+    parser = _RaisingParser(
+        prog="fence_stonewall", allow_abbrev=False,
+        description="Pacemaker fence agent for stonewall: storage fencing through SCSI-3 "
+                    "persistent reservations, done by this node's session holder. Without "
+                    "arguments it reads key=value lines on stdin, as pacemaker-fenced sends them.")
+    for parameter in PARAMETERS:
+        if parameter.name == "port":
+            continue  # same option as plug; `port` exists only for stdin and the metadata
+        spellings = [parameter.long_option]
+        underscored = parameter.long_option.replace("-", "_")
+        if underscored[2:] != parameter.long_option[2:]:
+            spellings.append("--" + underscored[2:])
+        if parameter.short:
+            spellings.insert(0, "-" + parameter.short)
+        if parameter.name == "plug":
+            spellings.append("--port")
+        parser.add_argument(*spellings, dest=parameter.name, metavar=parameter.placeholder.upper(),
+                            help=parameter.shortdesc)
+    return parser
+
+
+def parse_arguments(argv: Sequence[str]) -> dict[str, str]:
+    """The parameters given on the command line."""
+    namespace = option_parser().parse_args(list(argv))
+    return {name: value for name, value in vars(namespace).items() if value is not None}
+
+
+def split_names(text: str) -> tuple[str, ...]:
+    """Names separated by commas, semicolons or white space, in order, without repeats."""
+    return tuple(dict.fromkeys(word for word in _LIST_SEPARATORS.split(text) if word))
+
+
+def _timeout(text: str | None) -> float:
+    if text is None or not text.strip():
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text.strip().removesuffix("s"))
+    except ValueError:
+        raise AgentUsageError(f"timeout {text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT:
+        raise AgentUsageError(f"timeout {text!r} is out of range; expected more than 0 and at "
+                              f"most {MAX_TIMEOUT:g} seconds")
+    return value
+
+
+def _action(text: str | None) -> str:
+    if text is None or not text.strip():
+        raise AgentUsageError("no action given (action=... on stdin, or -o ACTION); this agent "
+                              "has no default action")
+    action = text.strip().lower()
+    action = ACTION_ALIASES.get(action, action)
+    if action == "reboot":
+        raise AgentUsageError("action 'reboot' is not supported: fence_stonewall is fabric "
+                              "fencing (off, then on after the node restarted)")
+    if action not in ACTIONS:
+        raise AgentUsageError(f"unknown action {text!r}; expected one of {', '.join(ACTIONS)}")
+    return action
+
+
+def _target(parameters: Mapping[str, str]) -> tuple[str | None, str | None]:
+    for source in ("plug", "port", "nodename"):
+        value = parameters.get(source, "").strip()
+        if value:
+            return value, source
+    return None, None
+
+
+def build_request(parameters: Mapping[str, str]) -> AgentRequest:
+    """The request the parameters describe; AgentUsageError when they describe none."""
+    known = {name: value for name, value in parameters.items() if name in _NAMES}
+    target, source = _target(known)
+    return AgentRequest(
+        action=_action(known.get("action")),
+        target=target,
+        target_source=source,
+        config_path=known.get("config", "").strip() or None,
+        luns=split_names(known.get("luns", "")),
+        drbd_resources=split_names(known.get("drbd_resources", "")),
+        guests=split_names(known.get("guests", "")),
+        timeout=_timeout(known.get("timeout")),
+    )
+
+
+def read_request(argv: Sequence[str], stdin_text: str | None) -> AgentRequest:
+    """The request from the command line, or from stdin when there are no arguments."""
+    if argv:
+        return build_request(parse_arguments(argv))
+    if stdin_text is None:
+        raise AgentUsageError("no arguments and no key=value lines on stdin; try --help")
+    return build_request(parse_stdin_lines(stdin_text))

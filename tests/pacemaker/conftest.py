@@ -1,0 +1,79 @@
+"""Fixtures for the Pacemaker tests: a tgtd per test module (a cluster outlives one test), and
+a one-node Pacemaker cluster whose fence_stonewall device acts through node1's holder."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stonewall.clock import Deadline
+from stonewall.lab.cluster import LabCluster
+from stonewall.lab.identities import ARRAY_IQN
+from stonewall.lab.pacemaker import LabNode, OneNodeCluster, missing_prerequisites
+from stonewall.lab.pacemaker_config import CibSeed, FenceDevice
+from stonewall.lab.tgtd import Tgtd
+
+from .support import LUNS, NODES, NodeFiles
+
+CLUSTER_START_SECONDS = 60.0
+
+
+def skip_without_pacemaker() -> None:
+    missing = missing_prerequisites()
+    if missing:
+        pytest.skip(f"the Pacemaker lab needs: {', '.join(missing)} (scripts/setup installs "
+                    "pacemaker, corosync, pacemaker-cli-utils)")
+
+
+@contextmanager
+def started_array(workdir: Path, **options: object) -> Iterator[Tgtd]:
+    """tgtd with ARRAY_IQN and one LUN per entry of LUNS, two portals (two paths each)."""
+    array = Tgtd(workdir, portal_count=2, **options)  # type: ignore[arg-type]
+    array.start()
+    try:
+        tid = array.add_target(ARRAY_IQN)
+        for lun in LUNS:
+            array.add_lun(tid, lun.lun)
+        yield array
+    finally:
+        array.stop()
+
+
+@pytest.fixture(scope="module")
+def array(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tgtd]:
+    skip_without_pacemaker()
+    with started_array(tmp_path_factory.mktemp("tgtd")) as started:
+        yield started
+
+
+@dataclass
+class OneNodeLab:
+    files: NodeFiles  # configs of node1..node3 (node1 is the member), their holders
+    cluster: OneNodeCluster
+
+    @property
+    def node(self) -> LabNode:
+        return self.cluster.node
+
+
+@contextmanager
+def one_node_lab(array: Tgtd, workdir: Path, *, host_list: str,
+                 provides_unfencing: bool) -> Iterator[OneNodeLab]:
+    """node1 as a one-node cluster with device `swdev` (fence_stonewall over every LUN),
+    node1's holder running on the host, not joined: unfencing is Pacemaker's to do."""
+    files = NodeFiles(LabCluster(workdir / "lab", array, nodes=NODES, luns=LUNS,
+                                 cluster="swtest"))
+    device = FenceDevice("swdev", {"pcmk_host_list": host_list,
+                                   "config": str(files.configs["node1"])},
+                         provides_unfencing=provides_unfencing)
+    cluster = OneNodeCluster(workdir / "pacemaker", CibSeed("swtest", devices=[device]))
+    try:
+        files.start_holder("node1")
+        cluster.start(Deadline.after(CLUSTER_START_SECONDS))
+        yield OneNodeLab(files, cluster)
+    finally:
+        cluster.stop()
+        files.stop_holders()

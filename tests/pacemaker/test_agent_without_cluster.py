@@ -1,0 +1,164 @@
+"""fence_stonewall before any cluster runs: metadata (as Pacemaker's tools and an unprivileged
+user ask for it), validate-all, list, and every action that needs the holder failing safe
+when the holder is not running."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from stonewall.eventlog import read_events
+from stonewall.lab.pacemaker import in_agent_sandbox, missing_prerequisites
+from stonewall.lab.cluster import LabCluster
+from stonewall.lab.tgtd import Tgtd
+from .support import LUNS, NODES, run_agent, stdin_lines
+
+SCHEMA = Path("/usr/share/cluster/relaxng/metadata.rng")  # Debian fence-agents
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    """node1's configuration, over a tgtd that was never started: its portals are addresses
+    nobody listens on, so these actions must not need the SAN."""
+    array = Tgtd(tmp_path / "tgtd")
+    array.portals = ["127.0.0.1:9", "127.0.0.1:10"]
+    return LabCluster(tmp_path / "lab", array, nodes=NODES, luns=LUNS).write_config("node1")
+
+
+def events_of(config_path: Path) -> list[dict]:
+    return read_events(str(config_path.parent / "events.jsonl"))
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path):
+    missing = missing_prerequisites()
+    if missing:
+        pytest.skip(f"Pacemaker lab needs: {', '.join(missing)}")
+    return lambda *argv: in_agent_sandbox(tmp_path / "sandbox", list(argv))
+
+
+def test_metadata_validates_against_the_fence_agents_schema(tmp_path: Path) -> None:
+    if shutil.which("xmllint") is None or not SCHEMA.exists():
+        pytest.skip("needs xmllint (libxml2-utils) and fence-agents' metadata.rng")
+    result = run_agent(stdin_lines(action="metadata"))
+    assert result.returncode == 0 and result.stderr == ""
+    document = tmp_path / "metadata.xml"
+    document.write_text(result.stdout)
+    lint = subprocess.run(["xmllint", "--noout", "--relaxng", str(SCHEMA), str(document)],
+                          capture_output=True, text=True, timeout=30)
+    assert lint.returncode == 0, lint.stderr
+
+
+def test_metadata_declares_automatic_unfencing_on_the_target_and_no_reboot() -> None:
+    root = ET.fromstring(run_agent(argv=("-o", "metadata")).stdout)
+    actions = {action.get("name"): action.attrib for action in root.iter("action")}
+    assert actions["on"] == {"name": "on", "on_target": "1", "automatic": "1"}
+    assert "reboot" not in actions
+    assert set(actions) == {"on", "off", "status", "monitor", "list", "metadata", "validate-all"}
+    parameters = {p.get("name"): p.attrib for p in root.iter("parameter")}
+    assert parameters["plug"]["obsoletes"] == "port" and parameters["port"]["deprecated"] == "1"
+    assert {"nodename", "config", "luns"} <= set(parameters)
+    assert not any(name.startswith("pcmk_") for name in parameters)
+    assert all(p["required"] == "0" for p in parameters.values())
+
+
+def test_metadata_as_an_unprivileged_user_with_no_parameters_touches_nothing(tmp_path: Path) -> None:
+    # Pacemaker's controller runs it as hacluster; `nobody` has even less. A config path
+    # that does not exist and an event log it could not write must not matter.
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_agent(stdin_lines(action="metadata", config=str(tmp_path / "absent.yaml")),
+                       user="nobody")
+    assert result.returncode == 0, result.stderr
+    assert ET.fromstring(result.stdout).get("name") == "fence_stonewall"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_stonith_admin_reads_the_metadata_without_a_cluster(sandbox) -> None:
+    result = sandbox("stonith_admin", "--metadata", "--agent", "fence_stonewall")
+    assert result.returncode == 0, result.output
+    root = ET.fromstring(result.stdout)
+    on = next(a for a in root.iter("action") if a.get("name") == "on")
+    assert on.get("on_target") == "1" and on.get("automatic") == "1"
+
+
+def test_stonith_admin_validate_accepts_a_good_device_and_refuses_a_bad_one(sandbox, config_path) -> None:
+    good = sandbox("stonith_admin", "--validate", "--agent", "fence_stonewall",
+                   "-o", f"config={config_path}", "-o", "luns=arbiter0,data0",
+                   "-o", "pcmk_host_list=node1 node2")
+    assert good.returncode == 0, good.output
+    assert "succeeded" in good.stdout
+    bad = sandbox("stonith_admin", "--validate", "--agent", "fence_stonewall",
+                  "-o", f"config={config_path}", "-o", "luns=arbiter0,no-such-lun")
+    assert bad.returncode != 0
+    assert "no-such-lun" in bad.output
+
+
+def test_validate_all_checks_parameters_and_config_but_contacts_nothing(config_path: Path) -> None:
+    ok = run_agent(stdin_lines(action="validate-all", config=str(config_path),
+                               drbd_resources="", guests="", port="node1"))
+    assert ok.returncode == 0, ok.stderr
+    assert "3 LUNs (arbiter0, arbiter1, data0)" in ok.stderr  # portals 9 and 10: nothing listens
+    for bad, words in ((dict(guests="web9"), "guest 'web9'"),
+                       (dict(timeout="-3"), "out of range"),
+                       (dict(config="/nonexistent/cluster.yaml"), "cannot read")):
+        result = run_agent(stdin_lines(action="validate-all", **{"config": str(config_path), **bad}))
+        assert result.returncode == 1 and words in result.stderr, result.stderr
+
+
+def test_list_prints_the_configured_node_names_one_per_line(config_path: Path) -> None:
+    result = run_agent(argv=("-o", "list", "--config", str(config_path)))
+    assert (result.returncode, result.stdout) == (0, "node1\nnode2\nnode3\n")
+
+
+def test_config_comes_from_the_environment_when_no_parameter_names_it(config_path: Path) -> None:
+    result = run_agent(stdin_lines(action="list"),
+                       env={"STONEWALL_CONFIG": str(config_path), "PATH": "/usr/bin:/bin"})
+    assert (result.returncode, result.stdout) == (0, "node1\nnode2\nnode3\n")
+
+
+@pytest.mark.parametrize(("action", "target"), [("off", "node2"), ("on", "node1"),
+                                                ("status", "node2"), ("monitor", "")])
+def test_without_a_running_holder_every_holder_action_fails_never_succeeds(
+        config_path: Path, action: str, target: str) -> None:
+    result = run_agent(stdin_lines(action=action, port=target, nodename=target,
+                                   config=str(config_path), timeout="5"))
+    assert result.returncode == 1
+    assert "holder is not running" in result.stderr
+    events = events_of(config_path)
+    if action in ("off", "on"):
+        assert [(e["action"], e["target"], e["outcome"]) for e in events] == [(action, target, "failed")]
+        assert events[0]["source"] == "fence_stonewall" and events[0]["details"]["exit"] == 1
+    else:
+        assert events == []  # status and monitor run every minute: no record
+
+
+def test_a_target_outside_the_configuration_is_refused_before_the_holder_is_asked(
+        config_path: Path) -> None:
+    result = run_agent(stdin_lines(action="off", port="node9", config=str(config_path)))
+    assert result.returncode == 1
+    assert "node 'node9' is not in" in result.stderr and "pcmk_host_map" in result.stderr
+    [event] = events_of(config_path)
+    assert (event["target"], event["outcome"]) == ("node9", "refused")
+
+
+def test_off_needs_a_target(config_path: Path) -> None:
+    result = run_agent(stdin_lines(action="off", config=str(config_path)))
+    assert result.returncode == 1 and "needs a target" in result.stderr
+
+
+def test_one_decision_is_one_stderr_line(config_path: Path) -> None:
+    result = run_agent(stdin_lines(action="off", port="node2", config=str(config_path)))
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fence_stonewall: off node2: ")
+    assert events_of(config_path)[0]["actor"] is None
+
+
+def test_help_names_the_options_people_use() -> None:
+    result = run_agent(argv=("--help",))
+    assert result.returncode == 0
+    for option in ("-o ACTION, --action ACTION", "-n NODENAME, --plug NODENAME", "--config",
+                   "--luns", "--drbd-resources", "--guests", "--timeout"):
+        assert option in result.stdout
