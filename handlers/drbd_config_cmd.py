@@ -1,4 +1,5 @@
-"""`stonewall drbd config`: print the drbd.conf lines that hand fencing to stonewall."""
+"""`stonewall drbd config`: print the drbd.conf lines that hand fencing to stonewall; and
+`stonewall drbd fence-peer|unfence-peer|split-brain` (stonewall.handlers.drbd_handlers)."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     config.add_argument("--resource", metavar="R",
                         help="name the resource the lines are for (default: the common section)")
     config.set_defaults(func=run_drbd_config)
+    _register_handlers(commands)
+
+
+def _register_handlers(commands: argparse._SubParsersAction) -> None:
+    """`drbd fence-peer|unfence-peer|split-brain`: the handlers, for drbd.conf lines that call
+    `stonewall drbd <handler>` instead of the stonewall-drbd-* programs."""
+    # Imported here: the handlers pull in the holder client and the power adapter, which
+    # `stonewall drbd config` does not need.
+    from stonewall.handlers.drbd_handlers import add_handler_arguments, subcommand
+    for name, text in (("fence-peer", "fence the peer DRBD names (exit 4/5/7 only when "
+                                      "verified, 1 otherwise: I/O stays frozen)"),
+                       ("unfence-peer", "report whether the peer is registered again; "
+                                        "never registers anything"),
+                       ("split-brain", "report who owns the storage and the commands that "
+                                       "resolve the split brain")):
+        parser = commands.add_parser(name, help=text, description=text + ". Reads DRBD's "
+                                     "handler environment; see docs/fencing.md.")
+        add_handler_arguments(parser)
+        parser.set_defaults(func=subcommand)
 
 
 def run_drbd_config(args: argparse.Namespace) -> int:

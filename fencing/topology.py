@@ -1,0 +1,264 @@
+"""Fence a peer through an ordered topology of levels: storage, power, wait-t-safe.
+
+A level succeeds only when its effect was verified (the peer's key read back gone on every
+LUN; the BMC read back "off"; T_safe passed after a preempt the peer's watchdog must see).
+The next level runs when the previous one failed or could not verify. One exception: when
+the storage level finds our own key gone we lost a fence race against the peer, and we stop
+at once without touching the peer's power: the winner owns the storage and we self-fence
+through our watchdog (DESIGN section 4.2).
+
+The decision takes its adapters (the holder, a verified power-off, a sleeper, the per-peer
+lock) and clock as parameters; it never prints, logs or exits. The result records every
+level tried with its timing and the reason it did or did not verify.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+from stonewall.clock import Clock, Deadline
+from stonewall.config.model import FenceLevel, FenceLevelKind, Node
+from stonewall.fencing.lock import PeerLockError, PeerLockTimeout
+from stonewall.holder.client import HolderError, HolderUnavailable
+from stonewall.power.fence import PowerFenceResult
+
+
+class StorageFencer(Protocol):
+    """The node's holder (stonewall.holder.client.HolderClient): preempt and verify.
+
+    Raises HolderUnavailable (not running, no answer in time) or HolderError (refused)."""
+
+    def preempt(self, victim_node: str, lun_names: list[str] | None,
+                deadline: Deadline) -> dict[str, Any]: ...
+
+
+class PowerAdapterError(Exception):
+    """The power adapter could not even try (unreadable secret, unusable IPMI settings)."""
+
+
+# power_off(peer, deadline) -> a result whose `verified` says a status read reported OFF.
+PowerOff = Callable[[Node, Deadline], PowerFenceResult]
+Sleeper = Callable[[float], None]
+# serialise(peer_name, deadline) -> a context holding the peer's fence lock, yielding the
+# seconds spent waiting (stonewall.fencing.lock.peer_lock with the directory bound).
+Serialiser = Callable[[str, Deadline], AbstractContextManager[float]]
+
+
+@dataclass(frozen=True)
+class FenceAdapters:
+    """The outside world the decision acts on."""
+
+    storage: StorageFencer
+    power_off: PowerOff | None  # None: no BMC adapter here, a power level cannot verify
+    sleep: Sleeper
+    serialise: Serialiser
+
+
+class Verdict(str, Enum):
+    """How a fence ended."""
+
+    FENCED_BY_STORAGE = "fenced-by-storage"  # key verified gone on every LUN
+    POWERED_OFF = "powered-off"  # BMC verified off
+    T_SAFE_ELAPSED = "t-safe-elapsed"  # key preempted somewhere, T_safe waited out
+    LOST_RACE = "lost-race"  # our own key was gone: the peer fenced us first
+    FAILED = "failed"  # no level verified
+
+    @property
+    def fenced(self) -> bool:
+        return self in (Verdict.FENCED_BY_STORAGE, Verdict.POWERED_OFF, Verdict.T_SAFE_ELAPSED)
+
+
+_VERDICT_OF_LEVEL = {
+    FenceLevelKind.STORAGE: Verdict.FENCED_BY_STORAGE,
+    FenceLevelKind.POWER: Verdict.POWERED_OFF,
+    FenceLevelKind.WAIT_T_SAFE: Verdict.T_SAFE_ELAPSED,
+}
+
+
+@dataclass(frozen=True)
+class LevelAttempt:
+    """One level tried: when (seconds after the fence began), how long, and why."""
+
+    kind: FenceLevelKind
+    started: float
+    duration: float
+    verified: bool
+    reason: str  # what was verified, or why it was not
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        state = "verified" if self.verified else "not verified"
+        return f"{self.kind.value} {state} in {self.duration:.3f} s: {self.reason}"
+
+
+@dataclass(frozen=True)
+class FenceResult:
+    """What fencing `peer` did and proved."""
+
+    peer: str
+    luns: tuple[str, ...]
+    verdict: Verdict
+    attempts: tuple[LevelAttempt, ...]
+    lock_wait: float  # seconds spent waiting for another fence of the same peer
+    started_at: float  # wall clock
+    elapsed: float
+    reason: str = ""  # why nothing was tried (lock timeout), when no attempt explains it
+
+    @property
+    def fenced(self) -> bool:
+        return self.verdict.fenced
+
+    def summary(self) -> str:
+        """One log line."""
+        head = (f"{self.peer} {self.verdict.value}" if self.fenced
+                else f"{self.peer} NOT fenced ({self.verdict.value})")
+        parts = [a.describe() for a in self.attempts] + ([self.reason] if self.reason else [])
+        waited = f", waited {self.lock_wait:.2f} s for the peer lock" if self.lock_wait >= 0.01 \
+            else ""
+        return f"{head} after {self.elapsed:.3f} s{waited}; " + "; ".join(parts)
+
+
+def fence_budget(levels: Sequence[FenceLevel], power_delay: float) -> float:
+    """The longest one fence can take: every level's timeout, plus the power delay."""
+    has_power = any(level.kind is FenceLevelKind.POWER for level in levels)
+    return sum(level.timeout for level in levels) + (power_delay if has_power else 0.0)
+
+
+def fence_peer(peer: Node, lun_names: Sequence[str], levels: Sequence[FenceLevel],
+               adapters: FenceAdapters, clock: Clock, *, power_delay: float = 0.0,
+               t_safe: float | None = None) -> FenceResult:
+    """Fence `peer` through `levels` in order, under the peer's lock; never raises for a
+    failed level (the result says why).
+
+    `power_delay` is the ACTING node's `Node.power_delay`, slept before the power level, so
+    two nodes that lost each other do not power each other off at the same moment.
+    `t_safe` (stonewall.watchdog.timing.t_safe) enables the wait-t-safe level."""
+    if not levels:
+        raise ValueError("no fencing levels: a peer cannot be proven fenced")
+    if power_delay < 0:
+        raise ValueError(f"power_delay must not be negative, not {power_delay}")
+    luns = tuple(lun_names)
+    start, started_at = clock.monotonic(), clock.wall()
+    budget = fence_budget(levels, power_delay)
+
+    def finish(verdict: Verdict, attempts: list[LevelAttempt], lock_wait: float,
+               reason: str = "") -> FenceResult:
+        return FenceResult(peer.name, luns, verdict, tuple(attempts), lock_wait, started_at,
+                           clock.monotonic() - start, reason)
+
+    # Waiting as long as one whole fence lets the first caller finish; the waiter then
+    # finds the peer fenced at once, since preempting an absent key only verifies.
+    try:
+        with adapters.serialise(peer.name, Deadline.after(budget, clock)) as lock_wait:
+            run = _Run(peer, luns, adapters, clock, start, power_delay, t_safe)
+            for level in levels:
+                attempt = run.level(level)
+                run.attempts.append(attempt)
+                if run.lost_race:
+                    return finish(Verdict.LOST_RACE, run.attempts, lock_wait)
+                if attempt.verified:
+                    return finish(_VERDICT_OF_LEVEL[level.kind], run.attempts, lock_wait)
+            return finish(Verdict.FAILED, run.attempts, lock_wait)
+    except (PeerLockTimeout, PeerLockError) as err:
+        return finish(Verdict.FAILED, [], clock.monotonic() - start,
+                      f"peer lock: {type(err).__name__}: {err}")
+
+
+class _Run:
+    """The state one fence carries from level to level."""
+
+    def __init__(self, peer: Node, luns: tuple[str, ...], adapters: FenceAdapters, clock: Clock,
+                 start: float, power_delay: float, t_safe: float | None) -> None:
+        self.peer, self.luns, self.adapters, self.clock = peer, luns, adapters, clock
+        self.start, self.power_delay, self.t_safe = start, power_delay, t_safe
+        self.attempts: list[LevelAttempt] = []
+        self.lost_race = False
+        # Monotonic time by which some LUN had the peer's key removed: the peer's watchdog
+        # checks every LUN, so from then on it stops petting within T_safe.
+        self.preempted_by: float | None = None
+
+    def level(self, level: FenceLevel) -> LevelAttempt:
+        began = self.clock.monotonic()
+        verified, reason, details = {
+            FenceLevelKind.STORAGE: self._storage,
+            FenceLevelKind.POWER: self._power,
+            FenceLevelKind.WAIT_T_SAFE: self._wait_t_safe,
+        }[level.kind](level)
+        return LevelAttempt(level.kind, began - self.start, self.clock.monotonic() - began,
+                            verified, reason, details)
+
+    # -- storage ------------------------------------------------------------------------------
+    def _storage(self, level: FenceLevel) -> tuple[bool, str, dict[str, Any]]:
+        deadline = Deadline.after(level.timeout, self.clock)
+        try:
+            answer = self.adapters.storage.preempt(self.peer.name, list(self.luns), deadline)
+        except HolderUnavailable as err:
+            return False, f"holder unavailable: {err}", {}
+        except HolderError as err:
+            return False, f"holder refused: {err}", {"holder_error": err.kind}
+        preempt = answer.get("preempt") or {}
+        details = {"preempt": preempt, "verification": answer.get("verification")}
+        if preempt.get("lost_race") is True:
+            self.lost_race = True
+            return False, ("lost the fence race, our own key is gone: "
+                           f"{preempt.get('lost_detail') or 'no detail'}"), details
+        if any(item.get("ok") is True for item in preempt.get("luns", [])):
+            self.preempted_by = self.clock.monotonic()
+        if answer.get("fenced") is True:
+            return True, f"key gone on every path that answered, LUNs {', '.join(self.luns)}", \
+                details
+        return False, "; ".join(storage_shortfall(answer)) or "the holder did not prove it", \
+            details
+
+    # -- power --------------------------------------------------------------------------------
+    def _power(self, level: FenceLevel) -> tuple[bool, str, dict[str, Any]]:
+        if self.adapters.power_off is None:
+            return False, "no power adapter on this node", {}
+        if self.peer.ipmi is None:
+            return False, f"{self.peer.name} has no ipmi settings", {}
+        details: dict[str, Any] = {"delay": self.power_delay}
+        if self.power_delay > 0:
+            self.adapters.sleep(self.power_delay)
+        try:
+            result = self.adapters.power_off(self.peer, Deadline.after(level.timeout,
+                                                                       self.clock))
+        except PowerAdapterError as err:
+            return False, f"cannot use the BMC: {err}", details
+        details.update(attempts=[a.describe() for a in result.attempts],
+                       reason=result.reason.value if result.reason else None)
+        delayed = f" (after a {self.power_delay:g} s power delay)" if self.power_delay else ""
+        return result.verified, f"{result.summary()}{delayed}", details
+
+    # -- wait-t-safe --------------------------------------------------------------------------
+    def _wait_t_safe(self, level: FenceLevel) -> tuple[bool, str, dict[str, Any]]:
+        if self.t_safe is None:
+            return False, "T_safe is not known here", {}
+        if self.preempted_by is None:
+            # Without a preempt the peer's watchdog has no reason to fire: time proves nothing.
+            return False, "no LUN had the peer's key removed, so its watchdog need not fire", {}
+        wait = max(0.0, self.preempted_by + self.t_safe - self.clock.monotonic())
+        details = {"t_safe": self.t_safe, "wait": wait}
+        if wait > level.timeout:
+            return False, (f"T_safe ({self.t_safe:g} s) needs {wait:.2f} s more, longer than "
+                           f"the level's timeout ({level.timeout:g} s)"), details
+        self.adapters.sleep(wait)
+        return True, (f"T_safe ({self.t_safe:g} s) passed since the peer's key was "
+                      "preempted: its watchdog has reset it"), details
+
+
+def storage_shortfall(answer: Mapping[str, Any]) -> list[str]:
+    """One phrase per LUN the holder's preempt answer did not preempt or did not verify."""
+    preempt = answer.get("preempt") or {}
+    phrases = [f"{item.get('lun')}: {item.get('action')} {item.get('detail') or ''}".rstrip()
+               for item in preempt.get("luns", []) if item.get("ok") is not True]
+    for check in (answer.get("verification") or {}).get("checks", []):
+        verdict = check.get("verdict")
+        if verdict is not True:
+            state = "key still present" if verdict is False else "no path answered"
+            down = check.get("paths_down") or []
+            phrases.append(f"{check.get('lun')}: {state}"
+                           + (f" (down: {', '.join(down)})" if down else ""))
+    return phrases

@@ -1,0 +1,92 @@
+"""fence-peer refuses what it cannot tie to a configured resource, peer and node, with the
+status that keeps DRBD's I/O frozen (1), and touches no key on the target."""
+from __future__ import annotations
+
+import pytest
+
+from stonewall.eventlog import read_events
+
+from .drbd_calls import drbd9_env, run_handler_string
+from .test_fence_peer_storage import FROZEN, fence, key_of, luns_holding
+
+ALL_LUNS = {"arbiter0", "arbiter1", "data0", "web1-disk"}
+
+
+@pytest.fixture
+def both_holders(lab):
+    lab.start_holder("node-a")
+    lab.start_holder("node-b")
+    return lab
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"DRBD_PEER_NODE_ID": "one"}, "DRBD_PEER_NODE_ID='one'"),
+    ({"DRBD_PEER_NODE_ID": "0", "DRBD_MY_NODE_ID": "0"}, "the peer cannot be this node"),
+    ({"DRBD_PEER_ADDRESS": "127.0.1"}, "expected an IPv4 address"),
+    ({"DRBD_RESOURCE": ""}, "DRBD_RESOURCE is not set"),
+    ({"DRBD_RESOURCE": "r0 r1"}, "not usable"),
+    ({"UP_TO_DATE_NODES": "3"}, "hexadecimal node mask"),
+    ({"DRBD_PEERS": "node-a"}, "mixes DRBD 9 variables"),
+])
+def test_malformed_environment_keeps_io_frozen(both_holders, observer, programs, change,
+                                               message):
+    lab = both_holders
+    env = {**drbd9_env("node-b", "node-a", "r0"), **change}
+    run = fence(lab, programs, "node-b", env)
+    assert run.exit_code == FROZEN
+    assert "HandlerEnvError" in run.stderr or "InvalidResourceNameError" in run.stderr
+    assert message in run.stderr
+    assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
+
+
+def test_unexpected_arguments_keep_io_frozen(both_holders, observer, programs):
+    lab = both_holders
+    run = fence(lab, programs, "node-b", drbd9_env("node-b", "node-a"), "fence-peer")
+    assert run.exit_code == FROZEN and "unexpected arguments" in run.stderr
+    assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
+
+
+def test_unknown_resource_keeps_io_frozen(both_holders, observer, programs):
+    lab = both_holders
+    run = fence(lab, programs, "node-b", drbd9_env("node-b", "node-a", "r9"))
+    assert run.exit_code == FROZEN
+    assert "UnknownResourceError" in run.stderr and "'r9'" in run.stderr
+    assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
+    assert read_events(lab.config("node-b").paths.event_log) == []
+
+
+def test_drbd_naming_another_node_as_us_is_refused(both_holders, observer, programs):
+    lab = both_holders
+    # On node-b, an environment in which DRBD says we are node-a and the peer is node-b.
+    env = {**drbd9_env("node-a", "node-b", "r0")}
+    run = fence(lab, programs, "node-b", env, "--node node-b")
+    assert run.exit_code == FROZEN and "UnknownLocalNode" in run.stderr
+    # Without --node the handler believes DRBD, and node-b's holder refuses to fence itself.
+    run = fence(lab, programs, "node-b", env)
+    assert run.exit_code == FROZEN and "does not fence itself" in run.stderr
+    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS
+    assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
+
+
+def test_missing_configuration_keeps_io_frozen(lab, programs, tmp_path):
+    for command in (f"{programs['fence-peer']} --config {tmp_path / 'absent.yaml'}",
+                    f"{programs['fence-peer']}"):  # the default /etc/stonewall/cluster.yaml
+        env = {**drbd9_env("node-b", "node-a", "r0"),
+               "STONEWALL_CONFIG": str(tmp_path / "also-absent.yaml")}
+        run = run_handler_string(command, env)
+        assert run.exit_code == FROZEN
+        assert "ConfigUnreadable" in run.stderr and "absent.yaml" in run.stderr
+
+
+def test_invalid_configuration_keeps_io_frozen(lab, programs, tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("cluster: lab\nnodes: []\n")
+    run = run_handler_string(f"{programs['fence-peer']} --config {broken}",
+                             drbd9_env("node-b", "node-a", "r0"))
+    assert run.exit_code == FROZEN and "ConfigError" in run.stderr
+
+
+def test_unknown_option_keeps_io_frozen(programs):
+    run = run_handler_string(f"{programs['fence-peer']} --frobnicate",
+                             drbd9_env("node-b", "node-a", "r0"))
+    assert run.exit_code == FROZEN and "unrecognized arguments" in run.stderr
