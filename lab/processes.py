@@ -17,20 +17,23 @@ class ProcessStartError(RuntimeError):
 
 
 class StonewallProcess:
-    """`stonewall --config CONFIG ARGS...` in its own process group; READY on stdout."""
+    """`stonewall --config CONFIG ARGS...` in its own process group (or in `process_group`,
+    e.g. a lab node's group that a watchdog stand-in resets); READY on stdout."""
 
     def __init__(self, config: Path, args: list[str], env: Mapping[str, str] | None = None,
-                 log: Path | None = None) -> None:
+                 log: Path | None = None, process_group: int | None = None) -> None:
         self.command = [sys.executable, "-m", "stonewall", "--config", str(config), *args]
         self.env = {**os.environ, **(env or {})}
         self.log = log or config.parent / f"{args[0]}.log"
+        self.process_group = process_group
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, ready_timeout: float = 15.0) -> "StonewallProcess":
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.PIPE,
                                             stderr=log, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+                                            start_new_session=self.process_group is None,
+                                            process_group=self.process_group)
         assert self.process.stdout is not None
         deadline = time.monotonic() + ready_timeout
         line = b""
@@ -63,12 +66,9 @@ class StonewallProcess:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                self._kill(process)
                 process.wait()
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # anything it left in its group
-        except ProcessLookupError:
-            pass
+        self._kill(process)  # anything it left in its group
         if process.stdout:
             process.stdout.close()
         return process.returncode
@@ -76,5 +76,16 @@ class StonewallProcess:
     def kill(self) -> None:
         """SIGKILL the group: a crash."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self._kill(self.process)
             self.process.wait()
+
+    def _kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL its own group; in a shared group only the process (the group's owner
+        ends the rest)."""
+        try:
+            if self.process_group is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            elif process.poll() is None:
+                process.kill()
+        except ProcessLookupError:
+            pass

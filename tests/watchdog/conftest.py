@@ -14,6 +14,8 @@ import pytest
 
 from stonewall.watchdog.standin import StandinSupervisor, spawn_supervisor
 
+from ..lab_fixtures import lab, observer  # noqa: F401 - the two-node lab, for the service
+
 
 @dataclass
 class Node:
