@@ -1,0 +1,128 @@
+"""The topology's decisions on a simulated clock: level order, the power delay, what the
+wait-t-safe level needs, and the per-peer lock. Storage is the real holder client (with no
+holder behind its socket), the lock a real flock; the BMC is an in-memory stand-in that
+powers off when told, driven by the real verified power-off."""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from stonewall.clock import Deadline
+from stonewall.config.model import FenceLevel, FenceLevelKind, IpmiSettings, Node, Secret
+from stonewall.fencing.lock import peer_lock
+from stonewall.fencing.topology import FenceAdapters, Verdict, fence_budget, fence_peer
+from stonewall.holder.client import HolderClient
+from stonewall.power.fence import power_off_verified
+from stonewall.power.protocol import PowerState
+
+STORAGE = FenceLevel(FenceLevelKind.STORAGE, 5.0)
+POWER = FenceLevel(FenceLevelKind.POWER, 10.0)
+T_SAFE_LEVEL = FenceLevel(FenceLevelKind.WAIT_T_SAFE, 30.0)
+PEER = Node("node-a", 1, 0x1, ipmi=IpmiSettings("127.0.0.1", "admin", Secret(env="X")))
+
+
+class SimClock:
+    """Time passes only when someone sleeps; every sleep is recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_790_000_000.0 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+
+
+class StandInBmc:
+    """A BMC that answers at once and powers off when told (and logs when, in sim time)."""
+
+    def __init__(self, clock: SimClock) -> None:
+        self.clock = clock
+        self.state = PowerState.ON
+        self.off_at: float | None = None
+
+    def power_state(self, deadline: Deadline) -> PowerState:
+        return self.state
+
+    def power_off(self, deadline: Deadline) -> None:
+        self.state, self.off_at = PowerState.OFF, self.clock.now
+
+    def power_on(self, deadline: Deadline) -> None:
+        self.state = PowerState.ON
+
+
+def adapters(tmp_path: Path, clock: SimClock, bmc: StandInBmc | None) -> FenceAdapters:
+    power = None if bmc is None else (
+        lambda node, deadline: power_off_verified(bmc, deadline, clock, 0.5))
+    return FenceAdapters(storage=HolderClient(str(tmp_path / "no-holder.sock")),
+                         power_off=power, sleep=clock.sleep,
+                         serialise=partial(peer_lock, str(tmp_path / "run"), clock=clock))
+
+
+def test_storage_that_cannot_act_falls_through_to_power_after_the_delay(tmp_path):
+    clock = SimClock()
+    bmc = StandInBmc(clock)
+    start = clock.now
+    result = fence_peer(PEER, ["arbiter0"], [STORAGE, POWER], adapters(tmp_path, clock, bmc),
+                        clock, power_delay=3.0)
+    assert result.verdict is Verdict.POWERED_OFF and result.fenced
+    storage, power = result.attempts
+    assert (storage.kind, storage.verified) == (FenceLevelKind.STORAGE, False)
+    assert "holder unavailable" in storage.reason
+    assert (power.kind, power.verified) == (FenceLevelKind.POWER, True)
+    assert bmc.off_at == start + 3.0  # the delay came first, then the command
+    assert "after a 3 s power delay" in power.reason
+
+
+def test_no_level_verified_is_failed_with_every_reason(tmp_path):
+    clock = SimClock()
+    result = fence_peer(PEER, ["arbiter0"], [STORAGE, POWER], adapters(tmp_path, clock, None),
+                        clock)
+    assert result.verdict is Verdict.FAILED and not result.fenced
+    assert [a.reason for a in result.attempts][1] == "no power adapter on this node"
+    assert "NOT fenced" in result.summary() and "holder unavailable" in result.summary()
+
+
+def test_wait_t_safe_proves_nothing_without_a_preempt(tmp_path):
+    clock = SimClock()
+    result = fence_peer(PEER, ["arbiter0"], [STORAGE, T_SAFE_LEVEL],
+                        adapters(tmp_path, clock, None), clock, t_safe=17.0)
+    assert result.verdict is Verdict.FAILED
+    assert "its watchdog need not fire" in result.attempts[1].reason
+    assert clock.sleeps == []  # it did not wait for nothing
+
+
+def test_wait_t_safe_needs_t_safe(tmp_path):
+    clock = SimClock()
+    result = fence_peer(PEER, ["arbiter0"], [STORAGE, T_SAFE_LEVEL],
+                        adapters(tmp_path, clock, None), clock)
+    assert result.attempts[1].reason == "T_safe is not known here"
+
+
+def test_a_fence_of_the_same_peer_in_progress_blocks_until_the_budget_passes(tmp_path):
+    clock = SimClock()
+    bmc = StandInBmc(clock)
+    with peer_lock(str(tmp_path / "run"), PEER.name, Deadline.after(1, clock), clock):
+        result = fence_peer(PEER, ["arbiter0"], [STORAGE, POWER],
+                            adapters(tmp_path, clock, bmc), clock, power_delay=2.0)
+    assert result.verdict is Verdict.FAILED and result.attempts == ()
+    assert "PeerLockTimeout" in result.reason
+    assert result.elapsed >= fence_budget([STORAGE, POWER], 2.0) == 17.0
+    assert bmc.state is PowerState.ON
+
+
+def test_levels_and_delays_are_checked():
+    clock = SimClock()
+    with pytest.raises(ValueError, match="no fencing levels"):
+        fence_peer(PEER, ["arbiter0"], [], adapters(Path("/nonexistent"), clock, None), clock)
+    with pytest.raises(ValueError, match="power_delay"):
+        fence_peer(PEER, ["arbiter0"], [STORAGE], adapters(Path("/nonexistent"), clock, None),
+                   clock, power_delay=-1)
