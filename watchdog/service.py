@@ -117,6 +117,9 @@ class WatchdogService:
         try:
             refusal = self._join(Deadline.after(START_SECONDS, self.clock))
             if refusal is not None:
+                # Nothing will be armed, so nothing protects guests that still run here (the
+                # loop's start() does the same for its own refusals).
+                self._stop_guests(f"start refused ({refusal.name.lower()})")
                 return refusal
             loop = self._loop()
             refusal = self._start(loop)
@@ -167,14 +170,15 @@ class WatchdogService:
                       f" (incomplete: {'; '.join(failures)})" if failures else "")
         return None
 
-    def _loop(self) -> OwnershipWatchdog:
-        def stop_guests(reason: str) -> None:
-            # The reset comes at most `timeout` after petting stopped: no point waiting longer.
-            self.guests.destroy_all(reason, Deadline.after(self.settings.timeout, self.clock))
+    def _stop_guests(self, reason: str) -> None:
+        # The reset comes at most `timeout` after petting stopped: no point waiting longer.
+        self.guests.destroy_all(reason, Deadline.after(self.settings.timeout, self.clock))
 
+    def _loop(self) -> OwnershipWatchdog:
         return OwnershipWatchdog(device=self.device, settings=self.settings,
                                  check=HolderOwnershipCheck(self.holder, self.log),
-                                 on_fenced=stop_guests, guests_running=self.guests.any_running,
+                                 on_fenced=self._stop_guests,
+                                 guests_running=self.guests.any_running,
                                  notifier=self.notifier, clock=self.clock, log=self.log)
 
     def _start(self, loop: OwnershipWatchdog) -> ServiceExit | None:

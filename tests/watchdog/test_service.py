@@ -136,7 +136,8 @@ def refused_start(machine: Machine) -> int:
 
 # --- the service against tgtd ------------------------------------------------------------------
 
-def test_a_preempted_node_destroys_its_guests_and_is_reset_within_the_bound(lab, machines):
+def test_a_preempted_node_destroys_its_guests_and_is_reset_within_the_bound(
+        lab, machines, record_property):
     lab.start_holder("node-b")
     machine = machines(running=["web1"])
     lab.start("node-a", machine.service)
@@ -164,6 +165,9 @@ def test_a_preempted_node_destroys_its_guests_and_is_reset_within_the_bound(lab,
     guest_stop = snapshot["service"]["guest_stop"]
     assert guest_stop["destroyed"] == ["web1"] and guest_stop["ok"] is True
     assert guest_stop["finished_wall"] - preempted_wall <= DETECT + SLACK
+    record_property("preempt_to_reset", round(fire.monotonic - preempted, 3))
+    record_property("preempt_to_guest_destroyed",
+                    round(guest_stop["finished_wall"] - preempted_wall, 3))
     assert snapshot["holder"]["fenced_in_this_boot"] is True
     assert "guest web1 destroyed" in machine.log()
 
@@ -172,7 +176,7 @@ def test_a_preempted_node_destroys_its_guests_and_is_reset_within_the_bound(lab,
     assert after["reading"]["service_running"] is False
 
 
-def test_frozen_storage_resets_the_node_within_the_bound(lab, machines, tgtd):
+def test_frozen_storage_resets_the_node_within_the_bound(lab, machines, tgtd, record_property):
     machine = machines(running=[])
     lab.start("node-a", machine.service)
     time.sleep(3 * TIMING["interval"])
@@ -185,6 +189,7 @@ def test_frozen_storage_resets_the_node_within_the_bound(lab, machines, tgtd):
     assert fire is not None and fire.killed
     assert fire.monotonic - frozen >= TIMING["timeout"] - pet_period(SETTINGS)
     assert fire.monotonic - frozen <= ANY_FAILURE_TO_RESET + SLACK
+    record_property("freeze_to_reset", round(fire.monotonic - frozen, 3))
     assert "SELF-FENCING" in machine.log()
     snapshot = read_snapshot(status_path(lab.config("node-a").paths.runtime_dir))
     assert snapshot["watchdog"]["state"] == "self-fencing"
@@ -199,9 +204,11 @@ def test_restart_in_the_fenced_boot_refuses_without_registering(lab, machines, o
     assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
     assert first.standin.wait_fired(Deadline.after(ANY_FAILURE_TO_RESET + 5)) is not None
 
-    second = machines(running=[])  # same boot id: the lab did not "reboot" node-a
+    # Same boot id (the lab did not "reboot" node-a), and a guest runs that nothing protects.
+    second = machines(running=["web1"])
     assert refused_start(second) == ServiceExit.FENCED
     assert "not joining" in second.log()
+    assert "guest web1 destroyed (destroyed): start refused (fenced)" in second.log()
     assert not any(event["event"] == "armed" for event in second.standin.events())
     key_a = lab.config("node-a").node("node-a").key
     assert all(key_a not in keys for keys in keys_seen(observer()))
