@@ -164,6 +164,30 @@ class IscsiBackend:
             self.session.close()
 
 
+# SPC-4: PERSISTENT RESERVE OUT is opcode 0x5F, the service action the low 5 bits of byte 1.
+_PR_OUT, _PREEMPT, _PREEMPT_AND_ABORT = 0x5F, 0x04, 0x05
+
+
+class PreemptAndAbortAsPreempt:
+    """Sends PREEMPT where the client sent PREEMPT AND ABORT (same CDB and parameter list,
+    other service action). tgtd refuses PREEMPT AND ABORT (ILLEGAL REQUEST 24/00) and
+    fence_scsi has no fallback, so the benchmark runs fence_scsi unmodified through this
+    rewrite; it is off unless the stand-in's configuration asks for it."""
+
+    def __init__(self, backend: NexusBackend) -> None:
+        self.backend = backend
+
+    def execute(self, cdb: bytes, deadline: Deadline, *, data_out: bytes | None = None,
+                data_in_length: int = 0) -> CommandResult:
+        if len(cdb) >= 2 and cdb[0] == _PR_OUT and cdb[1] & 0x1F == _PREEMPT_AND_ABORT:
+            cdb = cdb[:1] + bytes([(cdb[1] & 0xE0) | _PREEMPT]) + cdb[2:]
+        return self.backend.execute(cdb, deadline, data_out=data_out,
+                                    data_in_length=data_in_length)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
 # -- the server -----------------------------------------------------------------------------
 class NexusServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """Serves the shim's frames; one thread per open fake fd."""
@@ -249,7 +273,9 @@ class NexusStandIn:
     makes sg3_utils see them (LD_PRELOAD of the shim + its device map)."""
 
     def __init__(self, workdir: Path, devices: Sequence[FakeDevice],
-                 shim_cache: Path | None = None) -> None:
+                 shim_cache: Path | None = None,
+                 preempt_and_abort_as_preempt: bool = False) -> None:
+        """`preempt_and_abort_as_preempt`: see PreemptAndAbortAsPreempt (off by default)."""
         paths = [device.path for device in devices]
         if len(set(paths)) != len(paths):
             raise ValueError("two fake devices share a path")
@@ -257,6 +283,7 @@ class NexusStandIn:
         self.devices = tuple(devices)
         self.shim_cache = shim_cache or self.workdir
         self.socket_path = self.workdir / "nexus.sock"
+        self.preempt_and_abort_as_preempt = preempt_and_abort_as_preempt
         self.process: subprocess.Popen[bytes] | None = None
         self._environment: dict[str, str] = {}
 
@@ -267,6 +294,7 @@ class NexusStandIn:
         config = {
             "socket": str(self.socket_path),
             "login_timeout": max(1.0, ready_deadline.remaining()),
+            "preempt_and_abort_as_preempt": self.preempt_and_abort_as_preempt,
             "devices": {
                 ident: {"portal": d.portal, "target": d.target, "lun": d.lun,
                         "initiator": d.initiator}
@@ -347,8 +375,11 @@ def serve(config: Mapping[str, Any]) -> None:
             backend.ensure_connected(login_deadline)
         except ScsiError as exc:  # a path down at start is retried at its first command
             log.warning("%s: %s", ident, exc)
+    served: Mapping[str, NexusBackend] = backends
+    if config.get("preempt_and_abort_as_preempt"):
+        served = {ident: PreemptAndAbortAsPreempt(b) for ident, b in backends.items()}
     # Bound only now: NexusStandIn.start takes a socket that accepts as "logins done".
-    server = NexusServer(Path(str(config["socket"])), backends)
+    server = NexusServer(Path(str(config["socket"])), served)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     try:
         server.serve_forever(poll_interval=0.1)

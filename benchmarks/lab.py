@@ -1,0 +1,229 @@
+"""The benchmark's own lab: one tgtd with file-backed LUNs on two portals, spread over several
+targets, and the two nodes (node-a fences, node-b is the victim) whose holders have joined.
+
+Sizes: a node holds one iSCSI session per LUN path, so 512 LUNs x 2 paths is 1,024 sessions
+in each holder, another 1,024 in the observer and in the nexus stand-in, all with open
+sockets; `raise_open_files_limit` lifts this process's soft RLIMIT_NOFILE to its hard limit
+before anything starts, and every child (tgtd, holders, nexus) inherits it."""
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stonewall.benchmarks.measure import BenchFailure
+from stonewall.clock import SYSTEM_CLOCK, Deadline
+from stonewall.config.loader import load_config
+from stonewall.config.model import ClusterConfig
+from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
+from stonewall.holder.server import socket_path
+from stonewall.lab.cluster import LabCluster, LabLun
+from stonewall.lab.processes import StonewallProcess
+from stonewall.lab.tgtd import TGTD_SOCKET_DIR, Tgtd, TgtdError
+from stonewall.storage import ownership
+from stonewall.storage.paths import PathSet, close_paths, connect_paths, plan_paths
+
+TARGET_IQN_PREFIX = "iqn.2026-11.lab.stonewall:bench-array"
+OBSERVER_IQN = "iqn.2026-11.lab.stonewall:bench-observer"
+FENCER, VICTIM = "node-a", "node-b"
+# Measured on tgtd 1.0.85: one target took 600 LUNs and 1,800 sessions, but removing a
+# target whose LUNs still have hundreds of sessions took longer than the 5 s Tgtd.stop
+# allows; targets of 128 LUNs are removed in ~0.13 s (docs/benchmarks.md).
+DEFAULT_LUNS_PER_TARGET = 128
+LUN_SIZE_MB = 1
+HOLDER_READY_SECONDS = 120.0
+SETUP_SECONDS = 120.0
+
+
+def raise_open_files_limit() -> int:
+    """Soft RLIMIT_NOFILE up to the hard limit; returns the new soft limit."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+@dataclass(frozen=True)
+class ArrayLun:
+    name: str
+    target: str
+    lun: int
+
+
+class Array:
+    """tgtd with `lun_count` LUNs on two portals, at most `luns_per_target` per target."""
+
+    def __init__(self, workdir: Path, lun_count: int,
+                 luns_per_target: int = DEFAULT_LUNS_PER_TARGET) -> None:
+        if lun_count < 1 or luns_per_target < 1:
+            raise ValueError("at least one LUN and one LUN per target")
+        self.tgtd = Tgtd(workdir / "tgtd", portal_count=2)
+        self.lun_count = lun_count
+        self.luns_per_target = luns_per_target
+        self.luns: list[ArrayLun] = []
+
+    def start(self) -> "Array":
+        self.tgtd.start()
+        try:
+            for index in range(math.ceil(self.lun_count / self.luns_per_target)):
+                iqn = f"{TARGET_IQN_PREFIX}-{index}"
+                tid = self.tgtd.add_target(iqn)
+                first = index * self.luns_per_target
+                for number in range(1, min(self.luns_per_target, self.lun_count - first) + 1):
+                    self.tgtd.add_lun(tid, number, size_mb=LUN_SIZE_MB)
+                    self.luns.append(ArrayLun(f"lun{first + number - 1:04d}", iqn, number))
+        except BaseException:
+            self.tgtd.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop tgtd; by PID when it does not answer tgtadm in time (measured: removing a
+        target right after hundreds of logouts can take longer than Tgtd.stop waits)."""
+        process, port = self.tgtd.process, self.tgtd.control_port
+        try:
+            self.tgtd.stop()
+        except TgtdError:
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+            for leftover in (f"socket.{port}", f"socket.{port}.lock"):
+                (TGTD_SOCKET_DIR / leftover).unlink(missing_ok=True)
+
+    @property
+    def targets(self) -> int:
+        return len(self.tgtd.targets)
+
+
+@dataclass
+class MultiTargetCluster(LabCluster):
+    """A LabCluster whose LUNs live on several targets (LabCluster assumes one)."""
+
+    target_of: dict[str, str] = field(default_factory=dict)
+
+    def document(self, node: str) -> dict[str, object]:
+        document = super().document(node)
+        for entry in document["luns"]:  # type: ignore[union-attr]
+            entry["iscsi"]["target"] = self.target_of[entry["name"]]
+        return document
+
+
+@dataclass(frozen=True)
+class HolderStart:
+    """One holder start: seconds from exec to READY (login + join), and what it holds."""
+
+    seconds: float
+    rss_kib: int
+    open_fds: int
+    sessions: int
+
+
+def process_footprint(pid: int) -> tuple[int, int]:
+    """(VmRSS in KiB, open file descriptors) of a running process, from /proc."""
+    rss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    return rss, len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+class Nodes:
+    """node-a and node-b configured for the first `count` LUNs of `array`, holders joined
+    (node-a first, so it holds the reservations), plus an observer's own reader sessions
+    that check every fence independently of the fencer."""
+
+    def __init__(self, array: Array, workdir: Path, count: int) -> None:
+        if not 1 <= count <= len(array.luns):
+            raise ValueError(f"{count} LUNs asked, the array has {len(array.luns)}")
+        self.workdir = workdir
+        luns = array.luns[:count]
+        self.count = count
+        self.cluster = MultiTargetCluster(
+            workdir, array.tgtd, nodes=[FENCER, VICTIM],
+            luns=[LabLun(lun.name, lun.lun) for lun in luns],
+            extra={"drbd": [{"name": "r0", "luns": [lun.name for lun in luns],
+                             "peers": {0: FENCER, 1: VICTIM}}],
+                   "fencing": [{"level": "storage", "timeout": 30}]},
+            target_of={lun.name: lun.target for lun in luns})
+        self.configs = {node: self.cluster.write_config(node) for node in self.cluster.nodes}
+        self.config: ClusterConfig = load_config(str(self.configs[FENCER]))
+        self.holders: dict[str, StonewallProcess] = {}
+        self.starts: dict[str, HolderStart] = {}
+        self.observer: PathSet = {}
+
+    # -- life cycle ----------------------------------------------------------------------
+    def start(self) -> "Nodes":
+        try:
+            for node in (FENCER, VICTIM):
+                self.starts[node] = self.start_holder(node)
+            self.observer = plan_paths(list(self.config.luns), OBSERVER_IQN, role="observer")
+            connect_paths(self.observer, Deadline.after(SETUP_SECONDS))
+            down = [p.name for ps in self.observer.values() for p in ps if not p.up]
+            if down:
+                raise BenchFailure(f"observer: {len(down)} paths did not log in")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_holder(self, node: str) -> HolderStart:
+        """Start `node`'s holder with --join; time it to READY and read its footprint."""
+        boot = self.cluster.boot(node, f"{node}-bench-boot")
+        holder = StonewallProcess(self.configs[node], ["holder", "run", "--node", node,
+                                                       "--join"],
+                                  env={"STONEWALL_BOOT_ID_FILE": str(boot)})
+        began = time.perf_counter()
+        holder.start(ready_timeout=HOLDER_READY_SECONDS)
+        seconds = time.perf_counter() - began
+        self.holders[node] = holder
+        rss, fds = process_footprint(holder.pid)
+        state = self.client(node).state(Deadline.after(SETUP_SECONDS))
+        paths = state["paths"]
+        unregistered = [p for p in paths if not (p["up"] and p["registered"])]
+        if unregistered:
+            raise BenchFailure(f"{node}: {len(unregistered)} of {len(paths)} paths not "
+                               f"joined, e.g. {unregistered[0]}")
+        return HolderStart(seconds, rss, fds, len(paths))
+
+    def stop_holder(self, node: str) -> None:
+        holder = self.holders.pop(node, None)
+        if holder is not None:
+            holder.stop()
+
+    def stop(self) -> None:
+        close_paths(self.observer)
+        self.observer = {}
+        for node in list(self.holders):
+            self.stop_holder(node)
+
+    # -- what the cases use ----------------------------------------------------------------
+    def client(self, node: str) -> HolderClient:
+        return HolderClient(socket_path(str(self.cluster.node_dir(node) / "run")))
+
+    def key(self, node: str) -> int:
+        return self.config.node(node).key
+
+    @property
+    def lun_paths(self) -> int:
+        return sum(len(paths) for paths in self.observer.values())
+
+    def rejoin_victim(self) -> None:
+        """Give node-b its registration back on every path (the reset between fences)."""
+        try:
+            result = self.client(VICTIM).join(Deadline.after(SETUP_SECONDS))
+        except (HolderError, HolderUnavailable) as exc:
+            raise BenchFailure(f"{VICTIM} could not rejoin: {exc}") from exc
+        if not result.get("ok"):
+            raise BenchFailure(f"{VICTIM} rejoin incomplete: {result}")
+        self.require_victim(present=True)
+
+    def require_victim(self, present: bool) -> None:
+        """The observer reads every path of every LUN; BenchFailure unless node-b's key is
+        there (present) or gone (not present) on all of them."""
+        report = ownership.verify(self.observer, self.key(VICTIM), present,
+                                  Deadline.after(SETUP_SECONDS), SYSTEM_CLOCK)
+        if not report.proven:
+            wrong = [c.lun for c in report.checks if c.verdict is not True]
+            raise BenchFailure(f"observer: {VICTIM}'s key {'missing' if present else 'still'}"
+                               f" on {len(wrong)} LUN(s), e.g. {wrong[:3]}")
