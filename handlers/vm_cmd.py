@@ -1,8 +1,12 @@
-"""`stonewall vm ...`: install the libvirt hook, run it, and list guests with their owners.
+"""`stonewall vm ...`: install the libvirt hook, run it, list guests with their owners, and
+start, stop and take over guests with their LUN reservations.
 
   stonewall vm hook install [--hooks-dir DIR] [--node NAME] [--stonewall PATH]
   stonewall vm hook run [--node NAME] [--timeout S] -- GUEST OPERATION SUB-OP [EXTRA]
   stonewall vm list [--json] [--node NAME] [--uri NODE=URI ...] [--timeout S]
+  stonewall vm start GUEST [--node NAME] [--uri URI] [--timeout S]
+  stonewall vm stop GUEST [--destroy] [--node NAME] [--uri URI] [--timeout S]
+  stonewall vm takeover PEER [--power-off-verified] [--node NAME] [--uri URI] [--timeout S]
 
 Ownership is read through a `views_source` handed to `register` (the node's holder in
 production); without one, `hook run` refuses every judged start and `list` cannot tell.
@@ -16,14 +20,18 @@ import socket
 import sys
 from functools import cache
 from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from stonewall.clock import Deadline
 from stonewall.config.loader import load_config, resolve_config_path
-from stonewall.config.model import ClusterConfig
+from stonewall.config.model import ClusterConfig, Node
+from stonewall.holder.client import HolderClient
 from stonewall.vm.hook import DEFAULT_TIMEOUT, ReadViews, hook_main
 
 if TYPE_CHECKING:
+    from stonewall.vm.control import StartReport, StopReport
+    from stonewall.vm.libvirt_conn import LibvirtConnection
     from stonewall.vm.listing import GuestRow
 
 ViewsSource = Callable[[ClusterConfig], ReadViews]
@@ -33,6 +41,9 @@ EXIT_OK = 0
 EXIT_PROBLEM = 1  # vm list: a guest runs twice or without ownership; install: refused
 EXIT_ERROR = 2  # configuration, connection or usage error
 EXIT_CANNOT_TELL = 3  # vm list: some guest's ownership or state cannot be told
+EXIT_NOT_RELEASED = 4  # vm stop: stopped, but a reservation of its LUNs is still held
+
+DEFAULT_CONTROL_TIMEOUT = 60.0  # vm start / stop / takeover (takeover: plus T_safe)
 
 
 class ViewsUnavailable(RuntimeError):
@@ -80,6 +91,44 @@ def register(subparsers: argparse._SubParsersAction, *,
     listing.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                          help="seconds for the whole listing (default %(default)s)")
     listing.set_defaults(func=lambda args: run_list(args, views_source))
+    _register_control(commands)
+
+
+def _register_control(commands: argparse._SubParsersAction) -> None:
+    """Add `vm start`, `vm stop` and `vm takeover` (they act through the node's holder)."""
+    start = commands.add_parser(
+        "start", help="reserve a guest's LUNs and start it here",
+        epilog="exit status: 0 started or already running here; 1 refused (another node owns "
+               "its storage, a reservation or the start failed, a disk maps to no LUN); 2 "
+               "configuration or usage error, or the guest is not defined here; 3 cannot tell "
+               "(the holder or libvirt did not answer)")
+    start.add_argument("guest")
+    stop = commands.add_parser(
+        "stop", help="stop a guest here and release its LUN reservations",
+        epilog="exit status: 0 stopped (or was not running) and its reservations released; 1 "
+               "still running at the time limit, or destroy failed; 2 configuration or usage "
+               "error; 3 cannot tell (libvirt did not answer); 4 stopped, but a reservation "
+               "could not be released")
+    stop.add_argument("guest")
+    stop.add_argument("--destroy", action="store_true",
+                      help="kill the guest at once instead of an ACPI shutdown")
+    takeover = commands.add_parser(
+        "takeover", help="start a fenced peer's guests here, in order, per start_policy",
+        epilog="exit status: 0 every guest of the peer runs here; 1 some guest was not "
+               "started; 2 configuration or usage error; 3 the peer is not proven fenced (or "
+               "the holder or libvirt did not answer): nothing was started")
+    takeover.add_argument("peer")
+    takeover.add_argument("--power-off-verified", action="store_true",
+                          help="you have verified that the peer is powered off: `safe` guests "
+                               "start without waiting T_safe")
+    for parser, func in ((start, run_start), (stop, run_stop), (takeover, run_takeover)):
+        _add_node_option(parser)
+        parser.add_argument("--uri", help="this node's libvirt URI (default: libvirt_uri from "
+                                          "the config)")
+        parser.add_argument("--timeout", type=float, default=DEFAULT_CONTROL_TIMEOUT,
+                            help="seconds for the whole command (takeover: on top of T_safe; "
+                                 "default %(default)s)")
+        parser.set_defaults(func=func)
 
 
 def run_install(args: argparse.Namespace) -> int:
@@ -142,6 +191,145 @@ def run_list(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
         print(f"stonewall: {problem}", file=sys.stderr)
     sys.stdout.write(render_json(inventory.rows) if args.json else render_table(inventory.rows))
     return list_exit_status(inventory.rows)
+
+
+class _SetupFailed(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class _Control:
+    """What `vm start`, `vm stop` and `vm takeover` act with."""
+
+    config: ClusterConfig
+    node: Node
+    holder: HolderClient
+    conn: LibvirtConnection
+
+
+def _control(args: argparse.Namespace, deadline: Deadline) -> _Control:
+    from stonewall.config.errors import ConfigError
+    from stonewall.config.identity import UnknownLocalNode, local_node
+    from stonewall.holder.server import socket_path
+    from stonewall.vm.libvirt_conn import LibvirtConnection, LibvirtError
+
+    try:
+        config = load_config(resolve_config_path(getattr(args, "config", None), os.environ))
+        node = local_node(config, args.node, os.environ)
+    except (ConfigError, UnknownLocalNode) as error:
+        raise _SetupFailed(str(error), EXIT_ERROR) from error
+    try:
+        conn = LibvirtConnection.open(args.uri or config.libvirt_uri, deadline)
+    except LibvirtError as error:
+        raise _SetupFailed(str(error), EXIT_CANNOT_TELL) from error
+    return _Control(config, node, HolderClient(socket_path(config.paths.runtime_dir)), conn)
+
+
+def run_start(args: argparse.Namespace) -> int:
+    from stonewall.vm.control import start_guest
+
+    deadline = Deadline.after(args.timeout)
+    try:
+        ctl = _control(args, deadline)
+    except _SetupFailed as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return error.status
+    with ctl.conn:
+        report = start_guest(args.guest, ctl.node, ctl.config, ctl.holder, ctl.conn, deadline)
+    taken = f" (reserved {', '.join(report.taken)})" if report.taken else ""
+    line = f"{report.guest}: {report.outcome.value} on {report.node}{taken}"
+    if report.outcome.running:
+        print(line)
+    else:
+        print(f"stonewall: {line}: {'; '.join(report.reasons) or 'no detail'}", file=sys.stderr)
+    return start_exit_status(report)
+
+
+def start_exit_status(report: StartReport) -> int:
+    """0 runs here; 2 not defined here; 3 the holder or libvirt could not tell; else 1."""
+    from stonewall.vm.control import StartOutcome
+
+    if report.outcome.running:
+        return EXIT_OK
+    return {StartOutcome.NOT_DEFINED: EXIT_ERROR,
+            StartOutcome.HOLDER_UNAVAILABLE: EXIT_CANNOT_TELL,
+            StartOutcome.CANNOT_TELL: EXIT_CANNOT_TELL}.get(report.outcome, EXIT_PROBLEM)
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    from stonewall.vm.control import stop_guest
+
+    deadline = Deadline.after(args.timeout)
+    try:
+        ctl = _control(args, deadline)
+    except _SetupFailed as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return error.status
+    with ctl.conn:
+        report = stop_guest(args.guest, ctl.node, ctl.config, ctl.holder, ctl.conn, deadline,
+                            destroy=args.destroy)
+    released = [r.lun for r in report.released if r.ok]
+    print(f"{report.guest}: {report.result.value} on {report.node}"
+          + (f" (released {', '.join(released)})" if released else ""))
+    for line in report.details:
+        print(f"  {line}")
+    for failure in report.release_failures:
+        print(f"stonewall: {report.guest}: LUN {failure.lun}: {failure.detail}", file=sys.stderr)
+    return stop_exit_status(report)
+
+
+def stop_exit_status(report: StopReport) -> int:
+    """0 off and released; 4 off but a reservation is still held; 3 cannot tell; else 1."""
+    from stonewall.vm.control import StopResult
+
+    if report.result.off:
+        return EXIT_NOT_RELEASED if report.release_failures else EXIT_OK
+    return EXIT_CANNOT_TELL if report.result is StopResult.CANNOT_TELL else EXIT_PROBLEM
+
+
+def run_takeover(args: argparse.Namespace) -> int:
+    from stonewall.clock import SYSTEM_CLOCK
+    from stonewall.holder.client import HolderError, HolderUnavailable
+    from stonewall.vm.takeover import FenceEvidence, take_over
+    from stonewall.watchdog.timing import t_safe
+
+    try:
+        ctl = _control(args, Deadline.after(args.timeout))
+    except _SetupFailed as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return error.status
+    with ctl.conn:
+        try:
+            peer = ctl.config.node(args.peer)
+        except KeyError:
+            print(f"stonewall: unknown node {args.peer!r}", file=sys.stderr)
+            return EXIT_ERROR
+        if peer.name == ctl.node.name:
+            print("stonewall: a node does not take over its own guests", file=sys.stderr)
+            return EXIT_ERROR
+        # The fence happened earlier; verifying the key gone now gives a later reference
+        # point for T_safe, which only makes the wait longer.
+        try:
+            verified = ctl.holder.verify(peer.name, None, False,
+                                         Deadline.after(args.timeout))["proven"] is True
+        except (HolderUnavailable, HolderError) as error:
+            print(f"stonewall: cannot verify {peer.name}'s key gone: {error}", file=sys.stderr)
+            verified = False
+        fence = FenceEvidence(args.power_off_verified,
+                              SYSTEM_CLOCK.monotonic() if verified else None)
+        if not fence.fenced:
+            print(f"stonewall: {peer.name} is not proven fenced (its key is not verified gone "
+                  "on every LUN, and --power-off-verified was not given): nothing started",
+                  file=sys.stderr)
+            return EXIT_CANNOT_TELL
+        safe = t_safe(ctl.config.watchdog)
+        report = take_over(peer, ctl.config, ctl.holder, ctl.conn, SYSTEM_CLOCK, fence, safe,
+                           node=ctl.node, deadline=Deadline.after(safe + args.timeout))
+    for guest in report.guests:
+        print(guest.describe(), file=sys.stdout if guest.running else sys.stderr)
+    return EXIT_OK if report.all_running else EXIT_PROBLEM
 
 
 def list_exit_status(rows: Sequence[GuestRow]) -> int:

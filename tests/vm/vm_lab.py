@@ -1,0 +1,107 @@
+"""A two-node lab for starting, stopping and taking over guests: the shared lab cluster
+(tests/lab_fixtures.py: tgtd, one holder process per node) with guest LUNs and guests, plus one
+libvirt test-driver host per node on which every guest is defined (shut off), as an operator
+keeps definitions on both hosts. Each test-driver host lives in this process (the driver keeps
+its state per connection), so the tests drive libvirt in-process."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from stonewall.clock import SYSTEM_CLOCK, Deadline
+from stonewall.config.model import Node
+from stonewall.lab.cluster import LabCluster, LabLun
+from stonewall.lab.identities import ARRAY_IQN
+from stonewall.storage.ownership import read_views
+from stonewall.storage.paths import PathSet
+from stonewall.storage.scsi.responses import Reservation
+from stonewall.vm.libvirt_conn import DomainState, LibvirtConnection
+
+from ..lab_fixtures import Lab
+from .conftest import SHUT_OFF_RUNSTATE, NodeFile, OpenHost, block_disk, domain_xml, iscsi_disk
+
+LUNS = [LabLun("arbiter0", 1, "arbiter", 0),
+        LabLun("web1-disk", 2, "guest", reservation="we"),
+        LabLun("db1-disk", 3, "guest", reservation="we"),
+        LabLun("app1-disk", 4, "guest", reservation="we"),
+        LabLun("own1-disk", 5, "guest", reservation="we"),
+        LabLun("duo1-a", 6, "guest", reservation="we"),
+        LabLun("duo1-b", 7, "guest", reservation="we")]
+
+GUESTS = [
+    # web1's LUN comes from its domain XML (an iSCSI disk on LUN 2), not from the config.
+    {"name": "web1", "home": "node-a", "order": 10, "start_policy": "immediate"},
+    {"name": "db1", "luns": ["db1-disk"], "home": "node-a", "order": 20},
+    {"name": "bad1", "home": "node-a", "order": 25},  # its only disk is /dev/sdz
+    {"name": "app1", "luns": ["app1-disk"], "home": "node-a", "order": 30,
+     "start_policy": "safe"},
+    {"name": "own1", "luns": ["own1-disk"], "home": "node-b", "order": 5},
+    {"name": "duo1", "luns": ["duo1-a", "duo1-b"], "home": "node-b", "order": 50},
+]
+
+NODES = ("node-a", "node-b")
+
+
+@pytest.fixture
+def lab(tgtd, tmp_path: Path) -> Iterator[Lab]:
+    """The lab with guest LUNs and guests; both holders started and joined."""
+    for lun in LUNS:
+        if lun.lun not in tgtd.targets[1].luns:
+            tgtd.add_lun(1, lun.lun)
+    lab = Lab(LabCluster(tmp_path / "lab", tgtd, luns=list(LUNS), extra={"guests": GUESTS}))
+    try:
+        for node in NODES:
+            lab.start_holder(node)
+        yield lab
+    finally:
+        lab.stop()
+
+
+def guest_domains(portal: str) -> list[str]:
+    disks = {
+        "web1": [iscsi_disk(f"{ARRAY_IQN}/2", "vda", (portal,))],
+        "db1": [], "app1": [], "own1": [], "duo1": [],  # their LUNs are in the config
+        "bad1": [block_disk("/dev/sdz", "vda")],
+    }
+    return [domain_xml(name, found, runstate=SHUT_OFF_RUNSTATE) for name, found in disks.items()]
+
+
+@dataclass
+class Hosts:
+    """Each node's libvirt (test driver) and its Node entry."""
+
+    conns: dict[str, LibvirtConnection]
+    nodes: dict[str, Node]
+
+    def running(self, node: str) -> set[str]:
+        return {d.name for d in self.conns[node].list_domains()
+                if d.state in (DomainState.RUNNING, DomainState.PAUSED)}
+
+    def hosts_running(self, guest: str) -> list[str]:
+        return [node for node in self.conns if guest in self.running(node)]
+
+
+@pytest.fixture
+def hosts(lab: Lab, node_file: NodeFile, open_host: OpenHost, tgtd) -> Hosts:
+    config = lab.config("node-a")
+    domains = guest_domains(tgtd.portals[0])
+    return Hosts({node: open_host(node_file(node, domains)) for node in NODES},
+                 {node: config.node(node) for node in NODES})
+
+
+def soon() -> Deadline:
+    return Deadline.after(15)
+
+
+def reservations(observer_paths: PathSet) -> dict[str, Reservation | None]:
+    """Each LUN's reservation as a third initiator reads it; every path must agree."""
+    found = {}
+    for lun, view in read_views(observer_paths, soon(), SYSTEM_CLOCK).items():
+        seen = {p.reservation for p in view.paths}
+        assert len(view.up_paths) == 2 and len(seen) == 1, (lun, view)
+        reservation = seen.pop()
+        found[lun] = reservation if reservation is not None and reservation.holder else None
+    return found

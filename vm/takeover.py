@@ -1,0 +1,134 @@
+"""After a fence: start the fenced peer's guests on this node (DESIGN section 6).
+
+Storage fencing makes the peer's disks safe at once, but its guests may still be alive in
+memory and on the network (same MAC and IP) until its watchdog resets it. So each guest's
+`start_policy` decides when it may start:
+
+- `safe` (default): once the peer's power-off was verified, or T_safe after the storage fence
+  was verified (the peer's watchdog has reset it by then: stonewall.watchdog.timing);
+- `immediate` (opt-in): as soon as storage fencing is verified.
+
+Guests start one after another in `order` (a dependency order: an `immediate` guest listed
+after a `safe` one waits for it). Each goes through `start_guest`, which takes its guest LUNs'
+reservations: the fence's PREEMPT already moved a Write Exclusive reservation the peer held to
+this node (measured on tgtd) or freed the LUN, and both are handled there. A guest already
+running here is left alone, so running the takeover twice starts nothing twice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from stonewall.clock import Clock, Deadline
+from stonewall.config.model import ClusterConfig, Guest, Node, StartPolicy
+from stonewall.vm.control import StartReport, start_guest
+from stonewall.vm.guest_reservations import GuestLunHolder
+from stonewall.vm.libvirt_conn import LibvirtConnection
+
+DEFAULT_START_TIMEOUT = 30.0  # seconds for one guest's reservations and start
+
+
+@dataclass(frozen=True)
+class FenceEvidence:
+    """What the fence proved about the peer.
+
+    `storage_verified_at` is the `clock.monotonic()` time by which the peer's key was verified
+    gone on every LUN (None: storage fencing was not verified). A later time than the actual
+    PREEMPT only makes the T_safe wait longer, never shorter."""
+
+    power_verified: bool
+    storage_verified_at: float | None
+
+    @property
+    def fenced(self) -> bool:
+        return self.power_verified or self.storage_verified_at is not None
+
+
+class Skipped(Enum):
+    """Why a guest was not even tried."""
+
+    PEER_NOT_FENCED = "the peer is not proven fenced"
+    T_SAFE_AFTER_DEADLINE = "T_safe ends after the takeover's deadline"
+
+
+@dataclass(frozen=True)
+class GuestTakeover:
+    guest: str
+    policy: StartPolicy
+    waited: float  # seconds this guest waited for its start condition
+    at: float  # clock.monotonic() when it was started (or skipped)
+    start: StartReport | None = None  # None when skipped
+    skipped: Skipped | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.start is not None and self.start.outcome.running
+
+    def describe(self) -> str:
+        if self.start is None:
+            assert self.skipped is not None
+            return f"{self.guest}: not started: {self.skipped.value}"
+        reasons = "; ".join(self.start.reasons)
+        waited = f" after waiting {self.waited:.1f} s" if self.waited > 0 else ""
+        return (f"{self.guest}: {self.start.outcome.value}{waited}"
+                + (f" ({reasons})" if reasons else ""))
+
+
+@dataclass(frozen=True)
+class TakeoverReport:
+    peer: str
+    node: str
+    guests: tuple[GuestTakeover, ...]
+
+    @property
+    def all_running(self) -> bool:
+        """Every guest of the peer runs here now (True when there were none)."""
+        return all(g.running for g in self.guests)
+
+
+def guests_of(config: ClusterConfig, peer: Node) -> list[Guest]:
+    """The guests whose `home` is `peer`, in start order (`order`, then name)."""
+    return sorted((g for g in config.guests if g.home == peer.name),
+                  key=lambda g: (g.order, g.name))
+
+
+def start_condition(guest: Guest, fence: FenceEvidence, t_safe: float) -> float | None:
+    """The `clock.monotonic()` time from which `guest` may start (None: never, on this
+    evidence). A verified power-off satisfies every policy at once."""
+    if fence.power_verified:
+        return float("-inf")
+    if fence.storage_verified_at is None:
+        return None
+    if guest.start_policy is StartPolicy.IMMEDIATE:
+        return fence.storage_verified_at
+    return fence.storage_verified_at + t_safe
+
+
+def take_over(peer: Node, config: ClusterConfig, holder: GuestLunHolder,
+              conn: LibvirtConnection, clock: Clock, fence: FenceEvidence, t_safe: float, *,
+              node: Node, deadline: Deadline,
+              start_timeout: float = DEFAULT_START_TIMEOUT) -> TakeoverReport:
+    """Start `peer`'s guests on `node` (this node), each once its policy allows, all before
+    `deadline`; waits (T_safe) go through `clock`. Never raises for one guest's failure: the
+    report says, per guest, what happened."""
+    if peer.name == node.name:
+        raise ValueError("a node does not take over its own guests")
+    results = []
+    for guest in guests_of(config, peer):
+        ready_at = start_condition(guest, fence, t_safe)
+        now = clock.monotonic()
+        if ready_at is None:
+            results.append(GuestTakeover(guest.name, guest.start_policy, 0.0, now,
+                                         skipped=Skipped.PEER_NOT_FENCED))
+            continue
+        wait = max(0.0, ready_at - now)
+        if wait > deadline.remaining():
+            results.append(GuestTakeover(guest.name, guest.start_policy, 0.0, now,
+                                         skipped=Skipped.T_SAFE_AFTER_DEADLINE))
+            continue
+        clock.sleep(wait)
+        started_at = clock.monotonic()
+        report = start_guest(guest.name, node, config, holder, conn,
+                             deadline.earlier(start_timeout))
+        results.append(GuestTakeover(guest.name, guest.start_policy, wait, started_at, report))
+    return TakeoverReport(peer.name, node.name, tuple(results))
