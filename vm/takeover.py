@@ -126,7 +126,8 @@ def take_over(peer: Node, config: ClusterConfig, holder: GuestLunHolder,
             results.append(GuestTakeover(guest.name, guest.start_policy, 0.0, now,
                                          skipped=Skipped.T_SAFE_AFTER_DEADLINE))
             continue
-        clock.sleep(wait)
+        if wait > 0:
+            clock.sleep(wait)
         started_at = clock.monotonic()
         report = start_guest(guest.name, node, config, holder, conn,
                              deadline.earlier(start_timeout))
