@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = (
     "stonewall.handlers.config_cmd",
     "stonewall.handlers.holder_cmd",
     "stonewall.handlers.drbd_config_cmd",
+    "stonewall.handlers.power_cmd",
     "stonewall.handlers.watchdog_cmd",
     "stonewall.handlers.multipath_cmd",
     "stonewall.handlers.lab_cmd",
