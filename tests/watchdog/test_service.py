@@ -254,6 +254,12 @@ def test_stop_is_refused_while_a_guest_runs_and_petting_goes_on(lab, machines):
     assert status["service"]["stop_requested"] is True
     assert status["service"]["stop_refused"].startswith("GuestsStillRunning")
     assert status["watchdog"]["state"] == "petting"
+    command = lab.process("node-a", ["watchdog", "status"])
+    text = subprocess.run(command.command, env=command.env, capture_output=True, timeout=30,
+                          text=True)
+    assert text.returncode == 0
+    assert "verdict:" in text.stdout and "ok: petting" in text.stdout
+    assert "stop requested:" in text.stdout and "True" in text.stdout
 
 
 def test_the_holder_socket_serves_the_peer_fence_from_the_service(lab, machines, observer):
