@@ -51,7 +51,7 @@ exit status:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add `watchdog timing` to the stonewall command."""
+    """Add `watchdog run`, `watchdog status` and `watchdog timing` to the stonewall command."""
     watchdog = subparsers.add_parser("watchdog", help="the self-fencing watchdog service",
                                      description="The self-fencing watchdog service.")
     actions = watchdog.add_subparsers(dest="watchdog_action", metavar="ACTION", required=True)
@@ -143,6 +143,8 @@ def run_command(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    # Guest queries (for a clean stop) run in the thread that also writes the status file
+    # every interval: bound them like a storage check, and a slow libvirt counts as "runs".
     guests = LocalGuests(config, lambda deadline: LibvirtConnection.open(config.libvirt_uri,
                                                                          deadline),
                          call_seconds=config.watchdog.io_deadline, log=log)
