@@ -48,7 +48,11 @@ def test_peer_fenced_by_storage_exits_4_and_its_key_is_gone_on_the_target(
     assert [(r["source"], r["actor"], r["target"], r["outcome"]) for r in records] == [
         ("drbd fence-peer", "node-b", "node-a", "fenced")]
     assert records[0]["details"]["exit"] == FENCED_BY_STORAGE
-    assert records[0]["details"]["levels"][0]["level"] == "storage"
+    storage = records[0]["details"]["levels"][0]
+    assert storage["level"] == "storage" and storage["verified"] is True
+    # Arbiter LUNs first; tgtd answers PREEMPT AND ABORT with ILLEGAL REQUEST, so PREEMPT.
+    assert [(item["lun"], item["action"]) for item in storage["preempt"]["luns"]] == [
+        ("arbiter0", "preempt"), ("arbiter1", "preempt"), ("data0", "preempt")]
 
 
 def test_a_second_call_for_a_fenced_peer_verifies_and_returns_at_once(lab, observer, programs):
