@@ -195,6 +195,7 @@ DOCUMENT = Record({
     "guests": optional(ListOf(GUEST), ()),
     "fencing": required(ListOf(FENCE_LEVEL, min_items=1)),
     "watchdog": optional(WATCHDOG, WatchdogSettings()),
+    "lab_guest_io": optional(Flag(), False),
 })
 
 Sections = Mapping[str, Any]  # DOCUMENT's fields after loading: value or INVALID per section

@@ -55,6 +55,7 @@ def load_config(path: str) -> ClusterConfig:
         watchdog=sections["watchdog"],
         paths=sections["paths"],
         libvirt_uri=sections["libvirt_uri"],
+        lab_guest_io=sections["lab_guest_io"],
     )
 
 

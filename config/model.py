@@ -164,6 +164,10 @@ class ClusterConfig:
     watchdog: WatchdogSettings = WatchdogSettings()
     paths: Paths = Paths()
     libvirt_uri: str = "qemu:///system"
+    # The lab's guests write their stamped blocks through the node's registered nexus (as a
+    # real guest's I/O goes through the node's kernel nexus): the holder's `write` operation,
+    # refused unless this is true. Never set it on a real cluster.
+    lab_guest_io: bool = False
 
     def node(self, name: str) -> Node:
         """The node called `name`; KeyError if there is none."""

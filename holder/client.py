@@ -76,6 +76,10 @@ class HolderClient:
     def release(self, lun: str, deadline: Deadline) -> dict[str, Any]:
         return self.call("release", deadline, lun=lun)
 
+    def write_block(self, lun: str, lba: int, block: bytes, deadline: Deadline) -> dict[str, Any]:
+        """Lab guests only (config `lab_guest_io`): one 512-byte block through our nexus."""
+        return self.call("write", deadline, lun=lun, lba=lba, data=block.hex())
+
 
 def _read_line(conn: socket.socket) -> bytes:
     chunks, size = [], 0

@@ -16,8 +16,13 @@ from stonewall.storage import ownership
 from stonewall.storage.bootid import BootRecords
 from stonewall.storage.paths import (KernelRoots, PathSet, close_paths, connect_paths,
                                      plan_paths)
-from stonewall.storage.scsi.errors import ScsiError
+from stonewall.storage.scsi import cdb
+from stonewall.storage.scsi.errors import ReservationConflict, ScsiError, UnitAttention
+from stonewall.storage.scsi.status import raise_for_status
 from stonewall.storage.view import LunView
+
+
+BLOCK_SIZE = 512  # tgtd's file-backed LUNs
 
 
 class Refused(Exception):
@@ -157,6 +162,34 @@ class NodeHolder:
         with self.lock:
             return ownership.release_lun(self.paths[lun.name], self.node.key, lun.reservation,
                                          deadline, self.clock)
+
+    def write_block(self, lun_name: str, lba: int, data_hex: str,
+                    deadline: Deadline) -> dict[str, object]:
+        """The lab's guest I/O: WRITE(10) of one block through our nexus, failing over between
+        paths like dm-multipath; the SAN's verdict (e.g. RESERVATION CONFLICT) is returned."""
+        if not self.config.lab_guest_io:
+            raise Refused("write is for lab guests only (config lab_guest_io)")
+        lun = self._luns([lun_name])[0]
+        try:
+            block = bytes.fromhex(data_hex)
+        except ValueError:
+            raise Refused("data must be hex") from None
+        if len(block) != BLOCK_SIZE or lba < 0:
+            raise Refused(f"one block of {BLOCK_SIZE} bytes at a non-negative LBA")
+        last = "no registered path is up"
+        for path in self.paths[lun.name]:
+            if not (path.up and path.registered and path.session is not None):
+                continue
+            try:
+                result = path.session.execute(cdb.write_10(lba, 1), deadline, data_out=block)
+                raise_for_status(result, f"WRITE(10) on {lun.name} via {path.name}")
+                return {"written": True, "path": path.name}
+            except (ReservationConflict, UnitAttention) as exc:
+                return {"written": False, "path": path.name, "error": type(exc).__name__,
+                        "detail": str(exc)}
+            except ScsiError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+        return {"written": False, "path": None, "error": "NoPath", "detail": last}
 
     def state(self) -> dict[str, object]:
         """Sessions and registration as the holder knows them (no I/O)."""

@@ -25,6 +25,7 @@ OPERATIONS: dict[str, dict[str, tuple[type, bool]]] = {
     "preempt": {"victim": (str, True), "luns": (list, False)},
     "reserve": {"lun": (str, True)},
     "release": {"lun": (str, True)},
+    "write": {"lun": (str, True), "lba": (int, True), "data": (str, True)},
 }
 
 

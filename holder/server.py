@@ -31,6 +31,7 @@ def dispatch(holder: NodeHolder, request: Request) -> Any:
         "preempt": lambda: holder.preempt(args["victim"], args.get("luns"), deadline),
         "reserve": lambda: holder.reserve(args["lun"], deadline),
         "release": lambda: holder.release(args["lun"], deadline),
+        "write": lambda: holder.write_block(args["lun"], args["lba"], args["data"], deadline),
     }
     return operations[request.op]()
 
