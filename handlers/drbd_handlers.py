@@ -156,17 +156,23 @@ def decide_unfence_peer(call: HandlerCall, clock: Clock, environ: Mapping[str, s
     except (HolderUnavailable, HolderError) as err:
         return Decision(advisory_exit_code(False), "unknown",
                         f"{call.what}: cannot read the peer's registration: {err}", {})
-    missing = [check.get("lun") for check in answer.get("checks", [])
-               if check.get("verdict") is not True]
     if answer.get("proven") is True:
         return Decision(advisory_exit_code(True), "registered",
                         f"{call.what}: {call.target.peer.name} is registered on every LUN "
                         f"({', '.join(call.luns)}); nothing to undo", {"verification": answer})
+    checks = answer.get("checks", [])
+    absent = [str(check.get("lun")) for check in checks if check.get("verdict") is False]
+    silent = [str(check.get("lun")) for check in checks if check.get("verdict") is None]
+    unread = f"; no path answered for {', '.join(silent)}" if silent else ""
+    if not absent:
+        return Decision(advisory_exit_code(False), "unknown",
+                        f"{call.what}: cannot tell whether {call.target.peer.name} is "
+                        f"registered{unread}", {"verification": answer})
     return Decision(advisory_exit_code(False), "still-fenced",
                     f"{call.what}: {call.target.peer.name} is not registered on "
-                    f"{', '.join(str(m) for m in missing)}; left as is: it registers again "
-                    "only after a reboot, when its own holder joins (refused in the boot it "
-                    "was fenced in)", {"verification": answer})
+                    f"{', '.join(absent)}{unread}; left as is: it registers again only after "
+                    "a reboot, when its own holder joins (refused in the boot it was fenced "
+                    "in)", {"verification": answer})
 
 
 # -- split-brain ------------------------------------------------------------------------------

@@ -106,3 +106,11 @@ def test_split_brain_without_a_fence_is_ambiguous_and_resolves_nothing(lab, obse
 def test_split_brain_without_a_holder_is_ambiguous(lab, programs):
     run = call(lab, programs, "split-brain", "node-b", split_brain_env("node-b", "node-a"))
     assert run.exit_code == 1 and "cannot read the LUNs" in run.stderr
+
+
+def test_unfence_without_a_holder_cannot_tell_and_changes_nothing(lab, observer, programs):
+    lab.start_holder("node-a")
+    run = call(lab, programs, "unfence-peer", "node-b", drbd9_env("node-b", "node-a", "r0"))
+    assert run.exit_code == 1 and "cannot read the peer's registration" in run.stderr
+    assert read_events(lab.config("node-b").paths.event_log)[-1]["outcome"] == "unknown"
+    assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
