@@ -101,7 +101,7 @@ def _register_control(commands: argparse._SubParsersAction) -> None:
         epilog="exit status: 0 started or already running here; 1 refused (another node owns "
                "its storage, a reservation or the start failed, a disk maps to no LUN); 2 "
                "configuration or usage error, or the guest is not defined here; 3 cannot tell "
-               "(the holder or libvirt did not answer)")
+               "(the holder, libvirt or every path of a LUN did not answer)")
     start.add_argument("guest")
     stop = commands.add_parser(
         "stop", help="stop a guest here and release its LUN reservations",
@@ -248,11 +248,15 @@ def run_start(args: argparse.Namespace) -> int:
 
 
 def start_exit_status(report: StartReport) -> int:
-    """0 runs here; 2 not defined here; 3 the holder or libvirt could not tell; else 1."""
+    """0 runs here; 2 not defined here; 3 the holder, libvirt or the SAN could not tell;
+    else 1."""
     from stonewall.vm.control import StartOutcome
 
     if report.outcome.running:
         return EXIT_OK
+    if report.outcome is StartOutcome.REFUSED and report.placement and \
+            report.placement.cannot_tell:
+        return EXIT_CANNOT_TELL
     return {StartOutcome.NOT_DEFINED: EXIT_ERROR,
             StartOutcome.HOLDER_UNAVAILABLE: EXIT_CANNOT_TELL,
             StartOutcome.CANNOT_TELL: EXIT_CANNOT_TELL}.get(report.outcome, EXIT_PROBLEM)

@@ -49,7 +49,7 @@ class StartOutcome(Enum):
     UNMAPPABLE = "a disk maps to no configured LUN"
     REFUSED = "this node does not own the guest's storage"
     RESERVATION_FAILED = "a LUN's reservation could not be taken"
-    HOLDER_UNAVAILABLE = "the node's holder did not answer"
+    HOLDER_UNAVAILABLE = "the node's holder did not answer or refused"
     START_FAILED = "libvirt did not start it"
     CANNOT_TELL = "libvirt could not tell the guest's state"
 

@@ -64,6 +64,12 @@ class PrivateLibvirtd:
         return f"qemu+unix:///system?socket={self.run_dir}/libvirt-sock"
 
     @property
+    def pid(self) -> int:
+        """The daemon's PID (unshare and the setup shell exec into it)."""
+        assert self._process is not None, "libvirtd is not running"
+        return self._process.pid
+
+    @property
     def log(self) -> Path:
         return self.scratch / "libvirtd.log"
 
