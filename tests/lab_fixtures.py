@@ -69,14 +69,15 @@ class Lab:
 
 
 @contextmanager
-def running_lab(tgtd: Tgtd, workdir: Path, extra: dict[str, object] | None = None
-                ) -> Iterator[Lab]:
-    """A Lab on `tgtd` with the standard LUNs (and `extra` top-level config keys); every
-    holder it started is stopped on exit."""
-    for lun in LUNS:
+def running_lab(tgtd: Tgtd, workdir: Path, extra: dict[str, object] | None = None,
+                luns: list[LabLun] | None = None) -> Iterator[Lab]:
+    """A Lab on `tgtd` with `luns` (default: the standard LUNs) and `extra` top-level config
+    keys; every holder it started is stopped on exit."""
+    luns = list(luns or LUNS)
+    for lun in luns:
         if lun.lun not in tgtd.targets[1].luns:
             tgtd.add_lun(1, lun.lun)
-    lab = Lab(LabCluster(workdir, tgtd, luns=list(LUNS), extra=dict(extra or {})))
+    lab = Lab(LabCluster(workdir, tgtd, luns=luns, extra=dict(extra or {})))
     try:
         yield lab
     finally:

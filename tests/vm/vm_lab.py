@@ -13,14 +13,14 @@ import pytest
 
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.model import Node
-from stonewall.lab.cluster import LabCluster, LabLun
+from stonewall.lab.cluster import LabLun
 from stonewall.lab.identities import ARRAY_IQN
 from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import PathSet
 from stonewall.storage.scsi.responses import Reservation
 from stonewall.vm.libvirt_conn import DomainState, LibvirtConnection
 
-from ..lab_fixtures import Lab
+from ..lab_fixtures import Lab, running_lab
 from .conftest import SHUT_OFF_RUNSTATE, NodeFile, OpenHost, block_disk, domain_xml, iscsi_disk
 
 LUNS = [LabLun("arbiter0", 1, "arbiter", 0),
@@ -48,16 +48,10 @@ NODES = ("node-a", "node-b")
 @pytest.fixture
 def lab(tgtd, tmp_path: Path) -> Iterator[Lab]:
     """The lab with guest LUNs and guests; both holders started and joined."""
-    for lun in LUNS:
-        if lun.lun not in tgtd.targets[1].luns:
-            tgtd.add_lun(1, lun.lun)
-    lab = Lab(LabCluster(tmp_path / "lab", tgtd, luns=list(LUNS), extra={"guests": GUESTS}))
-    try:
+    with running_lab(tgtd, tmp_path / "lab", {"guests": GUESTS}, LUNS) as started:
         for node in NODES:
-            lab.start_holder(node)
-        yield lab
-    finally:
-        lab.stop()
+            started.start_holder(node)
+        yield started
 
 
 def guest_domains(portal: str) -> list[str]:
