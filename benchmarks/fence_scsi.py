@@ -108,11 +108,13 @@ class FenceScsiNode:
         self.nexus = NexusStandIn(workdir / "nexus", self.devices,
                                   preempt_and_abort_as_preempt=True)
         self.namespace = PrivateRun(workdir / "run")
+        self.registered = False
 
     def start(self) -> "FenceScsiNode":
         try:
             self.nexus.start(Deadline.after(SETUP_SECONDS))
-            self._register()
+            self._register(FENCE_SCSI_KEY)
+            self.registered = True
             self.namespace.start()
             (self.namespace.directory / "cluster.key").write_text(
                 key_text(FENCE_SCSI_KEY) + "\n")
@@ -121,23 +123,31 @@ class FenceScsiNode:
             raise
         return self
 
-    def _register(self) -> None:
+    def _register(self, new_key: int) -> None:
+        """REGISTER AND IGNORE EXISTING KEY with `new_key` on every device (0 unregisters)."""
         runner = SgRunner(self.nexus.environment)
         deadline = Deadline.after(SETUP_SECONDS)
 
         def register(device: FakeDevice) -> None:
-            SgPersistDevice(device.path, runner).register(0, FENCE_SCSI_KEY, deadline,
+            SgPersistDevice(device.path, runner).register(0, new_key, deadline,
                                                           ignore_existing=True)
 
         failed = [r for r in map_bounded(register, self.devices, deadline)
                   if isinstance(r, BaseException)]
         if failed:
-            raise BenchFailure(f"fence_scsi's key not registered on {len(failed)} devices: "
+            raise BenchFailure(f"REGISTER of 0x{new_key:x} failed on {len(failed)} devices: "
                                f"{failed[0]}")
 
     def stop(self) -> None:
+        """Unregister fence_scsi's key (stonewall status would count it as foreign), then
+        stop the namespace and the stand-in."""
         self.namespace.stop()
-        self.nexus.stop()
+        try:
+            if self.registered:
+                self.registered = False
+                self._register(0)
+        finally:
+            self.nexus.stop()
 
     def run(self, action: str, key: int, timeout: float) -> ProcessRun:
         """`fence_scsi -o ACTION -k KEY -d DEV,...` on every device, timed from the start of

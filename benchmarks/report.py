@@ -151,7 +151,7 @@ def markdown(doc: dict[str, object]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for row in doc["results"]:  # type: ignore[union-attr]
         seconds = row["seconds"]
-        size = f"{row['luns']} × {row['paths']}"
+        size = f"{row['luns']} × {row['paths']}" if row["luns"] else "–"
         note = "; ".join(f"{k} {v}" for k, v in row["notes"].items())
         if seconds:
             lines.append(f"| {row['case']} | {row['tool']} | {size} | {_ms(seconds['min'])} | "

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from stonewall.benchmarks import cases, report
+from stonewall.benchmarks import cases, power, report
 from stonewall.benchmarks.cases import CaseResult
 from stonewall.benchmarks.fence_scsi import FenceScsiNode
 from stonewall.benchmarks.lab import (
@@ -73,6 +73,8 @@ def run_size(nodes: Nodes, workdir: Path, args: argparse.Namespace,
 
     if size in args.fence_sizes:
         add(cases.stonewall_fence(nodes, workdir, args.runs))
+    if size == args.status_luns:  # before fence_scsi's key is on the LUNs: it is foreign
+        add(cases.stonewall_status(nodes, args.runs))
     if size in args.fence_sizes or size == args.status_luns:
         fence_scsi = FenceScsiNode(workdir / "fence_scsi", list(nodes.config.luns))
         try:
@@ -82,15 +84,20 @@ def run_size(nodes: Nodes, workdir: Path, args: argparse.Namespace,
             if size == args.status_luns:
                 add(cases.fence_scsi_status(nodes, fence_scsi, args.runs))
         except (BenchFailure, NexusError) as exc:
-            add(CaseResult("fence", "fence_scsi -o off", size, PATHS_PER_LUN,
-                           error=f"fence_scsi lab: {exc}"))
+            add(CaseResult("fence" if size in args.fence_sizes else "status", "fence_scsi",
+                           size, PATHS_PER_LUN, error=f"fence_scsi lab: {exc}"))
         finally:
             fence_scsi.stop()
-    if size == args.status_luns:
-        add(cases.stonewall_status(nodes, args.runs))
     if size == args.join_luns:
         add(cases.holder_join(nodes, args.runs))
         add(cases.holder_start(nodes, args.runs))
+    if size == min(args.fence_sizes):  # the power level does not depend on LUNs
+        unavailable = power.power_available()
+        if unavailable:
+            add(CaseResult("power", "stonewall power off", 0, 0,
+                           error=f"unavailable: {unavailable}"))
+        else:
+            add(power.power_cases(nodes, workdir, args.runs))
     return results
 
 
@@ -115,12 +122,12 @@ def run_all(args: argparse.Namespace, workdir: Path) -> list[CaseResult]:
 
 
 def _progress(result: CaseResult) -> None:
+    size = f"{result.luns:4}x{result.paths}" if result.luns else "      "
     if result.stats:
-        say(f"  {result.case:6} {result.tool:30} {result.luns:4}x{result.paths}: median "
+        say(f"  {result.case:6} {result.tool:32} {size}: median "
             f"{result.stats.median * 1000:9.1f} ms ({len(result.stats.runs)} runs)")
     else:
-        say(f"  {result.case:6} {result.tool:30} {result.luns:4}x{result.paths}: FAILED "
-            f"{result.error}")
+        say(f"  {result.case:6} {result.tool:32} {size}: FAILED {result.error}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

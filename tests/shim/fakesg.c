@@ -47,7 +47,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define MAX_DEVICES 256
+#define MAX_DEVICES 4096         /* fence_scsi maps every LUN path in one environment: 512 x 2 */
 #define MAX_FDS 4096
 #define MAP_MAX_BYTES (1 << 20)
 #define SG_VERSION 30536          /* what a Linux 6.x sg driver reports */
