@@ -233,19 +233,27 @@ class LabNode:
         return dict(self._state().get("exited", {}))
 
     def stop(self, seconds: float = 45.0) -> None:
-        """SIGTERM the launcher (it stops pacemakerd, corosync, services by PID); SIGKILL it
-        after `seconds`, which kills the whole PID namespace."""
+        """Stop the node: request_stop(), then finish_stop() within `seconds`."""
+        self.request_stop()
+        self.finish_stop(Deadline.after(seconds))
+
+    def request_stop(self) -> None:
+        """SIGTERM the launcher: it stops pacemakerd, corosync and the services by PID."""
+        if self.process is not None and self.process.poll() is None and self.launcher_pid:
+            os.kill(self.launcher_pid, signal.SIGTERM)
+
+    def finish_stop(self, deadline: Deadline) -> None:
+        """Wait for the launcher until `deadline`, then SIGKILL it, which kills everything
+        left in its PID namespace (a node cut off with a fence pending does not stop: its
+        controller waits for the fence)."""
         process, self.process = self.process, None
         if process is None:
             return
-        pid = self.launcher_pid
-        if pid is not None and process.poll() is None:
-            os.kill(pid, signal.SIGTERM)
         try:
-            process.wait(timeout=seconds)
+            process.wait(timeout=deadline.remaining())
         except subprocess.TimeoutExpired:
-            if pid is not None:
-                os.kill(pid, signal.SIGKILL)
+            if self.launcher_pid is not None:
+                os.kill(self.launcher_pid, signal.SIGKILL)
             process.kill()
             process.wait(timeout=10)
 
@@ -354,6 +362,8 @@ _SAN_PREFIX = "/24"
 _NODE_SAN_ADDRESSES = ("169.254.10.11", "169.254.10.12")
 _NODE_CLUSTER_ADDRESSES = ("169.254.20.1", "169.254.20.2")
 NODE_NAMES = ("node1", "node2")
+NODE_STOP_SECONDS = 10.0  # a connected node stops in ~2 s (measured); a cut-off one never
+TOKEN_MS = 1500  # corosync token: a cut is noticed ~3 s later (token + 1.2 x token consensus)
 
 
 class TwoNodeLab:
@@ -397,7 +407,7 @@ class TwoNodeLab:
         members = [CorosyncMember(node, index + 1, address)
                    for index, (node, address) in enumerate(zip(NODE_NAMES, _NODE_CLUSTER_ADDRESSES))]
         return corosync_conf(cluster_name, members, self.workdir / name / "corosync.log",
-                             two_node=two_node)
+                             two_node=two_node, token_ms=TOKEN_MS)
 
     def start_nodes(self, cibs: dict[str, CibSeed], deadline: Deadline, *,
                     services: dict[str, Sequence[ServiceSpec]] | None = None,
@@ -429,8 +439,11 @@ class TwoNodeLab:
         """Nodes, tgtd, then the namespaces; every step runs even if one before it failed."""
         problems = []
         for node in self.nodes.values():
+            node.request_stop()  # both at once: a node cut off may take the whole grace
+        grace = Deadline.after(NODE_STOP_SECONDS)
+        for node in self.nodes.values():
             try:
-                node.stop()
+                node.finish_stop(grace)
             except (OSError, subprocess.SubprocessError) as err:
                 problems.append(f"{node.name}: {err}")
         self.tgtd.stop()

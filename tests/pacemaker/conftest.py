@@ -28,25 +28,23 @@ def skip_without_pacemaker() -> None:
                     "pacemaker, corosync, pacemaker-cli-utils)")
 
 
-@contextmanager
-def started_array(workdir: Path, **options: object) -> Iterator[Tgtd]:
-    """tgtd with ARRAY_IQN and one LUN per entry of LUNS, two portals (two paths each)."""
-    array = Tgtd(workdir, portal_count=2, **options)  # type: ignore[arg-type]
-    array.start()
-    try:
-        tid = array.add_target(ARRAY_IQN)
-        for lun in LUNS:
-            array.add_lun(tid, lun.lun)
-        yield array
-    finally:
-        array.stop()
+def add_lab_luns(array: Tgtd) -> None:
+    """Target ARRAY_IQN with one LUN per entry of LUNS."""
+    tid = array.add_target(ARRAY_IQN)
+    for lun in LUNS:
+        array.add_lun(tid, lun.lun)
 
 
 @pytest.fixture(scope="module")
 def array(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tgtd]:
+    """tgtd on two loopback portals (two paths per LUN) for one test module's cluster."""
     skip_without_pacemaker()
-    with started_array(tmp_path_factory.mktemp("tgtd")) as started:
+    started = Tgtd(tmp_path_factory.mktemp("tgtd"), portal_count=2).start()
+    try:
+        add_lab_luns(started)
         yield started
+    finally:
+        started.stop()
 
 
 @dataclass
