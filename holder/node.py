@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import ClusterConfig, Lun, Node
 from stonewall.storage import ownership
-from stonewall.storage.bootid import BootRecords
+from stonewall.storage.bootid import BootRecords, FencedBoot
 from stonewall.storage.paths import (KernelRoots, PathSet, close_paths, connect_paths,
                                      plan_paths)
 from stonewall.storage.scsi import cdb
@@ -116,6 +116,18 @@ class NodeHolder:
         in a boot in which this node was fenced."""
         with self.lock:
             self.boot_records.check_may_join()
+            if self.boot_records.read().registered_boot == self.boot_records.boot_id:
+                # A restart in the boot we joined in: if a peer preempted us meanwhile,
+                # registering would bring the fenced key back (reference/scsi-pr.md), so look
+                # first. No atomic "register only if still present" exists; this narrows the
+                # window to one read.
+                report = ownership.verify(self.paths, self.node.key, False, deadline,
+                                          self.clock)
+                gone = [check.lun for check in report.checks if check.verdict is True]
+                if gone:
+                    self.boot_records.mark_fenced()
+                    raise FencedBoot(f"our key was preempted on {', '.join(gone)} since this "
+                                     f"node joined in boot {self.boot_records.boot_id}")
             registered = ownership.register_paths(self.paths, self.node.key, deadline,
                                                   self.clock)
             self.boot_records.mark_registered()

@@ -84,12 +84,6 @@ class HolderOwnershipCheck:
         return result
 
 
-def key_gone_since_join(holder: NodeHolder, deadline: Deadline) -> list[str]:
-    """LUNs on which our key is proven absent (for a restart in the boot we joined in)."""
-    report = holder.verify(holder.node.name, None, False, deadline)
-    return [check.lun for check in report.checks if check.verdict is True]
-
-
 class WatchdogService:
     """One run of the service: start (join, prove, arm, serve), supervise until a clean stop
     is possible, and never return while self-fencing (the reset ends the process)."""
@@ -147,17 +141,6 @@ class WatchdogService:
             self.log.error("not joining: this node was fenced in boot %s; it joins again only "
                            "after a reboot", records.boot_id)
             return ServiceExit.FENCED
-        if records.read().registered_boot == records.boot_id:
-            # A restart in the boot we joined in: if a peer preempted us meanwhile, joining
-            # would bring the fenced key back (reference/scsi-pr.md). Look before joining.
-            # (No atomic "register only if still present" exists; this narrows the window
-            # to one check's time.)
-            gone = key_gone_since_join(self.holder, deadline)
-            if gone:
-                records.mark_fenced()
-                self.log.error("not joining: our key was preempted on %s since we joined in "
-                               "this boot", ", ".join(gone))
-                return ServiceExit.FENCED
         try:
             result = self.holder.join(deadline)
         except FencedBoot as exc:

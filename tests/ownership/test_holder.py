@@ -174,3 +174,17 @@ def test_holder_refuses_malformed_requests(lab):
 def test_no_holder_means_fail_safe(lab, tmp_path):
     with pytest.raises(HolderUnavailable, match="not running"):
         HolderClient(str(tmp_path / "absent.sock")).preempt("node-a", None, soon())
+
+
+def test_restart_in_the_joined_boot_after_a_silent_preempt_refuses_to_join(lab, observer):
+    # node-a never learnt it was fenced (it did nothing with its key); a restart of its
+    # holder with --join in the same boot must not bring the key back.
+    lab.start_holder("node-a")
+    lab.start_holder("node-b")
+    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"]
+    lab.holders["node-a"].stop()
+    with pytest.raises(Exception, match="exited 1"):
+        lab.start_holder("node-a", join=True)
+    key_a = lab.config("node-a").node("node-a").key
+    assert all(key_a not in keys for per_path in keys_on_target(observer()).values()
+               for keys in per_path)
