@@ -30,7 +30,7 @@ from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.errors import ConfigError
 from stonewall.config.keys import format_key
 from stonewall.config.loader import load_config, resolve_config_path
-from stonewall.config.model import ClusterConfig
+from stonewall.config.model import ClusterConfig, Node
 from stonewall.eventlog import Event, EventLog, EventLogError
 from stonewall.handlers.fence_agent_metadata import AGENT_NAME, metadata_xml
 from stonewall.handlers.fence_agent_params import (
@@ -118,6 +118,17 @@ def _configured_node(config: ClusterConfig, target: str | None, action: str) -> 
                               "map cluster names with pcmk_host_map") from None
 
 
+def _local_node(config: ClusterConfig, holder: Holder, deadline: Deadline) -> Node:
+    """The node the holder serves: this node, as far as the SAN is concerned."""
+    name = str(holder.state(deadline).get("node"))
+    try:
+        return config.node(name)
+    except KeyError:
+        raise AgentUsageError(f"the holder serves node {name!r}, which is not in "
+                              f"{config.source}; holder and agent read different "
+                              "configurations") from None
+
+
 def _holder_failure(err: Exception, actor: str | None, what: str) -> Outcome:
     """A holder that is down, timed out or refused: never success."""
     if isinstance(err, HolderError) and err.kind in ("Refused", "FencedBoot"):
@@ -132,11 +143,12 @@ def fence_off(config: ClusterConfig, target: str, luns: list[str] | None, holder
     what = f"off {target}"
     actor = None
     try:
-        actor = str(holder.state(deadline)["node"])
-        if config.node(target).key == config.node(actor).key:
+        local = _local_node(config, holder, deadline)
+        actor = local.name
+        if config.node(target).key == local.key:
             return Outcome(EXIT_FAILED, "refused",
                            f"{what}: refused: {target} is this node; a node never fences its "
-                           f"own key {format_key(config.node(actor).key)}", actor)
+                           f"own key {format_key(local.key)}", actor)
         result = holder.preempt(target, luns, deadline)
     except (HolderUnavailable, HolderError) as err:
         return _holder_failure(err, actor, what)
@@ -170,7 +182,8 @@ def unfence_on(config: ClusterConfig, target: str, holder: Holder, deadline: Dea
     what = f"on {target}"
     actor = None
     try:
-        actor = str(holder.state(deadline)["node"])
+        local = _local_node(config, holder, deadline)
+        actor = local.name
         if target != actor:
             return Outcome(EXIT_FAILED, "refused",
                            f"{what}: refused: unfencing registers this node's own key, so it "
@@ -181,7 +194,7 @@ def unfence_on(config: ClusterConfig, target: str, holder: Holder, deadline: Dea
     details = {"registered": result.get("registered"), "reserved": result.get("reserved")}
     if result.get("ok") is True:
         return Outcome(EXIT_OK, "unfenced", f"{what}: unfenced: key "
-                       f"{format_key(config.node(actor).key)} registered on every path of "
+                       f"{format_key(local.key)} registered on every path of "
                        f"{_lun_text(config, None)}", actor, details)
     failures = [f"{item.get('lun')} via {item.get('path')}: {item.get('detail')}"
                 for report in (result.get("registered"), result.get("reserved")) if report
@@ -199,9 +212,12 @@ def target_status(config: ClusterConfig, target: str, luns: list[str] | None, ho
         report = holder.verify(target, luns, False, deadline)
     except (HolderUnavailable, HolderError) as err:
         return _holder_failure(err, None, what)
-    verdicts = [check.get("verdict") for check in report.get("checks", [])]
+    checks = report.get("checks", [])
+    verdicts = [check.get("verdict") for check in checks]
     if False in verdicts:
-        return Outcome(EXIT_OK, "on", f"{what}: on (key registered)", details=report)
+        where = [str(check.get("lun")) for check in checks if check.get("verdict") is False]
+        return Outcome(EXIT_OK, "on", f"{what}: on (key registered on {', '.join(where)})",
+                       details=report)
     if verdicts and all(verdict is True for verdict in verdicts):
         return Outcome(EXIT_OFF, "off", f"{what}: off (key absent from "
                        f"{_lun_text(config, luns)})", details=report)
@@ -216,7 +232,7 @@ def device_monitor(config: ClusterConfig, luns: list[str] | None, holder: Holder
     This node's own registration is not required: Pacemaker starts the device (a monitor)
     before it unfences the node."""
     try:
-        actor = str(holder.state(deadline)["node"])
+        actor = _local_node(config, holder, deadline).name
         report = holder.verify(actor, luns, True, deadline)
     except (HolderUnavailable, HolderError) as err:
         return _holder_failure(err, None, "monitor")

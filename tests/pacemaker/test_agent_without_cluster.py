@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from stonewall.config.loader import load_config
 from stonewall.eventlog import read_events
+from stonewall.handlers.fence_agent import covered_luns
+from stonewall.handlers.fence_agent_params import AgentUsageError, read_request
 from stonewall.lab.pacemaker import in_agent_sandbox, missing_prerequisites
 from stonewall.lab.cluster import LabCluster
 from stonewall.lab.tgtd import Tgtd
@@ -162,3 +165,31 @@ def test_help_names_the_options_people_use() -> None:
     for option in ("-o ACTION, --action ACTION", "-n NODENAME, --plug NODENAME", "--config",
                    "--luns", "--drbd-resources", "--guests", "--timeout"):
         assert option in result.stdout
+
+
+def test_pcs_adds_provides_unfencing_from_the_metadata(sandbox, config_path, tmp_path) -> None:
+    if shutil.which("pcs") is None:
+        pytest.skip("needs pcs (Debian package pcs)")
+    cib = tmp_path / "cib.xml"
+    empty = sandbox("cibadmin", "--empty")
+    cib.write_text(empty.stdout)
+    created = sandbox("pcs", "-f", str(cib), "stonith", "create", "sw-storage", "fence_stonewall",
+                      f"config={config_path}", "pcmk_host_list=node1 node2")
+    assert created.returncode == 0, created.output
+    primitive = ET.parse(cib).find(".//primitive[@id='sw-storage']")
+    assert primitive is not None and primitive.get("type") == "fence_stonewall"
+    meta = {n.get("name"): n.get("value") for n in primitive.findall("meta_attributes/nvpair")}
+    assert meta == {"provides": "unfencing"}
+
+
+def test_a_device_covers_named_luns_resources_and_guests_arbiter_first() -> None:
+    example = load_config(str(Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml"))
+    request = read_request(["-o", "off", "-n", "kvm-b", "--luns", "db1-disk",
+                            "--guests", "web1", "--drbd-resources", "r0"], None)
+    # r0 arbitrates on arbiter0 and arbiter1; guest web1 lives on web1-disk.
+    assert covered_luns(example, request) == ["arbiter0", "arbiter1", "db1-disk", "web1-disk"]
+    assert covered_luns(example, read_request(["-o", "off"], None)) is None  # every LUN
+    with pytest.raises(AgentUsageError, match="DRBD resource 'r9'"):
+        covered_luns(example, read_request(["-o", "off", "--drbd-resources", "r9"], None))
+    with pytest.raises(AgentUsageError, match="LUN 'lun9'"):
+        covered_luns(example, read_request(["-o", "off", "--luns", "lun9"], None))
