@@ -113,11 +113,6 @@ class Link:
         self.b.ip("link", "set", self.b_name, "down")
 
 
-def address_only(cidr: str) -> str:
-    """'169.254.1.2/24' -> '169.254.1.2'."""
-    return cidr.split("/", 1)[0]
-
-
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 

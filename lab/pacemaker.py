@@ -228,10 +228,6 @@ class LabNode:
         except (FileNotFoundError, ValueError):
             return {}
 
-    def exited(self) -> dict[str, int]:
-        """Daemons of this node that have exited, with their exit statuses."""
-        return dict(self._state().get("exited", {}))
-
     def stop(self, seconds: float = 45.0) -> None:
         """Stop the node: request_stop(), then finish_stop() within `seconds`."""
         self.request_stop()
@@ -292,9 +288,11 @@ class LabNode:
                  check_state: bool = False) -> None:
         """Poll `condition` until it holds; PacemakerLabError at the deadline."""
         while not condition():
-            state = self._state() if check_state else {}
-            if state.get("error"):
-                raise PacemakerLabError(f"{self.name}: {state['error']}")
+            if check_state:
+                error = self._state().get("error")
+                if error or (self.process is not None and self.process.poll() is not None):
+                    raise PacemakerLabError(f"{self.name}: launcher stopped: "
+                                            f"{error or 'see ' + str(self.workdir / 'launcher.out')}")
             if deadline.expired():
                 raise PacemakerLabError(f"{self.name}: {what}: not within the deadline; see "
                                         f"{self.workdir}")
@@ -379,10 +377,6 @@ class TwoNodeLab:
                          netns=self.san.name)
         self.cluster_link: Link | None = None
         self.nodes: dict[str, LabNode] = {}
-
-    def node_address(self, name: str) -> str:
-        """The node's address on the SAN (the source of its iSCSI sessions)."""
-        return _NODE_SAN_ADDRESSES[NODE_NAMES.index(name)]
 
     def start_network(self) -> "TwoNodeLab":
         """Namespaces, the SAN bridge with both nodes on it, the cluster link, and tgtd."""

@@ -140,7 +140,9 @@ class Supervisor:
         os.replace(temporary, self.workdir / "state.json")
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
-        binary = shutil.which(argv[0]) or argv[0]
+        binary = shutil.which(argv[0])
+        if binary is None:
+            raise LaunchError(f"{name}: {argv[0]} not found")
         with open(self.workdir / f"{name}.out", "ab") as output:
             process = subprocess.Popen([binary, *argv[1:]], stdin=subprocess.DEVNULL,
                                        stdout=output, stderr=subprocess.STDOUT,

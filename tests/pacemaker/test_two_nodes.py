@@ -151,6 +151,9 @@ def test_with_two_node_quorum_both_fence_and_exactly_one_wins(tmp_path: Path) ->
               FENCED_WITHIN, "one node fences the other")
         winner = "node1" if pair.fenced("node1", "node2") else "node2"
         loser = "node2" if winner == "node1" else "node1"
+        for node in NODE_NAMES:  # two_node: each half keeps quorum, so each one fences
+            view = pair.lab.nodes[node].view()
+            assert view is not None and view.quorate and view.online == (node,), view
         # The loser tried too, and its holder found its own key gone on the arbiter.
         attempts = pair.files.config(loser).paths.event_log
         _wait(lambda: any(e["action"] == "off" for e in read_events(attempts)), FENCED_WITHIN,
