@@ -22,12 +22,15 @@ from stonewall.storage import ownership, status_report
 from stonewall.storage.paths import (KernelRoots, PathSetupError, close_paths, connect_paths,
                                      plan_paths)
 from stonewall.storage.view import LunView, view_from_json
+from stonewall.watchdog.snapshot import (Health, SnapshotMissing, SnapshotUnreadable,
+                                          current_reading)
 
 EXIT_HELP = """\
 exit status:
   0  every LUN is as expected (all nodes registered on every path, reservation held)
   1  something needs attention (a fenced node, a path down, split keys, a foreign key,
-     no reservation, an unreachable LUN)
+     no reservation, an unreachable LUN), or this node's watchdog service does
+     (self-fencing, not petting, stopped writing its status)
   2  nothing could be read (bad configuration, or no LUN answered on any path)
 """
 
@@ -85,6 +88,28 @@ def views_source(config: ClusterConfig) -> Callable[[Sequence[str], Deadline],
     return read
 
 
+def watchdog_section(config: ClusterConfig) -> dict[str, object]:
+    """This node's watchdog service as its status file says (no file: not running here,
+    which is no fault of the LUNs: status may run on any machine)."""
+    try:
+        data, reading = current_reading(config.paths.runtime_dir)
+    except SnapshotMissing:
+        return {"running": False, "attention": False,
+                "summary": "no watchdog service on this machine (no status file)"}
+    except SnapshotUnreadable as exc:
+        return {"running": False, "attention": True, "summary": f"cannot tell: {exc}"}
+    settings = data["watchdog"]
+    age = "-" if reading.last_check_age is None else f"{reading.last_check_age:.2f}s"
+    margin = "-" if reading.margin_left is None else f"{reading.margin_left:.2f}s"
+    return {"running": reading.service_running, "state": reading.state,
+            "health": reading.health.value, "last_check_age": reading.last_check_age,
+            "margin_left": reading.margin_left, "device": settings.get("device"),
+            "timeout": settings.get("timeout"), "attention": reading.health is Health.ATTENTION,
+            "summary": f"{reading.state}, {reading.why}; last good check {age} ago, margin "
+                       f"{margin}, device {settings.get('device')} (timeout "
+                       f"{settings.get('timeout')}s)"}
+
+
 def run_status(args: argparse.Namespace) -> int:
     try:
         config = load_config(resolve_config_path(args.config, os.environ))
@@ -104,11 +129,14 @@ def run_status(args: argparse.Namespace) -> int:
             print(f"stonewall status: {exc}", file=sys.stderr)
             return 2
         statuses = status_report.build(config, views)
-        text = (status_report.to_json(config, statuses) if args.json
-                else status_report.to_table(config, statuses, args.paths))
+        watchdog = watchdog_section(config)
+        text = (status_report.to_json(config, statuses, watchdog) if args.json
+                else status_report.to_table(config, statuses, args.paths)
+                + f"\nwatchdog: {watchdog['summary']}")
         if args.watch:
             print("\033[H\033[2J" + time.strftime("%H:%M:%S ") + config.cluster, flush=True)
         print(text, flush=True)
         if not args.watch:
-            return status_report.exit_status(statuses)
+            status = status_report.exit_status(statuses)
+            return max(status, 1) if watchdog["attention"] else status
         time.sleep(args.watch)

@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import asdict
 
 from stonewall.config.errors import ConfigError, ConfigUnreadable
@@ -20,8 +19,7 @@ from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.identity import UnknownLocalNode, local_node
 from stonewall.config.model import ClusterConfig, WatchdogSettings
 from stonewall.watchdog.snapshot import (
-    Health, SnapshotMissing, SnapshotUnreadable, judge_snapshot, read_snapshot, render_text,
-    status_path)
+    Health, SnapshotMissing, SnapshotUnreadable, current_reading, render_text)
 from stonewall.watchdog.timing import format_timing_table, t_safe, timing_table
 
 EXIT_OK = 0
@@ -157,31 +155,15 @@ def run_command(args: argparse.Namespace) -> int:
         return ServiceExit.UNEXPECTED
 
 
-def _pid_alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
-
-
 def status_command(args: argparse.Namespace) -> int:
     """Run `watchdog status`; returns the exit status (STATUS_EXITS)."""
     config = _load(args)
     if isinstance(config, int):
         return STATUS_EXIT_UNKNOWN
     try:
-        data = read_snapshot(status_path(config.paths.runtime_dir))
-        reading = judge_snapshot(data, time.monotonic(), _pid_alive(data["service"].get("pid")))
+        data, reading = current_reading(config.paths.runtime_dir)
     except (SnapshotMissing, SnapshotUnreadable) as exc:
         print(f"stonewall watchdog status: {exc}", file=sys.stderr)
-        return STATUS_EXIT_UNKNOWN
-    except (KeyError, TypeError, ValueError) as exc:
-        print(f"stonewall watchdog status: damaged status file: {exc!r}", file=sys.stderr)
         return STATUS_EXIT_UNKNOWN
     if args.json:
         print(json.dumps({**data, "reading": {**asdict(reading),

@@ -64,7 +64,8 @@ def build(config: ClusterConfig, views: dict[str, LunView]) -> list[LunStatus]:
     return statuses
 
 
-def to_json(config: ClusterConfig, statuses: list[LunStatus]) -> str:
+def to_json(config: ClusterConfig, statuses: list[LunStatus],
+            watchdog: dict[str, object] | None = None) -> str:
     """The documented JSON form."""
     luns = []
     for status in statuses:
@@ -91,7 +92,8 @@ def to_json(config: ClusterConfig, statuses: list[LunStatus]) -> str:
             "verdict": status.verdict,
             "attention": status.attention,
         })
-    return json.dumps({"cluster": config.cluster, "luns": luns}, indent=2)
+    return json.dumps({"cluster": config.cluster, "luns": luns, "watchdog": watchdog},
+                      indent=2)
 
 
 def to_table(config: ClusterConfig, statuses: list[LunStatus], per_path: bool) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -102,6 +103,30 @@ def judge_snapshot(data: dict[str, Any], now_monotonic: float, pid_alive: bool) 
         why = "petting"
     health = Health.OK if why == "petting" else Health.ATTENTION
     return Reading(state, health, running, snapshot_age, age, margin, why)
+
+
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this pid exists (under any user)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def current_reading(runtime_dir: str) -> tuple[dict[str, Any], Reading]:
+    """The service's snapshot judged now. Raises SnapshotMissing / SnapshotUnreadable (also
+    for a damaged file)."""
+    data = read_snapshot(status_path(runtime_dir))
+    try:
+        return data, judge_snapshot(data, time.monotonic(),
+                                    pid_alive(data["service"].get("pid")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnapshotUnreadable(f"damaged status file: {exc!r}") from exc
 
 
 def _seconds(value: float | None) -> str:
