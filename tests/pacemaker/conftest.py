@@ -16,7 +16,8 @@ from stonewall.lab.pacemaker import LabNode, OneNodeCluster, missing_prerequisit
 from stonewall.lab.pacemaker_config import CibSeed, FenceDevice
 from stonewall.lab.tgtd import Tgtd
 
-from .support import LUNS, NODES, NodeFiles
+from ..lab_fixtures import Lab
+from .support import LUNS, NODES
 
 CLUSTER_START_SECONDS = 60.0
 
@@ -49,7 +50,7 @@ def array(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tgtd]:
 
 @dataclass
 class OneNodeLab:
-    files: NodeFiles  # configs of node1..node3 (node1 is the member), their holders
+    stonewall: Lab  # configs, boot ids and holders of node1..node3 (node1 is the member)
     cluster: OneNodeCluster
 
     @property
@@ -62,16 +63,15 @@ def one_node_lab(array: Tgtd, workdir: Path, *, host_list: str,
                  provides_unfencing: bool) -> Iterator[OneNodeLab]:
     """node1 as a one-node cluster with device `swdev` (fence_stonewall over every LUN),
     node1's holder running on the host, not joined: unfencing is Pacemaker's to do."""
-    files = NodeFiles(LabCluster(workdir / "lab", array, nodes=NODES, luns=LUNS,
-                                 cluster="swtest"))
+    nodes = Lab(LabCluster(workdir / "lab", array, nodes=NODES, luns=LUNS, cluster="swtest"))
     device = FenceDevice("swdev", {"pcmk_host_list": host_list,
-                                   "config": str(files.configs["node1"])},
+                                   "config": str(nodes.configs["node1"])},
                          provides_unfencing=provides_unfencing)
     cluster = OneNodeCluster(workdir / "pacemaker", CibSeed("swtest", devices=[device]))
     try:
-        files.start_holder("node1")
+        nodes.start_holder("node1", join=False)
         cluster.start(Deadline.after(CLUSTER_START_SECONDS))
-        yield OneNodeLab(files, cluster)
+        yield OneNodeLab(nodes, cluster)
     finally:
         cluster.stop()
-        files.stop_holders()
+        nodes.stop()

@@ -8,14 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stonewall.clock import SYSTEM_CLOCK, Deadline
-from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig
-from stonewall.lab.cluster import LabCluster, LabLun
-from stonewall.lab.processes import StonewallProcess
+from stonewall.holder.server import socket_path
+from stonewall.lab.cluster import LabLun
+from stonewall.lab.pacemaker_launcher import ServiceSpec
 from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import PathSet, close_paths, plan_paths
 from stonewall.storage.scsi.commands import CommandPrDevice
 from stonewall.storage.scsi.iscsi import IscsiSession
+
+from ..lab_fixtures import Lab
 
 NODES = ["node1", "node2", "node3"]  # lower case: Pacemaker warns about capitals
 LUNS = [LabLun("arbiter0", 1, "arbiter", 0), LabLun("arbiter1", 2, "arbiter", 1),
@@ -46,35 +48,14 @@ def stdin_lines(**parameters: str) -> str:
     return "".join(f"{name}={value}\n" for name, value in parameters.items())
 
 
-class NodeFiles:
-    """Each lab node's configuration and boot id, and its holder process when started."""
-
-    def __init__(self, cluster: LabCluster) -> None:
-        self.cluster = cluster
-        self.configs = {node: cluster.write_config(node) for node in cluster.nodes}
-        self.boots = {node: cluster.boot(node, f"{node}-boot-1") for node in cluster.nodes}
-        self.holders: dict[str, StonewallProcess] = {}
-
-    def config(self, node: str) -> ClusterConfig:
-        return load_config(str(self.configs[node]))
-
-    def holder_argv(self, node: str, config_path: str, join: bool = False) -> list[str]:
-        """`stonewall holder run` for `node`, as a command line."""
-        return [sys.executable, "-m", "stonewall", "--config", config_path, "holder", "run",
-                "--node", node, *(["--join"] if join else [])]
-
-    def start_holder(self, node: str, join: bool = False) -> StonewallProcess:
-        """`node`'s holder on the host (it reaches tgtd on 127.0.0.1)."""
-        args = ["holder", "run", "--node", node, *(["--join"] if join else [])]
-        process = StonewallProcess(self.configs[node], args,
-                                   env={"STONEWALL_BOOT_ID_FILE": str(self.boots[node])})
-        self.holders[node] = process.start()
-        return process
-
-    def stop_holders(self) -> None:
-        for process in self.holders.values():
-            process.stop()
-        self.holders.clear()
+def holder_service(lab: Lab, node: str, config_path: str) -> ServiceSpec:
+    """`stonewall holder run` for `node` as a service of its lab node (started inside the
+    node's namespaces, before corosync); ready once its socket exists."""
+    return ServiceSpec(
+        "holder", [sys.executable, "-m", "stonewall", "--config", config_path, "holder", "run",
+                   "--node", node],
+        env={"STONEWALL_BOOT_ID_FILE": str(lab.boots[node])},
+        ready_path=socket_path(lab.config(node).paths.runtime_dir))
 
 
 def observer_paths(config: ClusterConfig, deadline: Deadline) -> PathSet:

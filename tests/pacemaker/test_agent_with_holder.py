@@ -14,50 +14,51 @@ from stonewall.eventlog import read_events
 from stonewall.lab.cluster import LabCluster
 from stonewall.lab.tgtd import Tgtd
 
-from .support import LUNS, NODES, NodeFiles, read_keys_now, run_agent, stdin_lines
+from ..lab_fixtures import Lab
+from .support import LUNS, NODES, read_keys_now, run_agent, stdin_lines
 
 
 @pytest.fixture
-def files(tgtd: Tgtd, tmp_path: Path) -> Iterator[NodeFiles]:
+def nodes(tgtd: Tgtd, tmp_path: Path) -> Iterator[Lab]:
     """node1 and node3 joined through their holders; the agent acts as node1."""
-    started = NodeFiles(LabCluster(tmp_path / "lab", tgtd, nodes=NODES, luns=LUNS))
+    started = Lab(LabCluster(tmp_path / "lab", tgtd, nodes=NODES, luns=LUNS))
     try:
         started.start_holder("node1", join=True)
         started.start_holder("node3", join=True)
         yield started
     finally:
-        started.stop_holders()
+        started.stop()
 
 
-def agent(files: NodeFiles, **parameters: str):
+def agent(nodes: Lab, **parameters: str):
     """The agent on node1 (its config), parameters as key=value lines."""
-    return run_agent(stdin_lines(config=str(files.configs["node1"]), **parameters))
+    return run_agent(stdin_lines(config=str(nodes.configs["node1"]), **parameters))
 
 
-def test_status_and_a_device_scoped_to_one_lun(files: NodeFiles) -> None:
-    config = files.config("node1")
+def test_status_and_a_device_scoped_to_one_lun(nodes: Lab) -> None:
+    config = nodes.config("node1")
     node3 = config.node("node3").key
-    assert agent(files, action="status", port="node3").returncode == 0
-    assert agent(files, action="status", port="node2").returncode == 2  # never joined
+    assert agent(nodes, action="status", port="node3").returncode == 0
+    assert agent(nodes, action="status", port="node2").returncode == 2  # never joined
 
-    fenced = agent(files, action="off", port="node3", luns="arbiter0")
+    fenced = agent(nodes, action="off", port="node3", luns="arbiter0")
     assert fenced.returncode == 0, fenced.stderr
     keys = read_keys_now(config, Deadline.after(10))
     for (lun, _path), found in keys.items():
         assert (node3 in found) is (lun != "arbiter0"), (lun, found)
 
-    everywhere = agent(files, action="status", port="node3")
+    everywhere = agent(nodes, action="status", port="node3")
     assert everywhere.returncode == 0  # still writes to arbiter1 and data0
     assert "on (key registered on arbiter1, data0)" in everywhere.stderr
-    assert agent(files, action="status", port="node3", luns="arbiter0").returncode == 2
+    assert agent(nodes, action="status", port="node3", luns="arbiter0").returncode == 2
     [record] = [e for e in read_events(config.paths.event_log) if e["action"] == "off"]
     assert record["details"]["luns"] == ["arbiter0"]
 
 
-def test_off_of_this_node_is_refused_and_changes_nothing(files: NodeFiles) -> None:
-    config = files.config("node1")
+def test_off_of_this_node_is_refused_and_changes_nothing(nodes: Lab) -> None:
+    config = nodes.config("node1")
     before = read_keys_now(config, Deadline.after(10))
-    refused = agent(files, action="off", port="node1")
+    refused = agent(nodes, action="off", port="node1")
     assert refused.returncode == 1
     assert "node1 is this node; a node never fences its own key" in refused.stderr
     assert read_keys_now(config, Deadline.after(10)) == before
@@ -65,24 +66,24 @@ def test_off_of_this_node_is_refused_and_changes_nothing(files: NodeFiles) -> No
     assert (record["actor"], record["target"], record["outcome"]) == ("node1", "node1", "refused")
 
 
-def test_unfencing_another_node_is_refused(files: NodeFiles) -> None:
-    refused = agent(files, action="on", port="node2")
+def test_unfencing_another_node_is_refused(nodes: Lab) -> None:
+    refused = agent(nodes, action="on", port="node2")
     assert refused.returncode == 1 and "runs on node2 itself, not on node1" in refused.stderr
-    config = files.config("node1")
+    config = nodes.config("node1")
     keys = read_keys_now(config, Deadline.after(10))
     assert all(config.node("node2").key not in found for found in keys.values())
 
 
 def test_a_hung_array_makes_monitor_and_status_fail_within_their_timeout(
-        files: NodeFiles, tgtd: Tgtd) -> None:
-    assert agent(files, action="monitor").returncode == 0
+        nodes: Lab, tgtd: Tgtd) -> None:
+    assert agent(nodes, action="monitor").returncode == 0
     tgtd.freeze()
     try:
         for action in ("monitor", "status"):
             started = time.monotonic()
-            result = agent(files, action=action, port="node3", timeout="2")
+            result = agent(nodes, action=action, port="node3", timeout="2")
             assert result.returncode == 1, (action, result.stderr)
             assert time.monotonic() - started < 6
     finally:
         tgtd.thaw()
-    assert agent(files, action="monitor").returncode == 0
+    assert agent(nodes, action="monitor").returncode == 0

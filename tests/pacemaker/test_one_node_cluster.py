@@ -31,7 +31,7 @@ def lab(array: Tgtd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneNo
 
 
 def test_pacemaker_unfences_the_node_through_the_agent_before_starting_resources(lab: OneNodeLab) -> None:
-    config = lab.files.config("node1")
+    config = lab.stonewall.config("node1")
     node1 = config.node("node1").key
     keys = read_keys_now(config, Deadline.after(10))
     assert len(keys) == 6  # 3 LUNs x 2 portals
@@ -58,9 +58,9 @@ def test_the_fencer_knows_the_device_its_targets_and_can_query_it(lab: OneNodeLa
 
 def test_fencing_a_registered_non_member_removes_its_key_from_every_lun_and_path(
         lab: OneNodeLab) -> None:
-    config = lab.files.config("node1")
+    config = lab.stonewall.config("node1")
     node1, node2 = config.node("node1").key, config.node("node2").key
-    lab.files.start_holder("node2", join=True)
+    lab.stonewall.start_holder("node2", join=True)
     try:
         before = read_keys_now(config, Deadline.after(10))
         assert all(node2 in found for found in before.values()), before
@@ -68,7 +68,7 @@ def test_fencing_a_registered_non_member_removes_its_key_from_every_lun_and_path
         fenced = lab.node.fence("node2", timeout=30)
         took = time.monotonic() - started
     finally:
-        lab.files.holders.pop("node2").stop()
+        lab.stonewall.holders.pop("node2").stop()
     assert fenced.returncode == 0, fenced.output + lab.node.pacemaker_log()[-3000:]
     after = read_keys_now(config, Deadline.after(10))
     assert all(node2 not in found for found in after.values()), after
@@ -85,9 +85,9 @@ def test_fencing_a_registered_non_member_removes_its_key_from_every_lun_and_path
 
 
 def test_a_device_that_cannot_act_makes_the_fence_fail(lab: OneNodeLab, tmp_path: Path) -> None:
-    config = lab.files.config("node1")
+    config = lab.stonewall.config("node1")
     node3 = config.node("node3").key
-    lab.files.start_holder("node3", join=True)
+    lab.stonewall.start_holder("node3", join=True)
     try:
         registered = lab.node.stonith_admin(
             "--register", "brokendev", "--agent", "fence_stonewall",
@@ -103,7 +103,7 @@ def test_a_device_that_cannot_act_makes_the_fence_fail(lab: OneNodeLab, tmp_path
         after = read_keys_now(config, Deadline.after(10))
         assert all(node3 in found for found in after.values())  # nothing was done to node3
     finally:
-        lab.files.holders.pop("node3").stop()
+        lab.stonewall.holders.pop("node3").stop()
 
 
 def test_unfencing_runs_only_on_the_target_itself(lab: OneNodeLab) -> None:

@@ -8,8 +8,6 @@ import pytest
 
 from stonewall.clock import Deadline
 from stonewall.eventlog import read_events
-from stonewall.holder.client import HolderClient
-from stonewall.holder.server import socket_path
 from stonewall.lab.tgtd import Tgtd
 
 from .conftest import OneNodeLab, one_node_lab
@@ -27,7 +25,7 @@ def lab(array: Tgtd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OneNo
 
 
 def test_unfence_registers_the_local_node_and_a_fenced_boot_refuses_it_after(lab: OneNodeLab) -> None:
-    config = lab.files.config("node1")
+    config = lab.stonewall.config("node1")
     node1, node3 = config.node("node1").key, config.node("node3").key
     # Without provides=unfencing nothing unfences node1 (measured on 2.1.5; reference B.2),
     # and the device still starts: monitor does not need this node's registration.
@@ -38,10 +36,9 @@ def test_unfence_registers_the_local_node_and_a_fenced_boot_refuses_it_after(lab
     assert all(node1 in keys for keys in read_keys_now(config, Deadline.after(10)).values())
 
     # node3 (registered, not a member) wins a fence race against node1 ...
-    lab.files.start_holder("node3", join=True)
+    lab.stonewall.start_holder("node3", join=True)
     try:
-        node3_holder = HolderClient(socket_path(lab.files.config("node3").paths.runtime_dir))
-        assert node3_holder.preempt("node1", None, Deadline.after(10))["fenced"] is True
+        assert lab.stonewall.client("node3").preempt("node1", None, Deadline.after(10))["fenced"] is True
         # ... so node1's own attempt to fence node3 finds its key gone and fails,
         lost = lab.node.fence("node3", timeout=20)
         assert lost.returncode != 0, lost.output
@@ -53,7 +50,7 @@ def test_unfence_registers_the_local_node_and_a_fenced_boot_refuses_it_after(lab
         keys = read_keys_now(config, Deadline.after(10))
         assert all(node1 not in found for found in keys.values()), keys
     finally:
-        lab.files.holders.pop("node3").stop()
+        lab.stonewall.holders.pop("node3").stop()
     records = [(e["action"], e["target"], e["outcome"]) for e in read_events(config.paths.event_log)]
     assert records[0] == ("on", "node1", "unfenced")
     assert ("off", "node3", "not-fenced") in records

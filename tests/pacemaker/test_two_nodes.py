@@ -12,12 +12,10 @@ import pytest
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.model import ClusterConfig
 from stonewall.eventlog import read_events
-from stonewall.holder.server import socket_path
 from stonewall.lab.cluster import LabCluster
 from stonewall.lab.netns import entered, ip
 from stonewall.lab.pacemaker import NODE_NAMES, TwoNodeLab
 from stonewall.lab.pacemaker_config import CibSeed, FenceDevice
-from stonewall.lab.pacemaker_launcher import ServiceSpec
 from stonewall.storage.paths import PathSet, close_paths
 from stonewall.storage.scsi import cdb
 from stonewall.storage.scsi.errors import ReservationConflict
@@ -26,7 +24,8 @@ from stonewall.storage.scsi.retry import RetryReport, run_with_retries
 from stonewall.storage.scsi.status import raise_for_status
 
 from .conftest import add_lab_luns, skip_without_pacemaker
-from .support import LUNS, NodeFiles, data_nexus, keys_on_paths, observer_paths
+from ..lab_fixtures import Lab
+from .support import LUNS, data_nexus, holder_service, keys_on_paths, observer_paths
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +36,12 @@ FENCED_WITHIN = 60.0  # cut -> membership lost (token 3 s + consensus) -> fence 
 @dataclass
 class Pair:
     lab: TwoNodeLab
-    files: NodeFiles
+    stonewall: Lab
     observer: PathSet  # sessions of a separate initiator, logged in from the SAN namespace
 
     @property
     def config(self) -> ClusterConfig:
-        return self.files.config("node1")
+        return self.stonewall.config("node1")
 
     def keys(self) -> dict[tuple[str, str], tuple[int, ...]]:
         return keys_on_paths(self.observer, Deadline.after(10))
@@ -65,18 +64,14 @@ def pair_of_nodes(workdir: Path, delay_base: str | None) -> Iterator[Pair]:
     try:
         lab.start_network()
         add_lab_luns(lab.tgtd)
-        files = NodeFiles(LabCluster(workdir / "lab", lab.tgtd, nodes=list(NODE_NAMES),
-                                     luns=LUNS, cluster="swpair"))
+        nodes = Lab(LabCluster(workdir / "lab", lab.tgtd, nodes=list(NODE_NAMES), luns=LUNS,
+                               cluster="swpair"))
         params = {"pcmk_host_list": "node1 node2", "config": NODE_CONFIG}
         if delay_base:
             params["pcmk_delay_base"] = delay_base
         seed = CibSeed("swpair", devices=[FenceDevice("swdev", params)])
-        services = {node: [ServiceSpec(
-            "holder", files.holder_argv(node, NODE_CONFIG),
-            env={"STONEWALL_BOOT_ID_FILE": str(files.boots[node])},
-            ready_path=socket_path(files.config(node).paths.runtime_dir))]
-            for node in NODE_NAMES}
-        binds = {node: [(str(files.cluster.node_dir(node)), "/run/stonewall")]
+        services = {node: [holder_service(nodes, node, NODE_CONFIG)] for node in NODE_NAMES}
+        binds = {node: [(str(nodes.cluster.node_dir(node)), "/run/stonewall")]
                  for node in NODE_NAMES}
         deadline = Deadline.after(90)
         lab.start_nodes({node: seed for node in NODE_NAMES}, deadline, services=services,
@@ -84,8 +79,8 @@ def pair_of_nodes(workdir: Path, delay_base: str | None) -> Iterator[Pair]:
         for node in lab.nodes.values():
             node.wait_started("dummy", deadline)  # placed only after unfencing
         with entered(lab.san):
-            observer = observer_paths(files.config("node1"), Deadline.after(10))
-        yield Pair(lab, files, observer)
+            observer = observer_paths(nodes.config("node1"), Deadline.after(10))
+        yield Pair(lab, nodes, observer)
     finally:
         close_paths(observer)
         lab.stop()
@@ -136,7 +131,7 @@ def test_node1_fences_node2_through_the_agent_and_node2_can_no_longer_write(tmp_
             assert [(s.asc, s.ascq) for s in seen.unit_attentions] == [(0x2A, 0x03)]
         finally:
             writer.close()
-        fences = [e for e in read_events(pair.files.config("node1").paths.event_log)
+        fences = [e for e in read_events(pair.stonewall.config("node1").paths.event_log)
                   if e["action"] == "off"]
         assert [(e["actor"], e["target"], e["outcome"]) for e in fences] == [
             ("node1", "node2", "fenced")]
@@ -155,7 +150,7 @@ def test_with_two_node_quorum_both_fence_and_exactly_one_wins(tmp_path: Path) ->
             view = pair.lab.nodes[node].view()
             assert view is not None and view.quorate and view.online == (node,), view
         # The loser tried too, and its holder found its own key gone on the arbiter.
-        attempts = pair.files.config(loser).paths.event_log
+        attempts = pair.stonewall.config(loser).paths.event_log
         _wait(lambda: any(e["action"] == "off" for e in read_events(attempts)), FENCED_WITHIN,
               f"{loser} tries to fence {winner}")
         tried = [e for e in read_events(attempts) if e["action"] == "off"][0]
