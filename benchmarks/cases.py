@@ -48,11 +48,13 @@ class CaseResult:
 def run_case(case: str, tool: str, nodes: Nodes, once: Callable[[], float],
              reset: Callable[[], None], runs: int) -> CaseResult:
     """`runs` timed runs; the first failure ends the case and is reported instead."""
-    result = CaseResult(case, tool, nodes.count, nodes.lun_paths // nodes.count)
+    result = CaseResult(case, tool, nodes.count, nodes.paths_per_lun)
     try:
         result.stats = repeat(once, reset, runs)
     except BenchFailure as exc:
         result.error = str(exc)
+    except Exception as exc:  # a broken case must not cost the rest of a long run
+        result.error = f"unexpected {type(exc).__name__}: {exc}"
     return result
 
 
@@ -62,13 +64,12 @@ def _nothing() -> None:
 
 # -- fence -----------------------------------------------------------------------------------
 def stonewall_fence(nodes: Nodes, workdir: Path, runs: int) -> list[CaseResult]:
-    """Every available fence entry point: node-a fences node-b; node-b rejoins between."""
+    """Every available fence entry point: node-a fences node-b; node-b reboots between."""
     results = []
     for point in fence_entry_points(nodes, workdir):
         invocation = point.invocation
         if invocation is None:
-            results.append(CaseResult("fence", point.name, nodes.count,
-                                      nodes.lun_paths // nodes.count,
+            results.append(CaseResult("fence", point.name, nodes.count, nodes.paths_per_lun,
                                       error=f"unavailable: {point.unavailable}"))
             continue
 
@@ -79,11 +80,12 @@ def stonewall_fence(nodes: Nodes, workdir: Path, runs: int) -> list[CaseResult]:
             nodes.require_victim(present=False)
             return seconds
 
-        results.append(run_case("fence", point.name, nodes, once, nodes.rejoin_victim, runs))
+        results.append(run_case("fence", point.name, nodes, once, nodes.reboot_victim, runs))
     return results
 
 
-def fence_scsi_fence(nodes: Nodes, fence_scsi: FenceScsiNode, runs: int) -> CaseResult:
+def fence_scsi_fence(nodes: Nodes, fence_scsi: FenceScsiNode, runs: int,
+                     notes: dict[str, object]) -> CaseResult:
     """`fence_scsi -o off` of node-b's key on every LUN path."""
     def once() -> float:
         run = fence_scsi.run("off", nodes.key(VICTIM), FENCE_SCSI_TIMEOUT)
@@ -91,7 +93,9 @@ def fence_scsi_fence(nodes: Nodes, fence_scsi: FenceScsiNode, runs: int) -> Case
         nodes.require_victim(present=False)
         return seconds
 
-    return run_case("fence", "fence_scsi -o off", nodes, once, nodes.rejoin_victim, runs)
+    result = run_case("fence", "fence_scsi -o off", nodes, once, nodes.reboot_victim, runs)
+    result.notes = dict(notes)
+    return result
 
 
 # -- status ----------------------------------------------------------------------------------
@@ -115,7 +119,7 @@ def stonewall_status(nodes: Nodes, runs: int) -> list[CaseResult]:
             raise BenchFailure(f"status --json lists {len(listed)} of {len(names)} LUNs")
 
     results = []
-    nodes.rejoin_victim()  # every node registered on every path: status exits 0
+    nodes.reboot_victim()  # every node registered on every path: status exits 0
     for tool, extra, check in (("stonewall status", [], check_table),
                                ("stonewall status --json", ["--json"], check_json)):
         def once(extra: list[str] = extra, check: Callable[[ProcessRun], None] = check,
@@ -129,15 +133,18 @@ def stonewall_status(nodes: Nodes, runs: int) -> list[CaseResult]:
     return results
 
 
-def fence_scsi_status(nodes: Nodes, fence_scsi: FenceScsiNode, runs: int) -> CaseResult:
+def fence_scsi_status(nodes: Nodes, fence_scsi: FenceScsiNode, runs: int,
+                      notes: dict[str, object]) -> CaseResult:
     """`fence_scsi -o status` of node-b's key (registered: "on", exit 0)."""
-    nodes.rejoin_victim()
+    nodes.reboot_victim()
 
     def once() -> float:
         run = fence_scsi.run("status", nodes.key(VICTIM), FENCE_SCSI_TIMEOUT)
         return expect_exit(run, STATUS_ON, "fence_scsi -o status")
 
-    return run_case("status", "fence_scsi -o status", nodes, once, _nothing, runs)
+    result = run_case("status", "fence_scsi -o status", nodes, once, _nothing, runs)
+    result.notes = dict(notes)
+    return result
 
 
 # -- join ------------------------------------------------------------------------------------

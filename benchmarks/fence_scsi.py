@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import time
 from pathlib import Path
 from typing import Sequence
 
-from stonewall.benchmarks.measure import BenchFailure, ProcessRun, time_process
+from stonewall.benchmarks.measure import BenchFailure, ProcessRun, expect_exit, time_process
 from stonewall.clock import Deadline
 from stonewall.config.model import Lun
 from stonewall.lab.nexus import FakeDevice, NexusStandIn
@@ -156,6 +157,16 @@ class FenceScsiNode:
                    "-d", ",".join(d.path for d in self.devices)]
         return time_process(command, timeout, env=self.nexus.environment)
 
-    def namespace_entry_seconds(self, timeout: float) -> float:
-        """What nsenter alone adds to every fence_scsi run (`nsenter ... true`)."""
-        return time_process([*self.namespace.prefix, "true"], timeout).seconds
+    def floors(self, runs: int, timeout: float) -> dict[str, float]:
+        """Medians (ms) of what the lab adds: `nsenter ... true` (once per fence_scsi run)
+        and one `sg_turs` through the shim and stand-in with this map (fence_scsi spawns 14
+        such processes per device for `off`, 3 for `status`)."""
+        enter = [time_process([*self.namespace.prefix, "true"], timeout).seconds
+                 for _ in range(runs)]
+        turs = []
+        for _ in range(runs):
+            run = time_process(["sg_turs", self.devices[0].path], timeout,
+                               env=self.nexus.environment)
+            turs.append(expect_exit(run, 0, "sg_turs through the shim"))
+        return {"nsenter_ms": round(statistics.median(enter) * 1000, 2),
+                "sg_turs_via_shim_ms": round(statistics.median(turs) * 1000, 2)}

@@ -2,8 +2,8 @@
 targets, and the two nodes (node-a fences, node-b is the victim) whose holders have joined.
 
 Sizes: a node holds one iSCSI session per LUN path, so 512 LUNs x 2 paths is 1,024 sessions
-in each holder, another 1,024 in the observer and in the nexus stand-in, all with open
-sockets; `raise_open_files_limit` lifts this process's soft RLIMIT_NOFILE to its hard limit
+in each holder, another 1,024 in the observer while it checks and in the nexus stand-in,
+all with open sockets; `raise_open_files_limit` lifts this process's soft RLIMIT_NOFILE to its hard limit
 before anything starts, and every child (tgtd, holders, nexus) inherits it."""
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
 from stonewall.holder.server import socket_path
 from stonewall.lab.cluster import LabCluster, LabLun
-from stonewall.lab.processes import StonewallProcess
+from stonewall.lab.processes import ProcessStartError, StonewallProcess
 from stonewall.lab.tgtd import TGTD_SOCKET_DIR, Tgtd, TgtdError
 from stonewall.storage import ownership
-from stonewall.storage.paths import PathSet, close_paths, connect_paths, plan_paths
+from stonewall.storage.paths import close_paths, connect_paths, plan_paths
 
 TARGET_IQN_PREFIX = "iqn.2026-11.lab.stonewall:bench-array"
 OBSERVER_IQN = "iqn.2026-11.lab.stonewall:bench-observer"
@@ -130,8 +130,11 @@ def process_footprint(pid: int) -> tuple[int, int]:
 
 class Nodes:
     """node-a and node-b configured for the first `count` LUNs of `array`, holders joined
-    (node-a first, so it holds the reservations), plus an observer's own reader sessions
-    that check every fence independently of the fencer."""
+    (node-a first, so it holds the reservations). An observer with its own initiator name
+    checks every fence independently of the fencer: it logs in to every path, reads, and
+    logs out again, so it holds no descriptors between checks (StonewallProcess.start waits
+    with select(), which fails on a descriptor above 1,023: measured at 512 x 2 with 1,024
+    observer sessions open while a holder started)."""
 
     def __init__(self, array: Array, workdir: Path, count: int) -> None:
         if not 1 <= count <= len(array.luns):
@@ -149,19 +152,14 @@ class Nodes:
         self.configs = {node: self.cluster.write_config(node) for node in self.cluster.nodes}
         self.config: ClusterConfig = load_config(str(self.configs[FENCER]))
         self.holders: dict[str, StonewallProcess] = {}
+        self.boots = {node: 0 for node in self.cluster.nodes}
         self.starts: dict[str, HolderStart] = {}
-        self.observer: PathSet = {}
 
     # -- life cycle ----------------------------------------------------------------------
     def start(self) -> "Nodes":
         try:
             for node in (FENCER, VICTIM):
                 self.starts[node] = self.start_holder(node)
-            self.observer = plan_paths(list(self.config.luns), OBSERVER_IQN, role="observer")
-            connect_paths(self.observer, Deadline.after(SETUP_SECONDS))
-            down = [p.name for ps in self.observer.values() for p in ps if not p.up]
-            if down:
-                raise BenchFailure(f"observer: {len(down)} paths did not log in")
         except BaseException:
             self.stop()
             raise
@@ -169,12 +167,18 @@ class Nodes:
 
     def start_holder(self, node: str) -> HolderStart:
         """Start `node`'s holder with --join; time it to READY and read its footprint."""
-        boot = self.cluster.boot(node, f"{node}-bench-boot")
+        boot = self.cluster.boot(node, f"{node}-bench-boot-{self.boots[node]}")
         holder = StonewallProcess(self.configs[node], ["holder", "run", "--node", node,
                                                        "--join"],
                                   env={"STONEWALL_BOOT_ID_FILE": str(boot)})
         began = time.perf_counter()
-        holder.start(ready_timeout=HOLDER_READY_SECONDS)
+        try:
+            holder.start(ready_timeout=HOLDER_READY_SECONDS)
+        except ProcessStartError as exc:
+            raise BenchFailure(str(exc)) from exc
+        except BaseException:
+            holder.stop()
+            raise
         seconds = time.perf_counter() - began
         self.holders[node] = holder
         rss, fds = process_footprint(holder.pid)
@@ -192,8 +196,6 @@ class Nodes:
             holder.stop()
 
     def stop(self) -> None:
-        close_paths(self.observer)
-        self.observer = {}
         for node in list(self.holders):
             self.stop_holder(node)
 
@@ -205,24 +207,31 @@ class Nodes:
         return self.config.node(node).key
 
     @property
-    def lun_paths(self) -> int:
-        return sum(len(paths) for paths in self.observer.values())
+    def paths_per_lun(self) -> int:
+        return len(self.cluster.tgtd.portals)
 
-    def rejoin_victim(self) -> None:
-        """Give node-b its registration back on every path (the reset between fences)."""
-        try:
-            result = self.client(VICTIM).join(Deadline.after(SETUP_SECONDS))
-        except (HolderError, HolderUnavailable) as exc:
-            raise BenchFailure(f"{VICTIM} could not rejoin: {exc}") from exc
-        if not result.get("ok"):
-            raise BenchFailure(f"{VICTIM} rejoin incomplete: {result}")
+    def reboot_victim(self) -> None:
+        """The reset between fences: node-b "reboots" (its holder stops, it gets a new boot
+        id, its holder starts and joins: a fenced node may register again only in a new
+        boot), and the observer sees its key on every path again."""
+        self.stop_holder(VICTIM)
+        self.boots[VICTIM] += 1
+        self.start_holder(VICTIM)
         self.require_victim(present=True)
 
     def require_victim(self, present: bool) -> None:
         """The observer reads every path of every LUN; BenchFailure unless node-b's key is
         there (present) or gone (not present) on all of them."""
-        report = ownership.verify(self.observer, self.key(VICTIM), present,
-                                  Deadline.after(SETUP_SECONDS), SYSTEM_CLOCK)
+        paths = plan_paths(list(self.config.luns), OBSERVER_IQN, role="observer")
+        try:
+            connect_paths(paths, Deadline.after(SETUP_SECONDS))
+            down = [p.name for ps in paths.values() for p in ps if not p.up]
+            if down:
+                raise BenchFailure(f"observer: {len(down)} paths did not log in")
+            report = ownership.verify(paths, self.key(VICTIM), present,
+                                      Deadline.after(SETUP_SECONDS), SYSTEM_CLOCK)
+        finally:
+            close_paths(paths)
         if not report.proven:
             wrong = [c.lun for c in report.checks if c.verdict is not True]
             raise BenchFailure(f"observer: {VICTIM}'s key {'missing' if present else 'still'}"

@@ -1,6 +1,6 @@
 """Where a fence's time goes inside the holder: node-a's NodeHolder runs in this process
 under cProfile (node-b's holder is a real process, as in the benchmark), preempting node-b
-`--runs` times on `--luns` LUNs x 2 paths with a rejoin between runs.
+`--runs` times on `--luns` LUNs x 2 paths with node-b rebooted (new boot id, holder rejoins) between runs.
 
     python -m stonewall.benchmarks.profile_fence [--luns 512] [--runs 5] [--top 25]
 
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def profile_preempts(nodes: Nodes, runs: int) -> cProfile.Profile:
-    """node-a's holder in this process; each preempt profiled, each rejoin not."""
+    """node-a's holder in this process; each preempt profiled, each reboot of node-b not."""
     config = nodes.config
     boot = nodes.cluster.boot(FENCER, f"{FENCER}-profile-boot")
     holder = NodeHolder(config, config.node(FENCER), SYSTEM_CLOCK,
@@ -71,7 +71,7 @@ def profile_preempts(nodes: Nodes, runs: int) -> cProfile.Profile:
         if not holder.join(Deadline.after(SETUP_SECONDS))["ok"]:
             raise SystemExit("profile: node-a could not join")
         for run in range(runs):
-            nodes.rejoin_victim()
+            nodes.reboot_victim()
             began = time.perf_counter()
             profile.enable()
             holder.refresh(Deadline.after(SETUP_SECONDS))

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import stonewall
 from stonewall.benchmarks.cases import CaseResult
 
+REPOSITORY = Path(__file__).resolve().parent.parent
 DEBIAN_PACKAGES = ("tgt", "sg3-utils", "fence-agents", "libiscsi7", "python3",
                    "python3-matplotlib")
 FENCE_SCSI_TOOLS = ("fence_scsi -o off", "fence_scsi -o status")
@@ -31,6 +33,9 @@ def machine_facts(repository: Path) -> dict[str, object]:
             "cores": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
             "python": platform.python_version(), "packages": _package_versions(),
             "commit": _git(repository, "rev-parse", "--short", "HEAD"),
+            # PYTHONPATH may put another tree first (a proposed fix measured before it lands)
+            "stonewall_imported_from": str(Path(stonewall.__file__).parent)
+            if stonewall.__file__ else "",
             "tree_modified": bool(_git(repository, "status", "--porcelain", "--",
                                        "storage", "holder", "handlers", "lab", "benchmarks"))}
 
@@ -137,15 +142,24 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}" if seconds < 10 else f"{seconds * 1000:.0f}"
 
 
+def _elsewhere(machine: dict[str, object]) -> str:
+    source = str(machine.get("stonewall_imported_from") or "")
+    return f" (stonewall imported from {source})" if source and source != str(REPOSITORY) else ""
+
+
 def markdown(doc: dict[str, object]) -> str:
     """The results as Markdown tables (milliseconds)."""
     machine = doc["machine"]
     assert isinstance(machine, dict)
     packages = ", ".join(f"{k} {v}" for k, v in dict(machine.get("packages", {})).items())
-    lines = [f"Machine: {machine['cores']} cores ({machine['cpu']}), kernel "
+    settings = doc.get("settings")
+    note = settings.get("note") if isinstance(settings, dict) else ""
+    lines = [f"Note: {note}", ""] if note else []
+    lines += [f"Machine: {machine['cores']} cores ({machine['cpu']}), kernel "
              f"{machine['kernel']}, Python {machine['python']}; {packages}. "
              f"Commit {machine['commit'] or '?'}"
-             f"{' + uncommitted changes' if machine['tree_modified'] else ''}, "
+             f"{' + uncommitted changes' if machine['tree_modified'] else ''}"
+             f"{_elsewhere(machine)}, "
              f"{machine['date_utc']}.", "",
              "| case | tool | LUNs × paths | min ms | median ms | max ms | runs | note |",
              "|---|---|---|---|---|---|---|---|"]

@@ -40,6 +40,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="LUN count for the join and holder start-up cases (512)")
     parser.add_argument("--luns-per-target", type=int, default=DEFAULT_LUNS_PER_TARGET,
                         help=f"LUNs per tgtd target ({DEFAULT_LUNS_PER_TARGET})")
+    parser.add_argument("--note", default="",
+                        help="a line stored with the results and shown above the table "
+                             "(e.g. what differs from the committed tree)")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="directory for bench.json, bench.md, bench.png "
                              "(benchmarks/results)")
@@ -79,10 +82,11 @@ def run_size(nodes: Nodes, workdir: Path, args: argparse.Namespace,
         fence_scsi = FenceScsiNode(workdir / "fence_scsi", list(nodes.config.luns))
         try:
             fence_scsi.start()
+            floors = fence_scsi.floors(args.runs, cases.STONEWALL_TIMEOUT)
             if size in args.fence_sizes:
-                add(cases.fence_scsi_fence(nodes, fence_scsi, args.runs))
+                add(cases.fence_scsi_fence(nodes, fence_scsi, args.runs, floors))
             if size == args.status_luns:
-                add(cases.fence_scsi_status(nodes, fence_scsi, args.runs))
+                add(cases.fence_scsi_status(nodes, fence_scsi, args.runs, floors))
         except (BenchFailure, NexusError) as exc:
             add(CaseResult("fence" if size in args.fence_sizes else "status", "fence_scsi",
                            size, PATHS_PER_LUN, error=f"fence_scsi lab: {exc}"))
@@ -109,7 +113,14 @@ def run_all(args: argparse.Namespace, workdir: Path) -> list[CaseResult]:
     results: list[CaseResult] = []
     try:
         for size in sizes:
-            nodes = Nodes(array, workdir / f"luns{size}", size).start()
+            try:
+                nodes = Nodes(array, workdir / f"luns{size}", size).start()
+            except BenchFailure as exc:
+                failed = CaseResult("lab", "two joined holders", size, PATHS_PER_LUN,
+                                    error=str(exc))
+                _progress(failed)
+                results.append(failed)
+                continue
             say(f"{size} LUNs x {PATHS_PER_LUN} paths: holders joined "
                 f"({', '.join(f'{n} {s.seconds:.2f}s' for n, s in nodes.starts.items())})")
             try:
@@ -136,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {"runs": args.runs, "fence_sizes": args.fence_sizes,
                 "status_luns": args.status_luns, "join_luns": args.join_luns,
                 "paths_per_lun": PATHS_PER_LUN, "luns_per_target": args.luns_per_target,
-                "rlimit_nofile": open_files, "smoke": args.smoke}
+                "rlimit_nofile": open_files, "smoke": args.smoke, "note": args.note}
     with tempfile.TemporaryDirectory(prefix="stonewall-bench-") as tmp:
         try:
             results = run_all(args, Path(tmp))
