@@ -111,3 +111,12 @@ def test_unfencing_runs_only_on_the_target_itself(lab: OneNodeLab) -> None:
     assert own.returncode == 0, own.output
     other = lab.node.unfence("node2", timeout=20)  # on_target="1": node2 would have to run it
     assert other.returncode != 0
+
+
+def test_the_installed_agent_answers_metadata_as_user_hacluster(lab: OneNodeLab) -> None:
+    # pacemaker-controld asks for metadata as hacluster (reference/pacemaker.md B.2).
+    result = lab.node.run(["runuser", "-u", "hacluster", "--", "/usr/sbin/fence_stonewall",
+                           "-o", "metadata"], timeout=30)
+    assert result.returncode == 0, result.output
+    assert 'name="fence_stonewall"' in result.stdout and result.stderr == ""
+    assert "Metadata action for fence_stonewall returned error" not in lab.node.pacemaker_log()
