@@ -43,6 +43,7 @@ from stonewall.lab.tgtd import Tgtd
 REQUIRED_BINARIES = ("corosync", "pacemakerd", "stonith_admin", "crm_mon", "cibadmin",
                      "corosync-cfgtool", "unshare", "nsenter", "ip", "mount")
 _POLL_SECONDS = 0.2
+_PACEMAKER_VARLIB_DIRS = ("cib", "pengine", "blackbox", "cores")
 
 
 class PacemakerLabError(RuntimeError):
@@ -84,7 +85,7 @@ def run_command(argv: Sequence[str], timeout: float, stdin: str | None = None,
     return CommandResult(result.returncode, result.stdout, result.stderr)
 
 
-def stage_agent(sbin_upper: Path, workdir: Path) -> Path:
+def stage_agent(sbin_upper: Path) -> Path:
     """Put fence_stonewall into the overlay's upper dir (it appears as /usr/sbin/fence_stonewall
     inside the node). The installed console script when there is one, linked by the real
     install step; otherwise a launcher that runs this checkout with this Python."""
@@ -101,16 +102,17 @@ def stage_agent(sbin_upper: Path, workdir: Path) -> Path:
 
 
 def _prepare_node_dirs(workdir: Path) -> dict[str, Path]:
+    """The node's directories, owned as Debian's packages own the ones they stand in for."""
     dirs = node_dirs(workdir)
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
-    for sub in ("cib", "pengine", "blackbox", "cores"):
-        (dirs["varlib_pacemaker"] / sub).mkdir(exist_ok=True)
-    for path in [dirs["varlib_pacemaker"], dirs["log"],
-                 *(dirs["varlib_pacemaker"] / sub for sub in ("cib", "pengine", "blackbox", "cores"))]:
+    cluster_owned = [(dirs["log"], 0o770),
+                     *((dirs["varlib_pacemaker"] / sub, 0o750) for sub in _PACEMAKER_VARLIB_DIRS)]
+    for path, mode in cluster_owned:
+        path.mkdir(exist_ok=True)
         shutil.chown(path, CLUSTER_USER, CLUSTER_GROUP)
-        path.chmod(0o750 if path != dirs["varlib_pacemaker"] else 0o755)
-    stage_agent(dirs["sbin_upper"], workdir)
+        path.chmod(mode)
+    stage_agent(dirs["sbin_upper"])
     return dirs
 
 
