@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "stonewall.handlers.power_cmd",
     "stonewall.handlers.watchdog_cmd",
     "stonewall.handlers.multipath_cmd",
+    "stonewall.handlers.pacemaker_cmd",
     "stonewall.handlers.lab_cmd",
 )
 
