@@ -7,11 +7,13 @@ return reports that say what happened per LUN and per path. They never print or 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import Lun, LunRole
 from stonewall.storage.parallel import map_bounded
 from stonewall.storage.paths import LunPath, PathSet
+from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.errors import (
     ReservationConflict, ScsiError, UnsupportedServiceAction)
 from stonewall.storage.scsi.retry import run_with_retries
@@ -136,21 +138,24 @@ def reserve_unreserved(paths: PathSet, key: int, deadline: Deadline, clock: Cloc
             report.outcomes.append(PathOutcome(lun.name, "-", True,
                                                f"already reserved by 0x{current.holder:016x}"))
             continue
-        report.outcomes.append(_reserve_on_a_path(paths[lun.name], key, lun.reservation,
-                                                  deadline, clock))
+        report.outcomes.append(reserve_lun(paths[lun.name], key, lun.reservation, deadline,
+                                           clock))
     return report
 
 
-def _reserve_on_a_path(lun_paths: list[LunPath], key: int, rtype: ReservationType,
-                       deadline: Deadline, clock: Clock) -> PathOutcome:
+def _on_a_registered_path(lun_paths: list[LunPath],
+                          operation: Callable[[PrDevice, Deadline], None], done: str,
+                          deadline: Deadline, clock: Clock) -> PathOutcome:
+    """Run one PR OUT through the first registered path that carries it (the next path only
+    when a path fails to carry it; a RESERVATION CONFLICT is the SAN's answer, final)."""
     last = "no registered path"
     for path in lun_paths:
         if not (path.up and path.registered and path.device is not None):
             continue
         device = path.device
         try:
-            run_with_retries(lambda d: device.reserve(key, rtype, d), deadline, clock)
-            return PathOutcome(path.lun.name, path.name, True, f"reserved {rtype.short}")
+            run_with_retries(lambda d: operation(device, d), deadline, clock)
+            return PathOutcome(path.lun.name, path.name, True, done)
         except ReservationConflict as exc:
             return PathOutcome(path.lun.name, path.name, False, _describe(exc))
         except ScsiError as exc:
@@ -161,23 +166,15 @@ def _reserve_on_a_path(lun_paths: list[LunPath], key: int, rtype: ReservationTyp
 def reserve_lun(lun_paths: list[LunPath], key: int, rtype: ReservationType,
                 deadline: Deadline, clock: Clock) -> PathOutcome:
     """Take `rtype` on one LUN through a registered path (a guest LUN's type 1)."""
-    return _reserve_on_a_path(lun_paths, key, rtype, deadline, clock)
+    return _on_a_registered_path(lun_paths, lambda dev, d: dev.reserve(key, rtype, d),
+                                 f"reserved {rtype.short}", deadline, clock)
 
 
 def release_lun(lun_paths: list[LunPath], key: int, rtype: ReservationType,
                 deadline: Deadline, clock: Clock) -> PathOutcome:
     """RELEASE our reservation of `rtype` on one LUN."""
-    last = "no registered path"
-    for path in lun_paths:
-        if not (path.up and path.registered and path.device is not None):
-            continue
-        device = path.device
-        try:
-            run_with_retries(lambda d: device.release(key, rtype, d), deadline, clock)
-            return PathOutcome(path.lun.name, path.name, True, "released")
-        except ScsiError as exc:
-            last = _describe(exc)
-    return PathOutcome(lun_paths[0].lun.name if lun_paths else "?", "-", False, last)
+    return _on_a_registered_path(lun_paths, lambda dev, d: dev.release(key, rtype, d),
+                                 "released", deadline, clock)
 
 
 # -- fencing a peer ---------------------------------------------------------------------------
