@@ -19,7 +19,7 @@ from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
 from stonewall.holder.server import socket_path
 from stonewall.storage import ownership, status_report
-from stonewall.storage.paths import (KernelRoots, PathSetupError, close_paths, connect_paths,
+from stonewall.storage.paths import (KernelRoots, PathSetupError, close_paths,
                                      plan_paths)
 from stonewall.storage.view import LunView, view_from_json
 from stonewall.watchdog.snapshot import (Health, SnapshotMissing, SnapshotUnreadable,
@@ -74,8 +74,7 @@ def read_views(config: ClusterConfig, lun_names: list[str] | None, node_name: st
     paths = plan_paths(luns, initiator, role="reader", discovery=kernel.discover,
                        dev_root=kernel.dev)
     try:
-        connect_paths(paths, deadline)
-        return ownership.read_views(paths, deadline, SYSTEM_CLOCK)
+        return ownership.read_views(paths, deadline, SYSTEM_CLOCK, log_in=True)
     finally:
         close_paths(paths)
 

@@ -26,8 +26,17 @@ def _describe(error: BaseException) -> str:
 
 
 # -- reading ----------------------------------------------------------------------------------
-def read_path(path: LunPath, deadline: Deadline, clock: Clock) -> PathView:
-    """READ KEYS and READ RESERVATION through one path (PR IN needs no registration)."""
+def read_path(path: LunPath, deadline: Deadline, clock: Clock,
+              log_in: bool = False) -> PathView:
+    """READ KEYS and READ RESERVATION through one path (PR IN needs no registration).
+    `log_in`: a reader's fresh session logs in first, inside this path's own work, so a path
+    that hangs at login costs only itself (never for a holder's registered sessions)."""
+    if log_in and path.session is not None and not path.session.connected:
+        try:
+            path.session.connect(deadline)
+            path.error = None
+        except ScsiError as exc:
+            path.mark_down(str(exc))
     if not path.up:
         return PathView(path.name, None, None, path.error or "down")
     assert path.device is not None
@@ -39,10 +48,13 @@ def read_path(path: LunPath, deadline: Deadline, clock: Clock) -> PathView:
     return PathView(path.name, keys.keys, reservation)
 
 
-def read_views(paths: PathSet, deadline: Deadline, clock: Clock) -> dict[str, LunView]:
-    """Every path of every LUN read concurrently; a path that does not answer is down."""
+def read_views(paths: PathSet, deadline: Deadline, clock: Clock,
+               log_in: bool = False) -> dict[str, LunView]:
+    """Every path of every LUN read concurrently; a path that does not answer is down.
+    `log_in` as in read_path (reader sessions only)."""
     flat = [(lun, path) for lun, lun_paths in paths.items() for path in lun_paths]
-    answers = map_bounded(lambda item: read_path(item[1], deadline, clock), flat, deadline)
+    answers = map_bounded(lambda item: read_path(item[1], deadline, clock, log_in), flat,
+                          deadline)
     views: dict[str, list[PathView]] = {lun: [] for lun in paths}
     for (lun, path), answer in zip(flat, answers):
         if isinstance(answer, BaseException):

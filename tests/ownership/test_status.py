@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import yaml
 
@@ -122,4 +123,32 @@ def test_hundred_luns(tmp_path, tgtd):
     assert len(report["luns"]) == 100
     assert all(lun["paths_up"] == 2 for lun in report["luns"])
     assert {lun["verdict"] for lun in report["luns"]} == {"no registrations"}
+    assert result.returncode == 1
+
+
+def test_a_hung_path_is_reported_down_without_stalling_the_others(tmp_path, tgtd):
+    # data0's second path leads to an array that hangs (SIGSTOP after login would freeze
+    # the login too, so freeze it before status runs: logins and PR IN both hang there).
+    with Tgtd(tmp_path / "hung", portal_count=1) as hung:
+        hung.add_lun(hung.add_target(ARRAY_IQN), 1)
+        lab = LabCluster(tmp_path / "lab", tgtd, luns=[LabLun("arbiter0", 1, "arbiter", 0),
+                                                       LabLun("data0", 2)])
+        config = lab.write_config("node-a")
+        document = lab.document("node-a")
+        document["luns"][1]["iscsi"]["portals"] = [tgtd.portals[0], hung.portals[0]]
+        config.write_text(yaml.safe_dump(document))
+        hung.freeze()
+        try:
+            started = time.monotonic()
+            result = status(config, "--direct", "--json", "--timeout", "2")
+            took = time.monotonic() - started
+        finally:
+            hung.thaw()
+    report = json.loads(result.stdout)
+    luns = {lun["name"]: lun for lun in report["luns"]}
+    assert luns["arbiter0"]["paths_up"] == 2, luns  # the healthy LUN is read in full
+    assert luns["data0"]["paths_up"] == 1 and luns["data0"]["paths_down"] == 1
+    down = [p for p in luns["data0"]["paths"] if not p["up"]]
+    assert down[0]["path"] == hung.portals[0]
+    assert took < 2 + 3  # the deadline plus process start, not a hang
     assert result.returncode == 1

@@ -176,6 +176,14 @@ def test_starting_a_running_guest_on_the_other_node_is_refused(scenario, jitter)
                          node_b.hypervisor, Deadline.after(15))
     assert report.outcome is StartOutcome.REFUSED
     assert any("node-a" in reason for reason in report.reasons), report.reasons
+    # `virsh start api1` on node-b: libvirt runs the hook with the XML on stdin.
+    hook = subprocess.run([sys.executable, "-m", "stonewall", "--config",
+                           str(scenario.configs["node-b"]), "vm", "hook", "run", "--node",
+                           "node-b", "--", "api1", "prepare", "begin", "-"],
+                          input=node_b.hypervisor.xml("api1"), capture_output=True, text=True,
+                          timeout=30)
+    assert hook.returncode == 1, hook.stdout + hook.stderr
+    assert "refusing to start api1 on node-b" in hook.stderr and "node-a" in hook.stderr
     status = subprocess.run([sys.executable, "-m", "stonewall", "--config",
                              str(scenario.configs["node-a"]), "status", "--json"],
                             capture_output=True, text=True, timeout=30)
