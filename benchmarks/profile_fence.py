@@ -1,6 +1,6 @@
-"""Where a fence's time goes inside the holder: node-a's NodeHolder runs in this process
-under cProfile (node-b's holder is a real process, as in the benchmark), preempting node-b
-`--runs` times on `--luns` LUNs x 2 paths with node-b rebooted (new boot id, holder rejoins) between runs.
+"""Where a fence's time goes inside the holder: node-a's and node-b's NodeHolders run in this
+process against the benchmark's tgtd, node-a preempting node-b `--runs` times on `--luns`
+LUNs x 2 paths under cProfile, node-b joining again in a new boot between runs.
 
     python -m stonewall.benchmarks.profile_fence [--luns 512] [--runs 5] [--top 25]
 
@@ -21,6 +21,7 @@ from typing import Sequence
 
 from stonewall.benchmarks.lab import (
     FENCER, SETUP_SECONDS, VICTIM, Array, Nodes, raise_open_files_limit)
+from stonewall.config.loader import load_config
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.holder.node import NodeHolder
 from stonewall.storage.bootid import BootRecords
@@ -45,42 +46,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = Path(tmp)
         array = Array(workdir, args.luns).start()
         try:
-            nodes = Nodes(array, workdir / "nodes", args.luns).start()
+            nodes = Nodes(array, workdir / "nodes", args.luns)  # configurations only
+            fencer, victim = (in_process_holder(nodes, node) for node in (FENCER, VICTIM))
             try:
-                nodes.stop_holder(FENCER)  # node-a runs here instead
-                profile = profile_preempts(nodes, args.runs)
+                profile = profile_preempts(fencer, victim, args.runs)
                 for _ in range(args.runs):
-                    print(read_keys_floor(nodes.observer), flush=True)
+                    print(read_keys_floor(fencer.paths), flush=True)
             finally:
-                nodes.stop()
+                fencer.close()
+                victim.close()
         finally:
             array.stop()
     pstats.Stats(profile, stream=sys.stdout).sort_stats("cumulative").print_stats(args.top)
     return 0
 
 
-def profile_preempts(nodes: Nodes, runs: int) -> cProfile.Profile:
-    """node-a's holder in this process; each preempt profiled, each reboot of node-b not."""
-    config = nodes.config
-    boot = nodes.cluster.boot(FENCER, f"{FENCER}-profile-boot")
-    holder = NodeHolder(config, config.node(FENCER), SYSTEM_CLOCK,
-                        BootRecords(config.paths.state_dir, boot.read_text().strip()))
+def in_process_holder(nodes: Nodes, node: str) -> NodeHolder:
+    """`node`'s holder in this process, logged in on every path."""
+    config = load_config(str(nodes.configs[node]))
+    holder = NodeHolder(config, config.node(node), SYSTEM_CLOCK,
+                        BootRecords(config.paths.state_dir, f"{node}-profile-boot-0"))
+    holder.connect(Deadline.after(SETUP_SECONDS))
+    return holder
+
+
+def profile_preempts(fencer: NodeHolder, victim: NodeHolder, runs: int) -> cProfile.Profile:
+    """Each preempt of the victim profiled; the victim's join in a new boot before each
+    run (a fenced node registers again only after a reboot) is not."""
     profile = cProfile.Profile()
-    try:
-        holder.connect(Deadline.after(SETUP_SECONDS))
-        if not holder.join(Deadline.after(SETUP_SECONDS))["ok"]:
-            raise SystemExit("profile: node-a could not join")
-        for run in range(runs):
-            nodes.reboot_victim()
-            began = time.perf_counter()
-            profile.enable()
-            holder.refresh(Deadline.after(SETUP_SECONDS))
-            outcome = holder.preempt(VICTIM, None, Deadline.after(SETUP_SECONDS))
-            profile.disable()
-            print(f"run {run + 1}: {(time.perf_counter() - began) * 1000:.1f} ms, "
-                  f"fenced {outcome.fenced}", flush=True)
-    finally:
-        holder.close()
+    if not fencer.join(Deadline.after(SETUP_SECONDS))["ok"]:
+        raise SystemExit(f"profile: {FENCER} could not join")
+    for run in range(runs):
+        victim.boot_records = BootRecords(victim.config.paths.state_dir,
+                                          f"{VICTIM}-profile-boot-{run + 1}")
+        if not victim.join(Deadline.after(SETUP_SECONDS))["ok"]:
+            raise SystemExit(f"profile: {VICTIM} could not join")
+        began = time.perf_counter()
+        profile.enable()
+        fencer.refresh(Deadline.after(SETUP_SECONDS))
+        outcome = fencer.preempt(VICTIM, None, Deadline.after(SETUP_SECONDS))
+        profile.disable()
+        print(f"run {run + 1}: {(time.perf_counter() - began) * 1000:.1f} ms, "
+              f"fenced {outcome.fenced}", flush=True)
     return profile
 
 
