@@ -2,10 +2,15 @@
 
 A path that hangs is abandoned at the deadline (its own I/O deadline ends it shortly after);
 it never stalls the answers of the others.
+
+Work items may themselves call `map_bounded` (a LUN's preempt reads its paths): each level
+of nesting gets a pool of its own, because items waiting on items of the same pool could
+take every worker and wait on each other until the deadline.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from typing import Callable, Iterable, TypeVar
 
 from stonewall.clock import Deadline
@@ -14,8 +19,11 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 MAX_WORKERS = 16
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=MAX_WORKERS,
-                                              thread_name_prefix="stonewall-path")
+NESTING_LEVELS = 3  # LUNs -> paths -> (spare); deeper calls run inline
+_POOLS = [concurrent.futures.ThreadPoolExecutor(max_workers=MAX_WORKERS,
+                                                thread_name_prefix=f"stonewall-path-{level}")
+          for level in range(NESTING_LEVELS)]
+_LEVEL = threading.local()
 
 
 class Abandoned(Exception):
@@ -27,9 +35,15 @@ def map_bounded(work: Callable[[T], R], items: Iterable[T],
     """`work(item)` for every item, concurrently; each slot holds the result or the
     exception raised (Abandoned when the deadline passed first). Order is kept."""
     items = list(items)
-    if len(items) <= 1:
+    level = getattr(_LEVEL, "depth", 0)
+    if len(items) <= 1 or level >= NESTING_LEVELS:
         return [_call(work, item) for item in items]
-    futures = [_POOL.submit(work, item) for item in items]
+
+    def at_next_level(item: T) -> R:
+        _LEVEL.depth = level + 1
+        return work(item)
+
+    futures = [_POOLS[level].submit(at_next_level, item) for item in items]
     concurrent.futures.wait(futures, timeout=deadline.remaining())
     results: list[R | BaseException] = []
     for future in futures:
