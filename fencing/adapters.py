@@ -15,7 +15,7 @@ from stonewall.config.secrets import SecretError, read_secret
 from stonewall.fencing.lock import peer_lock
 from stonewall.fencing.topology import FenceAdapters, PowerAdapterError, PowerOff
 from stonewall.holder.client import HolderClient
-from stonewall.holder.server import socket_path
+from stonewall.holder.client import socket_path
 from stonewall.power.errors import IpmiSettingsError
 from stonewall.power.fence import PowerFenceResult, power_off_verified
 from stonewall.power.ipmi import IpmiClient

@@ -32,7 +32,7 @@ from stonewall.fencing.split_brain import (
     commands_text, resolution_commands, storage_owner)
 from stonewall.fencing.topology import FenceResult, Verdict, fence_peer
 from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
-from stonewall.holder.server import socket_path
+from stonewall.holder.client import socket_path
 from stonewall.log import decision_logger
 from stonewall.storage.drbd.env import HandlerEnv, HandlerEnvError, parse_handler_env
 from stonewall.storage.drbd.exitcodes import (

@@ -36,7 +36,7 @@ from stonewall.handlers.fence_agent_metadata import AGENT_NAME, metadata_xml
 from stonewall.handlers.fence_agent_params import (
     MAX_STDIN_BYTES, AgentRequest, AgentUsageError, read_request)
 from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
-from stonewall.holder.server import socket_path
+from stonewall.holder.client import socket_path
 from stonewall.log import decision_logger
 
 EXIT_OK = 0

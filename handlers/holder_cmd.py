@@ -13,7 +13,8 @@ from stonewall.config.errors import ConfigError
 from stonewall.config.identity import UnknownLocalNode, local_node
 from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.holder.node import NodeHolder
-from stonewall.holder.server import HolderServer, socket_path
+from stonewall.holder.client import socket_path
+from stonewall.holder.server import HolderServer
 from stonewall.log import decision_logger
 from stonewall.storage.bootid import BootRecords, FencedBoot, current_boot_id
 from stonewall.storage.paths import PathSetupError

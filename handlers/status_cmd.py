@@ -17,7 +17,7 @@ from stonewall.config.identity import UnknownLocalNode, local_node
 from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
-from stonewall.holder.server import socket_path
+from stonewall.holder.client import socket_path
 from stonewall.storage import ownership, status_report
 from stonewall.storage.paths import (KernelRoots, PathSetupError, close_paths,
                                      plan_paths)

@@ -212,7 +212,7 @@ class _Control:
 def _control(args: argparse.Namespace, deadline: Deadline) -> _Control:
     from stonewall.config.errors import ConfigError
     from stonewall.config.identity import UnknownLocalNode, local_node
-    from stonewall.holder.server import socket_path
+    from stonewall.holder.client import socket_path
     from stonewall.vm.libvirt_conn import LibvirtConnection, LibvirtError
 
     try:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 from typing import Any
 
 from stonewall.clock import Deadline
 from stonewall.holder.protocol import MAX_LINE
+
+
+def socket_path(runtime_dir: str) -> str:
+    """Where the node's holder listens: <runtime_dir>/holder.sock."""
+    return str(Path(runtime_dir) / "holder.sock")
 
 
 class HolderUnavailable(Exception):

@@ -18,7 +18,7 @@ import time
 from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
 from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
-from stonewall.holder.server import socket_path
+from stonewall.holder.client import socket_path
 from stonewall.lab.stamps import Stamp, encode
 
 RING = 64  # blocks a guest cycles through

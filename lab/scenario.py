@@ -32,7 +32,7 @@ from stonewall.config.loader import load_config
 from stonewall.config.document import parse_portal
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient
-from stonewall.holder.server import socket_path
+from stonewall.holder.client import socket_path
 from stonewall.lab.bmc_process import BmcProcess
 from stonewall.lab.cluster import LabCluster, LabLun
 from stonewall.lab.guest import RING

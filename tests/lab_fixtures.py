@@ -15,7 +15,7 @@ from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient
-from stonewall.holder.server import socket_path
+from stonewall.holder.client import socket_path
 from stonewall.lab.cluster import LabCluster, LabLun
 from stonewall.lab.processes import StonewallProcess
 from stonewall.lab.tgtd import Tgtd

@@ -19,7 +19,8 @@ from typing import Any
 from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.node import NodeHolder
-from stonewall.holder.server import HolderServer, socket_path
+from stonewall.holder.client import socket_path
+from stonewall.holder.server import HolderServer
 from stonewall.storage.bootid import FencedBoot
 from stonewall.storage.ownership import VerifyReport
 from stonewall.watchdog.device import WatchdogDevice

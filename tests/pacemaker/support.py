@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.model import ClusterConfig
-from stonewall.holder.server import socket_path
+from stonewall.holder.client import socket_path
 from stonewall.lab.cluster import LabLun
 from stonewall.lab.pacemaker_launcher import ServiceSpec
 from stonewall.storage.ownership import read_views
