@@ -26,9 +26,10 @@ def _describe(error: BaseException) -> str:
 
 
 # -- reading ----------------------------------------------------------------------------------
-def read_path(path: LunPath, deadline: Deadline, clock: Clock,
-              log_in: bool = False) -> PathView:
-    """READ KEYS and READ RESERVATION through one path (PR IN needs no registration).
+def read_path(path: LunPath, deadline: Deadline, clock: Clock, log_in: bool = False,
+              reservation: bool = True) -> PathView:
+    """READ KEYS (and READ RESERVATION unless `reservation` is False: verifying a key needs
+    only the keys) through one path; PR IN needs no registration.
     `log_in`: a reader's fresh session logs in first, inside this path's own work, so a path
     that hangs at login costs only itself (never for a holder's registered sessions)."""
     if log_in and path.session is not None and not path.session.connected:
@@ -42,19 +43,20 @@ def read_path(path: LunPath, deadline: Deadline, clock: Clock,
     assert path.device is not None
     try:
         keys = run_with_retries(path.device.read_keys, deadline, clock)
-        reservation = run_with_retries(path.device.read_reservation, deadline, clock)
+        held = (run_with_retries(path.device.read_reservation, deadline, clock)
+                if reservation else None)
     except ScsiError as exc:
         return PathView(path.name, None, None, _describe(exc))
-    return PathView(path.name, keys.keys, reservation)
+    return PathView(path.name, keys.keys, held)
 
 
-def read_views(paths: PathSet, deadline: Deadline, clock: Clock,
-               log_in: bool = False) -> dict[str, LunView]:
+def read_views(paths: PathSet, deadline: Deadline, clock: Clock, log_in: bool = False,
+               reservation: bool = True) -> dict[str, LunView]:
     """Every path of every LUN read concurrently; a path that does not answer is down.
-    `log_in` as in read_path (reader sessions only)."""
+    `log_in` and `reservation` as in read_path."""
     flat = [(lun, path) for lun, lun_paths in paths.items() for path in lun_paths]
-    answers = map_bounded(lambda item: read_path(item[1], deadline, clock, log_in), flat,
-                          deadline)
+    answers = map_bounded(lambda item: read_path(item[1], deadline, clock, log_in,
+                                                 reservation), flat, deadline)
     views: dict[str, list[PathView]] = {lun: [] for lun in paths}
     for (lun, path), answer in zip(flat, answers):
         if isinstance(answer, BaseException):
@@ -257,7 +259,7 @@ def preempt_peer(paths: PathSet, luns: list[Lun], my_key: int, victim_key: int,
 
 def _preempt_lun(lun_paths: list[LunPath], lun: Lun, my_key: int, victim_key: int,
                  deadline: Deadline, clock: Clock, abort_support: AbortSupport) -> LunFence:
-    view = read_views({lun.name: lun_paths}, deadline, clock)[lun.name]
+    view = read_views({lun.name: lun_paths}, deadline, clock, reservation=False)[lun.name]
     if view.absent_everywhere(victim_key):
         return LunFence(lun.name, "already absent", "-", True)
     last = "no registered path is up"
@@ -274,7 +276,8 @@ def _preempt_lun(lun_paths: list[LunPath], lun: Lun, my_key: int, victim_key: in
             # (another fencer won first): the SAN's keys tell which.
             conflicts += 1
             last = _describe(exc)
-            after = read_views({lun.name: lun_paths}, deadline, clock)[lun.name]
+            after = read_views({lun.name: lun_paths}, deadline, clock,
+                               reservation=False)[lun.name]
             if after.absent_everywhere(victim_key):
                 return LunFence(lun.name, "already absent", path.name, True,
                                 "removed by another fencer")
@@ -326,7 +329,7 @@ def verify(paths: PathSet, key: int, present: bool, deadline: Deadline,
            clock: Clock) -> VerifyReport:
     """Check that `key` is present (or absent) on every reachable path of every LUN."""
     report = VerifyReport()
-    for lun, view in read_views(paths, deadline, clock).items():
+    for lun, view in read_views(paths, deadline, clock, reservation=False).items():
         verdict = (view.registered_everywhere(key) if present
                    else view.absent_everywhere(key))
         down = tuple(p.path for p in view.paths if not p.up)
