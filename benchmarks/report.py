@@ -37,7 +37,8 @@ def machine_facts(repository: Path) -> dict[str, object]:
             "stonewall_imported_from": str(Path(stonewall.__file__).parent)
             if stonewall.__file__ else "",
             "tree_modified": bool(_git(repository, "status", "--porcelain", "--",
-                                       "storage", "holder", "handlers", "lab", "benchmarks"))}
+                                       "storage", "holder", "handlers", "lab", "benchmarks",
+                                       ":(exclude)benchmarks/results"))}
 
 
 def _package_versions() -> dict[str, str]:
