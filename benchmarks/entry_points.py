@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stonewall.benchmarks.lab import FENCER, VICTIM, Nodes
-from stonewall.holder.server import socket_path
+from stonewall.holder.client import socket_path
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,7 @@ from stonewall.benchmarks.measure import BenchFailure
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig
-from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
-from stonewall.holder.server import socket_path
+from stonewall.holder.client import HolderClient, socket_path
 from stonewall.lab.cluster import LabCluster, LabLun
 from stonewall.lab.processes import ProcessStartError, StonewallProcess
 from stonewall.lab.tgtd import TGTD_SOCKET_DIR, Tgtd, TgtdError

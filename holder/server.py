@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stonewall.clock import Deadline
-from stonewall.holder.client import socket_path  # noqa: F401  (re-exported)
 from stonewall.holder.node import NodeHolder, Refused
 from stonewall.holder.protocol import MAX_LINE, BadRequest, Request, encode, parse_request
 from stonewall.storage.bootid import FencedBoot

@@ -37,10 +37,12 @@ class StonewallProcess:
         assert self.process.stdout is not None
         deadline = time.monotonic() + ready_timeout
         line = b""
+        # poll() rather than select(): a process with 1,024 sessions has descriptors past 1023.
+        watcher = select.poll()
+        watcher.register(self.process.stdout, select.POLLIN)
         while not line.startswith(b"READY"):
             remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([self.process.stdout], [], [], max(0, remaining))
-            if not ready:
+            if not watcher.poll(max(0, int(remaining * 1000))):
                 self.stop()
                 raise ProcessStartError(f"{' '.join(self.command)}: no READY in "
                                         f"{ready_timeout}s; see {self.log}")
