@@ -286,7 +286,7 @@ class _Fields:
             if not port.isascii() or not port.isdigit() or int(port) > 65535:
                 raise ValueError(port)
         except ValueError:
-            raise self._error(key, value, "family:address:port, e.g. ipv4:10.0.0.1:7789 or "
+            raise self._error(key, value, "family:address:port, e.g. ipv4:192.0.2.1:7789 or "
                                           "ipv6:[fd00::1]:7789") from None
         return PathEndpoint(family, ip, int(port))
 

@@ -143,11 +143,11 @@ def test_fence_peer_response_status_is_the_raw_wait_status() -> None:
 
 def test_helper_addresses_and_minor_are_kept() -> None:
     event = parse_event_line("call helper name:r0 peer-node-id:1 conn-name:peer "
-                             "local:ipv4:10.0.0.1:7789 peer:ipv4:10.0.0.2:7789 volume:0 "
+                             "local:ipv4:192.0.2.1:7789 peer:ipv4:192.0.2.2:7789 volume:0 "
                              "minor:3 helper:split-brain")
 
     assert isinstance(event, HelperEvent) and event.minor == 3
-    assert event.extra == {"local": "ipv4:10.0.0.1:7789", "peer": "ipv4:10.0.0.2:7789"}
+    assert event.extra == {"local": "ipv4:192.0.2.1:7789", "peer": "ipv4:192.0.2.2:7789"}
 
 
 def test_ipv6_path_endpoints() -> None:
