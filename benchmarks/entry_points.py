@@ -17,6 +17,7 @@ from pathlib import Path
 
 from stonewall.benchmarks.lab import FENCER, VICTIM, Nodes
 from stonewall.holder.client import socket_path
+from stonewall.lab.drbd_side import drbd9_handler_env
 
 
 @dataclass(frozen=True)
@@ -55,19 +56,6 @@ def console_script(directory: Path, name: str, module: str, function: str) -> Pa
     return script
 
 
-def drbd_environment(resource: str, my_id: int, peer_id: int, names: dict[int, str]
-                     ) -> dict[str, str]:
-    """The DRBD 9 fence-peer environment (kernel drbd_khelper() + drbdadm)."""
-    env = {"HOME": "/", "TERM": "linux", "PATH": "/sbin:/usr/sbin:/bin:/usr/bin",
-           "DRBD_RESOURCE": resource, "DRBD_CONF": "/etc/drbd.conf",
-           "DRBD_MY_NODE_ID": str(my_id), "DRBD_PEER_NODE_ID": str(peer_id),
-           "DRBD_CSTATE": "Connecting", "DRBD_MINOR": "0", "DRBD_VOLUME": "0",
-           "DRBD_MINOR_0": "0", "DRBD_LL_DISK": f"/dev/vg/{resource}",
-           "UP_TO_DATE_NODES": f"0x{1 << my_id:08X}"}  # fence-peer: our own bit is set
-    env.update({f"DRBD_NODE_ID_{node_id}": name for node_id, name in names.items()})
-    return env
-
-
 def fence_entry_points(nodes: Nodes, workdir: Path) -> list[EntryPoint]:
     """Every fence entry point, each ready to fence node-b from node-a."""
     config = str(nodes.configs[FENCER])
@@ -80,7 +68,7 @@ def fence_entry_points(nodes: Nodes, workdir: Path) -> list[EntryPoint]:
         points.append(EntryPoint("drbd fence-peer", Invocation(
             ["/bin/sh", "-c", f"{script} --config {config} --node {FENCER}"],
             exit_code_for(FenceOutcome.PEER_FENCED_BY_STORAGE, DrbdVersion.V9),
-            env=drbd_environment("r0", 0, 1, {0: FENCER, 1: VICTIM}), replace_env=True)))
+            env=drbd9_handler_env("r0", "0", 0, 1, {0: FENCER, 1: VICTIM}), replace_env=True)))
     else:
         points.append(EntryPoint("drbd fence-peer", None, f"{module}.{function} not in tree"))
     module, function = "stonewall.handlers.fence_agent", "main"

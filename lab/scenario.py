@@ -35,6 +35,7 @@ from stonewall.holder.client import HolderClient
 from stonewall.holder.client import socket_path
 from stonewall.lab.bmc_process import BmcProcess
 from stonewall.lab.cluster import LabCluster, LabLun
+from stonewall.lab.drbd_side import drbd9_handler_env
 from stonewall.lab.guest import RING
 from stonewall.lab.identities import ARRAY_IQN
 from stonewall.lab.processes import StonewallProcess
@@ -376,21 +377,12 @@ class ScenarioLab:
                         kill_after: float | None = None) -> FenceRecord:
         """Run the fence-peer handler on `fencer` exactly as drbdadm runs it (`kill_after`:
         SIGKILL it after that many seconds, a handler killed mid-fence)."""
-        env = {"HOME": "/", "TERM": "linux", "PATH": f"{Path(sys.executable).parent}:"
-               "/sbin:/usr/sbin:/bin:/usr/bin",
-               "DRBD_RESOURCE": "r0", "DRBD_CONF": "/etc/drbd.conf",
-               "DRBD_MY_NODE_ID": str(DRBD_IDS[fencer]),
-               "DRBD_PEER_NODE_ID": str(DRBD_IDS[victim]),
-               "DRBD_MY_ADDRESS": DRBD_ADDRESSES[fencer], "DRBD_MY_AF": "ipv4",
-               "DRBD_PEER_ADDRESS": DRBD_ADDRESSES[victim], "DRBD_PEER_AF": "ipv4",
-               "DRBD_CSTATE": "Connecting", "DRBD_MINOR": "0", "DRBD_VOLUME": "0",
-               "DRBD_MINOR_0": "0", "DRBD_LL_DISK": "/dev/vg/r0",
-               "UP_TO_DATE_NODES": f"0x{1 << DRBD_IDS[fencer]:08X}",
-               "STONEWALL_CONFIG": str(self.configs[fencer]),
-               "STONEWALL_NODE": fencer,
-               "STONEWALL_BOOT_ID_FILE": str(self.boots[fencer])}
-        for name, drbd_id in DRBD_IDS.items():
-            env[f"DRBD_NODE_ID_{drbd_id}"] = name
+        env = drbd9_handler_env("r0", "0", DRBD_IDS[fencer], DRBD_IDS[victim],
+                                {drbd_id: name for name, drbd_id in DRBD_IDS.items()},
+                                DRBD_ADDRESSES[fencer], DRBD_ADDRESSES[victim])
+        env.update({"PATH": f"{Path(sys.executable).parent}:{env['PATH']}",
+                    "STONEWALL_CONFIG": str(self.configs[fencer]), "STONEWALL_NODE": fencer,
+                    "STONEWALL_BOOT_ID_FILE": str(self.boots[fencer])})
         program = str(Path(sys.executable).parent / "stonewall-drbd-fence-peer")
         self.note(f"DRBD on {fencer}: replication link to {victim} lost, fence-peer handler "
                   "called")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stonewall.lab.bmc_process import BmcProcess
+from stonewall.lab.drbd_side import KERNEL_HELPER_BASE, drbd9_handler_env
 
 NODES = {"node-a": (1, 0, "127.0.1.1"), "node-b": (2, 1, "127.0.1.2")}  # id, DRBD id, address
 RESOURCES = {"r0": ["arbiter0", "arbiter1", "data0"], "r1": ["arbiter0", "data0"],
@@ -53,25 +54,14 @@ def _minor(resource: str) -> str:
 
 
 def _base_env() -> dict[str, str]:
-    # What the kernel's usermode helper always gets (drbd_khelper()).
-    return {"HOME": "/", "TERM": "linux", "PATH": "/sbin:/usr/sbin:/bin:/usr/bin"}
+    return dict(KERNEL_HELPER_BASE)
 
 
 def drbd9_env(me: str, peer: str, resource: str = "r0") -> dict[str, str]:
     """fence-peer/unfence-peer environment of DRBD 9 (kernel + drbdadm)."""
-    minor = _minor(resource)
-    env = {**_base_env(),
-           "DRBD_RESOURCE": resource, "DRBD_CONF": "/etc/drbd.conf",
-           "DRBD_MY_NODE_ID": str(NODES[me][1]), "DRBD_PEER_NODE_ID": str(NODES[peer][1]),
-           "DRBD_MY_ADDRESS": NODES[me][2], "DRBD_MY_AF": "ipv4",
-           "DRBD_PEER_ADDRESS": NODES[peer][2], "DRBD_PEER_AF": "ipv4",
-           "DRBD_CSTATE": "Connecting", "DRBD_MINOR": minor, "DRBD_VOLUME": "0",
-           "DRBD_MINOR_0": minor, "DRBD_LL_DISK": f"/dev/vg/{resource}",
-           # fence-peer: our own bit is always set
-           "UP_TO_DATE_NODES": f"0x{1 << NODES[me][1]:08X}"}
-    for name, (_, drbd_id, _) in NODES.items():
-        env[f"DRBD_NODE_ID_{drbd_id}"] = name
-    return env
+    return drbd9_handler_env(resource, _minor(resource), NODES[me][1], NODES[peer][1],
+                             {drbd_id: name for name, (_, drbd_id, _) in NODES.items()},
+                             NODES[me][2], NODES[peer][2])
 
 
 def drbd84_env(peer: str, resource: str = "r0") -> dict[str, str]:
