@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import FenceLevel, FenceLevelKind, Node
 from stonewall.fencing.lock import PeerLockError, PeerLockTimeout
-from stonewall.holder.client import HolderError, HolderUnavailable
+from stonewall.holder.client import HolderError, HolderUnavailable, storage_shortfall
 from stonewall.power.fence import PowerFenceResult
 
 
@@ -247,18 +247,3 @@ class _Run:
         self.adapters.sleep(wait)
         return True, (f"T_safe ({self.t_safe:g} s) passed since the peer's key was "
                       "preempted: its watchdog has reset it"), details
-
-
-def storage_shortfall(answer: Mapping[str, Any]) -> list[str]:
-    """One phrase per LUN the holder's preempt answer did not preempt or did not verify."""
-    preempt = answer.get("preempt") or {}
-    phrases = [f"{item.get('lun')}: {item.get('action')} {item.get('detail') or ''}".rstrip()
-               for item in preempt.get("luns", []) if item.get("ok") is not True]
-    for check in (answer.get("verification") or {}).get("checks", []):
-        verdict = check.get("verdict")
-        if verdict is not True:
-            state = "key still present" if verdict is False else "no path answered"
-            down = check.get("paths_down") or []
-            phrases.append(f"{check.get('lun')}: {state}"
-                           + (f" (down: {', '.join(down)})" if down else ""))
-    return phrases

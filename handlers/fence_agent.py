@@ -35,7 +35,8 @@ from stonewall.eventlog import Event, EventLog, EventLogError
 from stonewall.handlers.fence_agent_metadata import AGENT_NAME, metadata_xml
 from stonewall.handlers.fence_agent_params import (
     MAX_STDIN_BYTES, AgentRequest, AgentUsageError, read_request)
-from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
+from stonewall.holder.client import (HolderClient, HolderError, HolderUnavailable,
+                                     storage_shortfall)
 from stonewall.holder.client import socket_path
 from stonewall.log import decision_logger
 
@@ -162,19 +163,8 @@ def fence_off(config: ClusterConfig, target: str, luns: list[str] | None, holder
     if preempt.get("lost_race"):
         reason = f"this node lost the race: {preempt.get('lost_detail') or 'own key gone'}"
     else:
-        reason = "; ".join(_unproven(result)) or "the holder did not prove it"
+        reason = "; ".join(storage_shortfall(result)) or "the holder did not prove it"
     return Outcome(EXIT_FAILED, "not-fenced", f"{what}: NOT fenced: {reason}", actor, details)
-
-
-def _unproven(result: Mapping[str, Any]) -> list[str]:
-    """One phrase per LUN that was not preempted or not verified."""
-    phrases = [f"{item.get('lun')}: {item.get('action')} {item.get('detail', '')}".strip()
-               for item in (result.get("preempt") or {}).get("luns", []) if not item.get("ok")]
-    for check in (result.get("verification") or {}).get("checks", []):
-        if check.get("verdict") is not True:
-            state = "key still present" if check.get("verdict") is False else "no path answered"
-            phrases.append(f"{check.get('lun')}: {state}")
-    return phrases
 
 
 def unfence_on(config: ClusterConfig, target: str, holder: Holder, deadline: Deadline) -> Outcome:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from stonewall.clock import Deadline
 from stonewall.holder.protocol import MAX_LINE
@@ -98,3 +98,18 @@ def _read_line(conn: socket.socket) -> bytes:
         if chunk.endswith(b"\n") or size > 64 * MAX_LINE:
             break
     return b"".join(chunks)
+
+
+def storage_shortfall(answer: Mapping[str, Any]) -> list[str]:
+    """One phrase per LUN the holder's preempt answer did not preempt or did not verify."""
+    preempt = answer.get("preempt") or {}
+    phrases = [f"{item.get('lun')}: {item.get('action')} {item.get('detail') or ''}".rstrip()
+               for item in preempt.get("luns", []) if item.get("ok") is not True]
+    for check in (answer.get("verification") or {}).get("checks", []):
+        verdict = check.get("verdict")
+        if verdict is not True:
+            state = "key still present" if verdict is False else "no path answered"
+            down = check.get("paths_down") or []
+            phrases.append(f"{check.get('lun')}: {state}"
+                           + (f" (down: {', '.join(down)})" if down else ""))
+    return phrases
