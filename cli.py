@@ -20,7 +20,6 @@ SUBCOMMAND_MODULES = (
     "stonewall.handlers.watchdog_cmd",
     "stonewall.handlers.multipath_cmd",
     "stonewall.handlers.pacemaker_cmd",
-    "stonewall.handlers.lab_cmd",
 )
 
 EPILOG = """\

@@ -182,6 +182,9 @@ PATHS = Record({
     "state_dir": optional(ABSOLUTE_PATH),
     "runtime_dir": optional(ABSOLUTE_PATH),
     "event_log": optional(ABSOLUTE_PATH),
+    "sysfs": optional(ABSOLUTE_PATH),
+    "dev": optional(ABSOLUTE_PATH),
+    "boot_id": optional(ABSOLUTE_PATH),
 }, build=Paths)
 
 DOCUMENT = Record({
@@ -195,7 +198,6 @@ DOCUMENT = Record({
     "guests": optional(ListOf(GUEST), ()),
     "fencing": required(ListOf(FENCE_LEVEL, min_items=1)),
     "watchdog": optional(WATCHDOG, WatchdogSettings()),
-    "lab_guest_io": optional(Flag(), False),
 })
 
 Sections = Mapping[str, Any]  # DOCUMENT's fields after loading: value or INVALID per section

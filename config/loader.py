@@ -15,10 +15,11 @@ import yaml
 from stonewall.config.document import DOCUMENT
 from stonewall.config.errors import ConfigError, ConfigProblem, ConfigUnreadable
 from stonewall.config.keys import derive_key
-from stonewall.config.model import ClusterConfig, Lun, Node
+from stonewall.config.model import ClusterConfig, Lun, LunRole, Node
 from stonewall.config.rules import check_sections
 from stonewall.config.schema import INVALID, ProblemLog
 from stonewall.config.secrets import exposure
+from stonewall.storage.scsi.types import ReservationType
 
 DEFAULT_CONFIG_PATH = "/etc/stonewall/cluster.yaml"
 CONFIG_ENV = "STONEWALL_CONFIG"
@@ -55,7 +56,6 @@ def load_config(path: str) -> ClusterConfig:
         watchdog=sections["watchdog"],
         paths=sections["paths"],
         libvirt_uri=sections["libvirt_uri"],
-        lab_guest_io=sections["lab_guest_io"],
     )
 
 
@@ -108,11 +108,22 @@ def _nodes(loaded: Any, cluster: Any) -> Any:
 
 
 def _luns(loaded: Any, default_transport: Any) -> Any:
-    """LUNs with their transport: their own, else the file-wide default."""
+    """LUNs with their transport (their own, else the file-wide default) and reservation
+    type (their own, else the role's default)."""
     if loaded is INVALID or default_transport is INVALID:
         return INVALID
-    return tuple(Lun(**{**fields, "transport": fields["transport"] or default_transport})
+    return tuple(Lun(**{"reservation": default_reservation(fields["role"]), **fields,
+                        "transport": fields["transport"] or default_transport})
                  for fields in loaded)
+
+
+def default_reservation(role: LunRole) -> ReservationType:
+    """Write Exclusive – All Registrants for guest LUNs: every path of the owner writes, an
+    unregistered node cannot, and the reservation lasts while any registrant remains (DESIGN
+    section 3). Registrants Only elsewhere, as fence_scsi uses it."""
+    if role is LunRole.GUEST:
+        return ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS
+    return ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 
 
 def _check_inline_passwords(nodes: Any, status: os.stat_result, log: ProblemLog) -> None:

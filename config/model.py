@@ -12,15 +12,20 @@ from stonewall.storage.scsi.types import ReservationType
 
 
 class Transport(str, Enum):
-    """How a node reaches a LUN."""
+    """How a node reaches a LUN (DESIGN sections 1 and 3).
 
-    ISCSI = "iscsi"  # libiscsi sessions straight to the array's portals, one per path
-    SG = "sg"  # kernel SCSI devices through sg3_utils (sg_persist / mpathpersist)
+    `sg` is the data path: the kernel's path devices of the LUN's multipath map, the nexuses
+    the node's guests (or DRBD) write through; an `iscsi:` location next to it adds a control
+    path. `iscsi` alone is a control path only: the service's own libiscsi sessions, which no
+    guest writes through (enough for an arbiter LUN)."""
+
+    ISCSI = "iscsi"  # control path only: libiscsi sessions straight to the array's portals
+    SG = "sg"  # data path: kernel SCSI path devices (SG_IO / sg_persist), optional control path
 
 
 class LunRole(str, Enum):
     ARBITER = "arbiter"  # arbitrates fence races; worked first, lowest `order` first
-    GUEST = "guest"  # belongs to one guest; may carry a type-1 reservation
+    GUEST = "guest"  # one guest's disk: registered only where the guest runs (type 7)
     SHARED = "shared"  # any other shared LUN (DRBD backing, cluster file system)
 
 
@@ -106,8 +111,13 @@ class Lun:
     order: int = 100  # arbiter order: lower first
     wwid: str | None = None  # for the sg transport (multipath map or SCSI device)
     alias: str | None = None  # multipath alias (/dev/mapper/ALIAS)
-    iscsi: IscsiLocation | None = None
+    iscsi: IscsiLocation | None = None  # the control path (the only path for `iscsi`)
     reservation: ReservationType = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+
+    @property
+    def has_data_path(self) -> bool:
+        """The node's kernel writes to this LUN through nexuses that carry its key."""
+        return self.transport is Transport.SG
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,9 @@ class Paths:
     state_dir: str = "/var/lib/stonewall"
     runtime_dir: str = "/run/stonewall"
     event_log: str = "/var/log/stonewall/events.jsonl"
+    sysfs: str = "/sys"  # where the sg transport finds the kernel's path devices
+    dev: str = "/dev"  # where their device nodes are
+    boot_id: str = "/proc/sys/kernel/random/boot_id"  # the kernel's id of this boot
 
 
 @dataclass(frozen=True)
@@ -164,10 +177,6 @@ class ClusterConfig:
     watchdog: WatchdogSettings = WatchdogSettings()
     paths: Paths = Paths()
     libvirt_uri: str = "qemu:///system"
-    # The lab's guests write their stamped blocks through the node's registered nexus (as a
-    # real guest's I/O goes through the node's kernel nexus): the holder's `write` operation,
-    # refused unless this is true. Never set it on a real cluster.
-    lab_guest_io: bool = False
 
     def node(self, name: str) -> Node:
         """The node called `name`; KeyError if there is none."""

@@ -75,6 +75,24 @@ def check_luns(luns: tuple[Lun, ...], log: ProblemLog) -> None:
         if lun.transport is Transport.SG and not (lun.wwid or lun.alias):
             log.add(f"luns[{i}]", f"LUN {lun.name} uses the sg transport but has neither wwid: "
                     "nor alias:; expected at least one of them")
+        if lun.role is LunRole.GUEST and not lun.has_data_path:
+            log.add(f"luns[{i}].transport", f"guest LUN {lun.name} has no data path: its guest "
+                    "writes through the node's kernel, so its key must be registered there; "
+                    "use transport: sg with the map's wwid: (an iscsi: location may stay as the "
+                    "control path)")
+        if lun.reservation.single_holder and _several_paths(lun):
+            log.add(f"luns[{i}].reservation", f"LUN {lun.name}: {lun.reservation.short} "
+                    f"({lun.reservation.label}) lets only the one I_T nexus that reserved write, "
+                    "and this LUN has several paths (every path of a multipath map, and the "
+                    "control path, is a nexus of its own): the other paths would get "
+                    "RESERVATION CONFLICT; use we-ar (guest LUNs) or we-ro")
+
+
+def _several_paths(lun: Lun) -> bool:
+    """More than one I_T nexus reaches `lun`: a multipath map (sg), a control path next to
+    a data path, or several portals."""
+    portals = len(lun.iscsi.portals) if lun.iscsi else 0
+    return lun.transport is Transport.SG or portals > 1
 
 
 def check_drbd_luns(resources: tuple[DrbdResource, ...], luns: tuple[Lun, ...], log: ProblemLog) -> None:
@@ -99,7 +117,7 @@ def check_guest_luns(guests: tuple[Guest, ...], luns: tuple[Lun, ...], log: Prob
     for i, guest in enumerate(guests):
         for j, lun in enumerate(guest.luns):
             _reference(log, f"guests[{i}].luns[{j}]", lun, (x.name for x in luns), "LUN")
-    # A guest LUN carries one guest's Write Exclusive reservation: two guests cannot share it.
+    # A guest LUN's registrations follow one guest: two guests cannot share it.
     guest_role = {lun.name for lun in luns if lun.role is LunRole.GUEST}
     _duplicates(log, "guest LUN", ((f"guests[{i}].luns[{j}]", lun) for i, g in enumerate(guests)
                                    for j, lun in enumerate(g.luns) if lun in guest_role))

@@ -65,7 +65,8 @@ def _lun(lun: Lun) -> dict[str, Any]:
                     "paths": [str(portal) for portal in lun.iscsi.portals]}
     else:  # kernel devices: the paths are whatever multipath finds for this WWID / alias
         location = {"wwid": lun.wwid, "alias": lun.alias,
-                    "paths": [f"/dev/mapper/{lun.alias}"] if lun.alias else []}
+                    "paths": [f"/dev/mapper/{lun.alias}"] if lun.alias else [],
+                    "control_paths": [str(p) for p in lun.iscsi.portals] if lun.iscsi else []}
     return {"name": lun.name, "role": lun.role.value, "order": lun.order,
             "transport": lun.transport.value, "reservation": lun.reservation.short, **location}
 
@@ -94,7 +95,9 @@ def render_text(summary: dict[str, Any]) -> str:
                  else f"wwid {lun['wwid'] or '-'} alias {lun['alias'] or '-'}")
         lines.append(f"  {rank}. {lun['name']}  {lun['role']}  order {lun['order']}  "
                      f"{lun['transport']}  reservation {lun['reservation']}  {where}  paths "
-                     f"{', '.join(lun['paths']) or 'found by multipath'}")
+                     f"{', '.join(lun['paths']) or 'found by multipath'}"
+                     + (f"  control path {', '.join(lun['control_paths'])}"
+                        if lun.get("control_paths") else ""))
     lines += ["", "drbd:"] + ([
         f"  {r['name']}  luns {', '.join(r['luns'])}  minors "
         f"{', '.join(map(str, r['minors'])) or '-'}  peers "

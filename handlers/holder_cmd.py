@@ -45,7 +45,7 @@ def run_holder(args: argparse.Namespace) -> int:
         config = load_config(resolve_config_path(args.config, os.environ))
         node = local_node(config, args.node, os.environ)
         holder = NodeHolder(config, node, SYSTEM_CLOCK,
-                            BootRecords(config.paths.state_dir, current_boot_id()))
+                            BootRecords(config.paths.state_dir, current_boot_id(config.paths.boot_id)))
     except (ConfigError, UnknownLocalNode, PathSetupError) as exc:
         print(f"stonewall holder: {exc}", file=sys.stderr)
         return 2

@@ -1,5 +1,5 @@
 """`stonewall vm ...`: install the libvirt hook, run it, list guests with their owners, and
-start, stop and take over guests with their LUN reservations.
+start, stop and take over guests with their LUN registrations.
 
   stonewall vm hook install [--hooks-dir DIR] [--node NAME] [--stonewall PATH]
   stonewall vm hook run [--node NAME] [--timeout S] -- GUEST OPERATION SUB-OP [EXTRA]
@@ -41,7 +41,7 @@ EXIT_OK = 0
 EXIT_PROBLEM = 1  # vm list: a guest runs twice or without ownership; install: refused
 EXIT_ERROR = 2  # configuration, connection or usage error
 EXIT_CANNOT_TELL = 3  # vm list: some guest's ownership or state cannot be told
-EXIT_NOT_RELEASED = 4  # vm stop: stopped, but a reservation of its LUNs is still held
+EXIT_NOT_RELEASED = 4  # vm stop: stopped, but this node is still registered on a LUN of it
 
 DEFAULT_CONTROL_TIMEOUT = 60.0  # vm start / stop / takeover (takeover: plus T_safe)
 
@@ -97,18 +97,18 @@ def register(subparsers: argparse._SubParsersAction, *,
 def _register_control(commands: argparse._SubParsersAction) -> None:
     """Add `vm start`, `vm stop` and `vm takeover` (they act through the node's holder)."""
     start = commands.add_parser(
-        "start", help="reserve a guest's LUNs and start it here",
+        "start", help="claim a guest's LUNs (register on every path) and start it here",
         epilog="exit status: 0 started or already running here; 1 refused (another node owns "
-               "its storage, a reservation or the start failed, a disk maps to no LUN); 2 "
+               "its storage, a claim or the start failed, a disk maps to no LUN); 2 "
                "configuration or usage error, or the guest is not defined here; 3 cannot tell "
                "(the holder, libvirt or every path of a LUN did not answer)")
     start.add_argument("guest")
     stop = commands.add_parser(
-        "stop", help="stop a guest here and release its LUN reservations",
-        epilog="exit status: 0 stopped (or was not running) and its reservations released; 1 "
+        "stop", help="stop a guest here and unregister this node from its LUNs",
+        epilog="exit status: 0 stopped (or was not running) and its LUNs released; 1 "
                "still running at the time limit, or destroy failed; 2 configuration or usage "
-               "error; 3 cannot tell (libvirt did not answer); 4 stopped, but a reservation "
-               "could not be released")
+               "error; 3 cannot tell (libvirt did not answer); 4 stopped, but this node "
+               "could not be unregistered from a LUN")
     stop.add_argument("guest")
     stop.add_argument("--destroy", action="store_true",
                       help="kill the guest at once instead of an ACPI shutdown")
@@ -238,7 +238,7 @@ def run_start(args: argparse.Namespace) -> int:
         return error.status
     with ctl.conn:
         report = start_guest(args.guest, ctl.node, ctl.config, ctl.holder, ctl.conn, deadline)
-    taken = f" (reserved {', '.join(report.taken)})" if report.taken else ""
+    taken = f" (claimed {', '.join(report.taken)})" if report.taken else ""
     line = f"{report.guest}: {report.outcome.value} on {report.node}{taken}"
     if report.outcome.running:
         print(line)
@@ -285,7 +285,7 @@ def run_stop(args: argparse.Namespace) -> int:
 
 
 def stop_exit_status(report: StopReport) -> int:
-    """0 off and released; 4 off but a reservation is still held; 3 cannot tell; else 1."""
+    """0 off and released; 4 off but still registered on a LUN; 3 cannot tell; else 1."""
     from stonewall.vm.control import StopResult
 
     if report.result.off:

@@ -133,7 +133,7 @@ def run_command(args: argparse.Namespace) -> int:
         node = local_node(config, args.node, os.environ)
         device = open_watchdog(config.watchdog)
         holder = NodeHolder(config, node, SYSTEM_CLOCK,
-                            BootRecords(config.paths.state_dir, current_boot_id()))
+                            BootRecords(config.paths.state_dir, current_boot_id(config.paths.boot_id)))
         notifier = SystemdNotifier(os.environ)
     except (UnknownLocalNode, WatchdogError, PathSetupError, NotifyFailed, OSError) as exc:
         log.error("refused: %s", exc)

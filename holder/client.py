@@ -76,15 +76,13 @@ class HolderClient:
         return self.call("preempt", deadline, victim=victim_node,
                          **({"luns": lun_names} if lun_names else {}))
 
-    def reserve(self, lun: str, deadline: Deadline) -> dict[str, Any]:
-        return self.call("reserve", deadline, lun=lun)
+    def claim(self, lun: str, deadline: Deadline) -> dict[str, Any]:
+        """Register this node on a guest LUN before its guest starts (NodeHolder.claim)."""
+        return self.call("claim", deadline, lun=lun)
 
     def release(self, lun: str, deadline: Deadline) -> dict[str, Any]:
+        """Unregister this node from a guest LUN whose guest is off."""
         return self.call("release", deadline, lun=lun)
-
-    def write_block(self, lun: str, lba: int, block: bytes, deadline: Deadline) -> dict[str, Any]:
-        """Lab guests only (config `lab_guest_io`): one 512-byte block through our nexus."""
-        return self.call("write", deadline, lun=lun, lba=lba, data=block.hex())
 
 
 def _read_line(conn: socket.socket) -> bytes:

@@ -6,23 +6,19 @@ here, on sessions logged in once with a stable identity. The holder never re-reg
 "repair" a lost registration: only `join`, and never in a fenced boot."""
 from __future__ import annotations
 
-import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from stonewall.clock import Clock, Deadline
-from stonewall.config.model import ClusterConfig, Lun, Node
+from stonewall.config.keys import describe_key
+from stonewall.config.model import ClusterConfig, Lun, LunRole, Node, Transport
 from stonewall.storage import ownership
 from stonewall.storage.bootid import BootRecords, FencedBoot
-from stonewall.storage.paths import (KernelRoots, PathSet, close_paths, connect_paths,
-                                     plan_paths)
-from stonewall.storage.scsi import cdb
-from stonewall.storage.scsi.errors import ReservationConflict, ScsiError, UnitAttention
-from stonewall.storage.scsi.status import raise_for_status
+from stonewall.storage.multipath.errors import MultipathError
+from stonewall.storage.paths import (KernelRoots, LunPath, PathSet, PathSetupError, close_paths,
+                                     connect_paths, data_paths, new_data_paths, plan_paths)
+from stonewall.storage.scsi.errors import ScsiError
 from stonewall.storage.view import LunView
-
-
-BLOCK_SIZE = 512  # tgtd's file-backed LUNs
 
 
 class Refused(Exception):
@@ -47,18 +43,19 @@ class NodeHolder:
     """Sessions and registration of one node, with the operations other entry points ask for."""
 
     def __init__(self, config: ClusterConfig, node: Node, clock: Clock,
-                 boot_records: BootRecords, kernel: KernelRoots | None = None) -> None:
-        """`kernel` locates sg LUNs (default: $STONEWALL_SYSFS_ROOT / $STONEWALL_DEV_ROOT,
-        else /sys and /dev)."""
+                 boot_records: BootRecords) -> None:
+        """The kernel's path devices are found under the config's `paths.sysfs` and
+        `paths.dev`."""
         self.config = config
         self.node = node
         self.clock = clock
         self.boot_records = boot_records
-        self.lock = threading.RLock()  # one fence/join/reserve at a time on this node
+        self.lock = threading.RLock()  # one fence/join/claim at a time on this node
         self.abort_support = ownership.AbortSupport()
-        kernel = kernel or KernelRoots.from_environment(os.environ)
+        self.kernel = KernelRoots.of(config.paths)
         self.paths: PathSet = plan_paths(list(config.luns), node.initiator, role="holder",
-                                         discovery=kernel.discover, dev_root=kernel.dev)
+                                         discovery=self.kernel.discover,
+                                         dev_root=self.kernel.dev)
 
     # -- life cycle ----------------------------------------------------------------------
     def connect(self, deadline: Deadline) -> None:
@@ -112,29 +109,52 @@ class NodeHolder:
 
     # -- operations ----------------------------------------------------------------------
     def join(self, deadline: Deadline) -> dict[str, object]:
-        """Register on every path of every LUN and reserve unreserved shared LUNs; refused
-        in a boot in which this node was fenced."""
+        """Register on every path of every arbiter and shared LUN and reserve the unreserved
+        ones; refused in a boot in which this node was fenced. Guest LUNs are claimed one by
+        one with their guest (`claim`); a registration this node's data path still carries
+        there (its guest survived a restart of the service) is found and kept."""
         with self.lock:
             self.boot_records.check_may_join()
+            node_wide = self._subset([lun for lun in self.config.luns
+                                      if lun.role is not LunRole.GUEST])
             if self.boot_records.read().registered_boot == self.boot_records.boot_id:
                 # A restart in the boot we joined in: if a peer preempted us meanwhile,
                 # registering would bring the fenced key back (reference/scsi-pr.md), so look
                 # first. No atomic "register only if still present" exists; this narrows the
                 # window to one read.
-                report = ownership.verify(self.paths, self.node.key, False, deadline,
+                report = ownership.verify(node_wide, self.node.key, False, deadline,
                                           self.clock)
                 gone = [check.lun for check in report.checks if check.verdict is True]
                 if gone:
                     self.boot_records.mark_fenced()
                     raise FencedBoot(f"our key was preempted on {', '.join(gone)} since this "
                                      f"node joined in boot {self.boot_records.boot_id}")
-            registered = ownership.register_paths(self.paths, self.node.key, deadline,
+            registered = ownership.register_paths(node_wide, self.node.key, deadline,
                                                   self.clock)
             self.boot_records.mark_registered()
-            reserved = ownership.reserve_unreserved(self.paths, self.node.key, deadline,
+            reserved = ownership.reserve_unreserved(node_wide, self.node.key, deadline,
                                                     self.clock)
+            self._find_held_guest_luns(deadline)
             return {"registered": registered, "reserved": reserved,
                     "ok": registered.ok and reserved.ok}
+
+    def _find_held_guest_luns(self, deadline: Deadline) -> None:
+        """Mark the data paths of guest LUNs that carry our key (probed per nexus)."""
+        for lun in self.config.luns:
+            if lun.role is not LunRole.GUEST:
+                continue
+            for path in data_paths(self.paths[lun.name]):
+                if path.up:
+                    try:
+                        path.registered = ownership.probe_registration(
+                            path, self.node.key, deadline, self.clock)
+                    except ScsiError:
+                        continue
+
+    def held_guest_luns(self) -> list[str]:
+        """Guest LUNs on which this node is registered (it runs, or may run, their guest)."""
+        return [lun.name for lun in self.config.luns if lun.role is LunRole.GUEST
+                and any(p.registered for p in self.paths[lun.name])]
 
     def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, LunView]:
         return ownership.read_views(self._subset(self._luns(lun_names)), deadline, self.clock)
@@ -162,46 +182,85 @@ class NodeHolder:
                                             self.clock)
             return FenceOutcome(victim.name, report, verification)
 
-    def reserve(self, lun_name: str, deadline: Deadline) -> ownership.PathOutcome:
-        """Take a guest LUN's configured reservation."""
-        lun = self._luns([lun_name])[0]
+    def claim(self, lun_name: str, deadline: Deadline) -> ownership.ClaimOutcome:
+        """Make this node the registrant of a guest LUN before its guest starts here
+        (refused in a fenced boot, before joining, and while another node is registered)."""
+        lun = self._guest_lun(lun_name)
         with self.lock:
-            return ownership.reserve_lun(self.paths[lun.name], self.node.key, lun.reservation,
-                                         deadline, self.clock)
+            self.boot_records.check_may_join()
+            if self.boot_records.read().registered_boot != self.boot_records.boot_id:
+                raise Refused("this node has not joined in this boot: start its service first")
+            outcome = ownership.claim_lun(self.paths[lun.name], lun, self.node.key, deadline,
+                                          self.clock)
+            return self._named(outcome)
 
-    def release(self, lun_name: str, deadline: Deadline) -> ownership.PathOutcome:
-        lun = self._luns([lun_name])[0]
+    def release(self, lun_name: str, deadline: Deadline) -> ownership.ClaimOutcome:
+        """Unregister this node from a guest LUN (its guest is verified off)."""
+        lun = self._guest_lun(lun_name)
         with self.lock:
-            return ownership.release_lun(self.paths[lun.name], self.node.key, lun.reservation,
-                                         deadline, self.clock)
+            return self._named(ownership.release_guest_lun(self.paths[lun.name], lun,
+                                                           self.node.key, deadline, self.clock))
 
-    def write_block(self, lun_name: str, lba: int, data_hex: str,
-                    deadline: Deadline) -> dict[str, object]:
-        """The lab's guest I/O: WRITE(10) of one block through our nexus, failing over between
-        paths like dm-multipath; the SAN's verdict (e.g. RESERVATION CONFLICT) is returned."""
-        if not self.config.lab_guest_io:
-            raise Refused("write is for lab guests only (config lab_guest_io)")
-        lun = self._luns([lun_name])[0]
+    def _guest_lun(self, name: str) -> Lun:
+        lun = self._luns([name])[0]
+        if lun.role is not LunRole.GUEST:
+            raise Refused(f"LUN {name} is not a guest LUN: its registration follows the node, "
+                          "not a guest")
+        return lun
+
+    def _named(self, outcome: ownership.ClaimOutcome) -> ownership.ClaimOutcome:
+        if not outcome.others:
+            return outcome
+        names = ", ".join(describe_key(self.config, key) for key in outcome.others)
+        return replace(outcome, detail=f"{outcome.detail} ({names})")
+
+    def check_own(self, deadline: Deadline) -> tuple[ownership.VerifyReport, list[str]]:
+        """The watchdog's self-check: our key on the LUNs we hold, as our data path sees
+        it. Paths that appeared, or came back as new nexuses, are registered first when
+        that is safe (ownership.adopt_path); one that finds us preempted marks this boot
+        fenced. Returns the verdicts and one line per path it registered or refused."""
+        with self.lock:
+            lines = self._adopt_new_paths(deadline)
+            held = set(self.held_guest_luns())
+            chosen = {name: ps for name, ps in self.paths.items()
+                      if self.config.lun(name).role is not LunRole.GUEST or name in held}
+            check = ownership.verify_own(chosen, self.node.key, deadline, self.clock)
+            for path in check.lapsed:
+                path.registered = False
+                lines.append(self._adopt(path, deadline))
+            return check.report, [line for line in lines if line]
+
+    def _adopt_new_paths(self, deadline: Deadline) -> list[str]:
+        sg_luns = [lun for lun in self.config.luns if lun.transport is Transport.SG]
+        if not sg_luns:
+            return []
         try:
-            block = bytes.fromhex(data_hex)
-        except ValueError:
-            raise Refused("data must be hex") from None
-        if len(block) != BLOCK_SIZE or lba < 0:
-            raise Refused(f"one block of {BLOCK_SIZE} bytes at a non-negative LBA")
-        last = "no registered path is up"
-        for path in self.paths[lun.name]:
-            if not (path.up and path.registered and path.session is not None):
-                continue
+            discovery = self.kernel.discover()
+        except MultipathError as exc:
+            return [f"path discovery failed: {exc}"]
+        lines = []
+        for lun in sg_luns:
             try:
-                result = path.session.execute(cdb.write_10(lba, 1), deadline, data_out=block)
-                raise_for_status(result, f"WRITE(10) on {lun.name} via {path.name}")
-                return {"written": True, "path": path.name}
-            except (ReservationConflict, UnitAttention) as exc:
-                return {"written": False, "path": path.name, "error": type(exc).__name__,
-                        "detail": str(exc)}
-            except ScsiError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-        return {"written": False, "path": None, "error": "NoPath", "detail": last}
+                found = new_data_paths(lun, self.paths[lun.name], discovery, self.kernel.dev)
+            except PathSetupError as exc:
+                lines.append(str(exc))
+                continue
+            for path in found:
+                self.paths[lun.name].insert(len(data_paths(self.paths[lun.name])), path)
+                lines.append(self._adopt(path, deadline))
+        return lines
+
+    def _adopt(self, path: LunPath, deadline: Deadline) -> str:
+        where = f"{path.lun.name} via {path.name}"
+        if self.boot_records.fenced_in_this_boot():
+            return f"{where}: not registered (this node was fenced in this boot)"
+        result = ownership.adopt_path(path, self.paths[path.lun.name], self.node.key,
+                                      deadline, self.clock)
+        if result is ownership.AdoptResult.PREEMPTED:
+            self.boot_records.mark_fenced()
+        if result is ownership.AdoptResult.NOT_OURS:
+            return ""
+        return f"{where}: new path {result.value}"
 
     def state(self) -> dict[str, object]:
         """Sessions and registration as the holder knows them (no I/O)."""
@@ -212,6 +271,8 @@ class NodeHolder:
             "boot_id": self.boot_records.boot_id,
             "fenced_in_this_boot": record.fenced_boot == self.boot_records.boot_id,
             "joined_in_this_boot": record.registered_boot == self.boot_records.boot_id,
-            "paths": [{"lun": lun, "path": p.name, "up": p.up, "registered": p.registered,
-                       "error": p.error} for lun, ps in self.paths.items() for p in ps],
+            "paths": [{"lun": lun, "path": p.name, "kind": p.kind.value, "up": p.up,
+                       "registered": p.registered, "error": p.error}
+                      for lun, ps in self.paths.items() for p in ps],
+            "guest_luns_held": self.held_guest_luns(),
         }

@@ -23,9 +23,8 @@ OPERATIONS: dict[str, dict[str, tuple[type, bool]]] = {
     "views": {"luns": (list, False)},
     "verify": {"node": (str, True), "luns": (list, False), "present": (bool, True)},
     "preempt": {"victim": (str, True), "luns": (list, False)},
-    "reserve": {"lun": (str, True)},
+    "claim": {"lun": (str, True)},
     "release": {"lun": (str, True)},
-    "write": {"lun": (str, True), "lba": (int, True), "data": (str, True)},
 }
 
 

@@ -25,9 +25,8 @@ def dispatch(holder: NodeHolder, request: Request) -> Any:
         "verify": lambda: holder.verify(args["node"], args.get("luns"), args["present"],
                                         deadline),
         "preempt": lambda: holder.preempt(args["victim"], args.get("luns"), deadline),
-        "reserve": lambda: holder.reserve(args["lun"], deadline),
+        "claim": lambda: holder.claim(args["lun"], deadline),
         "release": lambda: holder.release(args["lun"], deadline),
-        "write": lambda: holder.write_block(args["lun"], args["lba"], args["data"], deadline),
     }
     return operations[request.op]()
 

@@ -4,9 +4,12 @@ parts, node-a crashes, node-b fences it by storage and takes its guests over.
 It prints a timeline: the fault, the DRBD fence-peer handler, the keys preempted per LUN,
 the verification, the guests started on node-b (one at once, one after T_safe), node-a's
 watchdog stand-in, the invariant verdict and the time from fault to service restored; then
-`stonewall status`. Everything is stopped at the end, also on Ctrl-C."""
+`stonewall status`. Everything is stopped at the end, also on Ctrl-C.
+
+    python -m stonewall.lab.demo        (./run demo; root: it runs tgtd)"""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -66,7 +69,13 @@ def run_demo() -> int:
 
 def _status(lab: ScenarioLab, node: str, title: str) -> None:
     print(f"-- stonewall status on {node} ({title}) --", flush=True)
+    assert lab.cluster is not None
     result = subprocess.run([sys.executable, "-m", "stonewall", "--config",
                              str(lab.configs[node]), "status", "--direct", "--node", node],
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=30,
+                            env={**os.environ, **lab.cluster.environment(node)})
     print(result.stdout.rstrip(), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(run_demo())

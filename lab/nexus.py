@@ -130,6 +130,45 @@ def fixed_format(sense: bytes) -> bytes:
     return encode_fixed_sense(decoded.key, decoded.asc, decoded.ascq)
 
 
+class NexusConnection:
+    """One fake device held open, as a process holds /dev/sdX open: the lab's guests write
+    through it (the shim's way in, without the shim). Each command waits for its answer."""
+
+    def __init__(self, socket_path: str, device_id: str, timeout: float = 5.0) -> None:
+        self.stream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.stream.settimeout(timeout)
+        try:
+            self.stream.connect(socket_path)
+            write_frame(self.stream, OPEN + device_id.encode())
+            reply = read_frame(self.stream)
+        except OSError:
+            self.stream.close()
+            raise
+        if reply is None or reply[:1] != OPENED or struct.unpack(">I", reply[1:5])[0] != 0:
+            self.stream.close()
+            raise ProtocolError(f"device {device_id} did not open")
+
+    def execute(self, cdb: bytes, timeout: float, *, data_out: bytes = b"",
+                data_in_length: int = 0) -> tuple[int, CommandResult]:
+        """(outcome, result): OUTCOME_DONE with the SAM status and sense, or a transport
+        error / timeout outcome (the result is then empty)."""
+        direction = DIRECTION_OUT if data_out else (DIRECTION_IN if data_in_length
+                                                    else DIRECTION_NONE)
+        header = _EXECUTE_HEADER.pack(int(timeout * 1000), direction, data_in_length,
+                                      len(cdb))
+        self.stream.settimeout(timeout + 1.0)
+        write_frame(self.stream, EXECUTE + header + cdb + data_out)
+        reply = read_frame(self.stream)
+        if reply is None or reply[:1] != EXECUTED:
+            raise ProtocolError("the nexus stand-in closed the connection")
+        outcome, status, _duration, sense_length = _EXECUTED_HEADER.unpack_from(reply, 1)
+        body = reply[1 + _EXECUTED_HEADER.size:]
+        return outcome, CommandResult(status, body[sense_length:], body[:sense_length])
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 # -- what executes the CDBs ----------------------------------------------------------------
 class NexusBackend(Protocol):
     """One I_T nexus as the stand-in sees it."""
@@ -274,8 +313,11 @@ class NexusStandIn:
 
     def __init__(self, workdir: Path, devices: Sequence[FakeDevice],
                  shim_cache: Path | None = None,
-                 preempt_and_abort_as_preempt: bool = False) -> None:
-        """`preempt_and_abort_as_preempt`: see PreemptAndAbortAsPreempt (off by default)."""
+                 preempt_and_abort_as_preempt: bool = False,
+                 process_group: int | None = None) -> None:
+        """`preempt_and_abort_as_preempt`: see PreemptAndAbortAsPreempt (off by default).
+        `process_group`: run in that group (a lab machine's: its crash ends our sessions,
+        as a crash ends a kernel's); else in a session of its own."""
         paths = [device.path for device in devices]
         if len(set(paths)) != len(paths):
             raise ValueError("two fake devices share a path")
@@ -284,13 +326,14 @@ class NexusStandIn:
         self.shim_cache = shim_cache or self.workdir
         self.socket_path = self.workdir / "nexus.sock"
         self.preempt_and_abort_as_preempt = preempt_and_abort_as_preempt
+        self.process_group = process_group
         self.process: subprocess.Popen[bytes] | None = None
         self._environment: dict[str, str] = {}
 
     def start(self, ready_deadline: Deadline) -> "NexusStandIn":
         """Start the process, log in every session, and wait until it accepts clients."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        ids = [f"dev{index}" for index in range(len(self.devices))]
+        ids = self.device_ids
         config = {
             "socket": str(self.socket_path),
             "login_timeout": max(1.0, ready_deadline.remaining()),
@@ -311,7 +354,8 @@ class NexusStandIn:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "stonewall.lab.nexus", "--config", str(config_path)],
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                start_new_session=True)
+                start_new_session=self.process_group is None,
+                process_group=self.process_group)
         while not self._accepting():
             if self.process.poll() is not None or ready_deadline.expired():
                 self.stop()
@@ -319,6 +363,11 @@ class NexusStandIn:
                                  f"{self.workdir / 'nexus.log'}")
             time.sleep(0.02)
         return self
+
+    @property
+    def device_ids(self) -> list[str]:
+        """The id of each device (same order as `devices`), as NexusConnection opens it."""
+        return [f"dev{index}" for index in range(len(self.devices))]
 
     def _accepting(self) -> bool:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:

@@ -3,14 +3,17 @@
 - tgtd with an arbiter LUN pair and one LUN per guest; four portals, two per node, so a
   node can lose its own paths without the other noticing;
 - per node: a process group (the "machine"), a watchdog stand-in that resets that group, a
-  BMC on 127.0.0.1 whose power-off kills it, the watchdog service (`stonewall watchdog run`,
-  which is also the node's holder) and the node's guests: processes that write stamped
-  blocks through the node's registered nexus, each also a domain on the node's libvirt
-  test:/// hypervisor;
+  BMC on 127.0.0.1 whose power-off kills it, its kernel (lab/kernel.py: one session per
+  guest LUN and portal, held for the machine's life, under a multipath map per LUN: the
+  data path), the watchdog service (`stonewall watchdog run`, which is also the node's
+  holder; its own sessions are the control path) and the node's guests: processes that
+  write stamped blocks through the node's data path, each also a domain on the node's
+  libvirt test:/// hypervisor;
 - DRBD's side: the lab runs `stonewall-drbd-fence-peer` as drbdadm would (argv and
   environment) when a scenario says the replication link broke.
 
-`check_invariants` reads the LUNs back and judges the one rule. Everything started is
+`check_invariants` reads the LUNs back and judges the one rule, counting only the writes
+the data path acknowledged. Everything started is
 stopped by PID in `stop`, also after a failure or Ctrl-C.
 """
 from __future__ import annotations
@@ -21,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,7 +37,7 @@ from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient
 from stonewall.holder.client import socket_path
 from stonewall.lab.bmc_process import BmcProcess
-from stonewall.lab.cluster import LabCluster, LabLun
+from stonewall.lab.cluster import LabCluster, LabLun, control_path_luns
 from stonewall.lab.drbd_side import drbd9_handler_env
 from stonewall.lab.guest import RING
 from stonewall.lab.identities import ARRAY_IQN
@@ -48,7 +51,7 @@ from stonewall.storage.scsi.status import raise_for_status
 from stonewall.vm.control import StartOutcome, start_guest
 from stonewall.vm.libvirt_conn import LibvirtConnection
 from stonewall.vm.takeover import FenceEvidence, TakeoverReport, take_over
-from stonewall.watchdog.standin import StandinSupervisor, spawn_supervisor
+from stonewall.lab.watchdog_supervisor import StandinSupervisor, spawn_supervisor
 from stonewall.watchdog.timing import t_safe
 
 FAST_WATCHDOG = {"interval": 0.2, "io_deadline": 0.3, "check_deadline": 1.0, "timeout": 1.5,
@@ -164,8 +167,7 @@ class ScenarioLab:
         self.tgtd.start()
         tid = self.tgtd.add_target(ARRAY_IQN)
         luns = [LabLun("arbiter0", 1, "arbiter", 0), LabLun("arbiter1", 2, "arbiter", 1)]
-        luns += [LabLun(f"{g.name}-disk", g.lun, "guest", reservation="we")
-                 for g in self.guests]
+        luns += [LabLun(f"{g.name}-disk", g.lun, "guest") for g in self.guests]
         for lun in luns:
             self.tgtd.add_lun(tid, lun.lun, size_mb=1)
         self.note(f"tgtd pid {self.tgtd.pid}: {len(luns)} LUNs, portals "
@@ -173,7 +175,8 @@ class ScenarioLab:
         names = list(DRBD_IDS)
         self.nodes = {name: LabNode(name, self.tgtd.portals[2 * i:2 * i + 2])
                       for i, name in enumerate(names)}
-        self.cluster = LabCluster(self.workdir / "nodes", self.tgtd, nodes=names, luns=luns)
+        self.cluster = LabCluster(self.workdir / "nodes", self.tgtd, nodes=names, luns=luns,
+                                  portals_of={n.name: n.portals for n in self.nodes.values()})
         for node in self.nodes.values():
             self._power_on(node)
         for node in self.nodes.values():
@@ -197,13 +200,13 @@ class ScenarioLab:
             node.bmc = BmcProcess(base / "bmc", kill_pgid=node.pgid).start()
         elif node.bmc is not None:
             node.bmc.kill_pgid = node.pgid
+        assert self.cluster is not None
+        self.cluster.start_kernel(node.name, Deadline.after(20), process_group=node.pgid)
         node.down = None
 
     def _write_config(self, node: LabNode) -> None:
         assert self.cluster is not None
         document: dict[str, Any] = self.cluster.document(node.name)
-        for lun in document["luns"]:  # type: ignore[union-attr]
-            lun["iscsi"]["portals"] = list(node.portals)
         nodes = []
         for entry in document["nodes"]:  # type: ignore[union-attr]
             peer = self.nodes[entry["name"]]
@@ -226,7 +229,6 @@ class ScenarioLab:
         assert node.supervisor is not None
         document["watchdog"] = {"device": f"standin:{node.supervisor.socket_path}",
                                 "allow_standin": True, **self.watchdog}
-        document["lab_guest_io"] = True
         path = self.cluster.write_config(node.name)
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         self.configs[node.name] = path
@@ -240,26 +242,26 @@ class ScenarioLab:
         self.boots[node.name] = self.cluster.boot(node.name, boot_id)
         node.service = StonewallProcess(
             self.configs[node.name], ["watchdog", "run", "--node", node.name],
-            env={"STONEWALL_BOOT_ID_FILE": str(self.boots[node.name])},
+            env=self.cluster.environment(node.name),
             log=self.workdir / "nodes" / node.name / "service.log",
             process_group=node.pgid).start(ready_timeout=20)
         # The node's hypervisor: a libvirt test driver instance of its own (a test:///FILE
         # URI's state lives in its connection), with every guest defined on every node.
         host_file = self.workdir / "nodes" / node.name / "hypervisor.xml"
-        host_file.write_text("<node>" + "".join(self._domain_xml(g, node) for g in self.guests)
+        host_file.write_text("<node>" + "".join(self._domain_xml(g) for g in self.guests)
                              + "<memory>8192000</memory></node>")
         node.hypervisor = LibvirtConnection.open(f"test://{host_file}", Deadline.after(10))
         for guest in self.guests:  # the test driver boots a node file's domains running
             node.hypervisor.destroy(guest.name, Deadline.after(5))
         self.note(f"{node.name} ({boot_id}): watchdog service up, joined, watchdog armed")
 
-    def _domain_xml(self, guest: LabGuest, node: LabNode) -> str:
-        host, port = node.portals[0].rsplit(":", 1)
+    @staticmethod
+    def _domain_xml(guest: LabGuest) -> str:
+        """The guest's disk is its LUN's multipath map, as on a real host."""
         return (f"<domain type='test'><name>{guest.name}</name><memory>65536</memory>"
                 "<on_poweroff>destroy</on_poweroff>"
-                "<os><type>hvm</type></os><devices><disk type='network' device='disk'>"
-                f"<source protocol='iscsi' name='{ARRAY_IQN}/{guest.lun}'>"
-                f"<host name='{host}' port='{port}'/></source><target dev='vda' bus='virtio'/>"
+                "<os><type>hvm</type></os><devices><disk type='block' device='disk'>"
+                f"<source dev='/dev/mapper/{guest.name}-disk'/><target dev='vda' bus='virtio'/>"
                 "</disk></devices></domain>")
 
     def holder(self, node: str) -> HolderClient:
@@ -284,9 +286,11 @@ class ScenarioLab:
         log.parent.mkdir(parents=True, exist_ok=True)
         # each start of a guest numbers its writes from its own million
         first = 1_000_000 * sum(1 for n in self.nodes.values() if guest_name in n.guests)
+        assert self.cluster is not None
         writer = subprocess.Popen(
-            [sys.executable, "-m", "stonewall.lab.guest", "--config",
-             str(self.configs[node.name]), "--node", node.name, "--guest", guest_name,
+            [sys.executable, "-m", "stonewall.lab.guest", "--maps",
+             str(self.cluster.kernels[node.name].maps_file), "--node", node.name,
+             "--guest", guest_name,
              "--lun", f"{guest_name}-disk", "--log", str(log), "--first-sequence",
              str(first)],
             process_group=node.pgid, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -381,8 +385,7 @@ class ScenarioLab:
                                 {drbd_id: name for name, drbd_id in DRBD_IDS.items()},
                                 DRBD_ADDRESSES[fencer], DRBD_ADDRESSES[victim])
         env.update({"PATH": f"{Path(sys.executable).parent}:{env['PATH']}",
-                    "STONEWALL_CONFIG": str(self.configs[fencer]), "STONEWALL_NODE": fencer,
-                    "STONEWALL_BOOT_ID_FILE": str(self.boots[fencer])})
+                    "STONEWALL_CONFIG": str(self.configs[fencer]), "STONEWALL_NODE": fencer})
         program = str(Path(sys.executable).parent / "stonewall-drbd-fence-peer")
         self.note(f"DRBD on {fencer}: replication link to {victim} lost, fence-peer handler "
                   "called")
@@ -452,9 +455,7 @@ class ScenarioLab:
         names = [f"{g.name}-disk" for g in self.guests] + ["arbiter0", "arbiter1"]
         # Read through every node's portals: a node that lost its paths took only its own.
         every_portal = tuple(parse_portal(portal) for portal in self.tgtd.portals)
-        luns = [replace(config.lun(name), iscsi=replace(config.lun(name).iscsi,
-                                                        portals=every_portal))
-                for name in names]
+        luns = control_path_luns([config.lun(name) for name in names], every_portal)
         paths = plan_paths(luns, "iqn.2026-11.lab.stonewall:checker", "reader")
         violations: list[Violation] = []
         stamps_read = 0
@@ -520,6 +521,9 @@ class ScenarioLab:
                 node.bmc.stop()
             if node.hypervisor is not None:
                 node.hypervisor.close()
+        if self.cluster is not None:
+            for name in list(self.cluster.kernels):
+                self.cluster.stop_kernel(name)
         self.tgtd.stop()
 
     def __enter__(self) -> "ScenarioLab":

@@ -3,7 +3,8 @@ the same boot (DESIGN section 3).
 
 The record lives in the node's state directory: `registered` (boot id when the node last
 joined) and `fenced` (boot id in which its key was found preempted). The boot id comes from
-/proc/sys/kernel/random/boot_id, or from a file the lab names (each lab node "boots")."""
+the file the config's `paths.boot_id` names: the kernel's /proc/sys/kernel/random/boot_id,
+or a file a test host writes (each lab node "boots")."""
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ KERNEL_BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 def current_boot_id(source: str = KERNEL_BOOT_ID) -> str:
-    """This boot's id (the lab passes its own file through STONEWALL_BOOT_ID_FILE)."""
-    return Path(os.environ.get("STONEWALL_BOOT_ID_FILE", source)).read_text().strip()
+    """This boot's id, read from `source` (config `paths.boot_id`)."""
+    return Path(source).read_text().strip()
 
 
 @dataclass(frozen=True)

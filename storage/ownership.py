@@ -7,12 +7,13 @@ return reports that say what happened per LUN and per path. They never print or 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable
 
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import Lun, LunRole
 from stonewall.storage.parallel import map_bounded
-from stonewall.storage.paths import LunPath, PathSet
+from stonewall.storage.paths import LunPath, PathKind, PathSet, data_paths
 from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.errors import (
     ReservationConflict, ScsiError, UnsupportedServiceAction)
@@ -179,16 +180,152 @@ def _on_a_registered_path(lun_paths: list[LunPath],
 
 def reserve_lun(lun_paths: list[LunPath], key: int, rtype: ReservationType,
                 deadline: Deadline, clock: Clock) -> PathOutcome:
-    """Take `rtype` on one LUN through a registered path (a guest LUN's type 1)."""
+    """Take `rtype` on one LUN through a registered path."""
     return _on_a_registered_path(lun_paths, lambda dev, d: dev.reserve(key, rtype, d),
                                  f"reserved {rtype.short}", deadline, clock)
 
 
-def release_lun(lun_paths: list[LunPath], key: int, rtype: ReservationType,
-                deadline: Deadline, clock: Clock) -> PathOutcome:
-    """RELEASE our reservation of `rtype` on one LUN."""
-    return _on_a_registered_path(lun_paths, lambda dev, d: dev.release(key, rtype, d),
-                                 "released", deadline, clock)
+def unregister_paths(lun_paths: list[LunPath], key: int, deadline: Deadline,
+                     clock: Clock) -> Report:
+    """REGISTER with service action key 0 on every path that carries our registration: the
+    nexus is unregistered (SPC-4 5.14.11.2.3; under an all-registrants type the reservation
+    goes with the last registrant). A path that fails keeps `registered` and is reported."""
+    report = Report()
+    chosen = [p for p in lun_paths if p.registered]
+
+    def unregister(path: LunPath) -> None:
+        assert path.device is not None
+        run_with_retries(lambda d: path.device.register(  # type: ignore[union-attr]
+            key, 0, d), deadline, clock)
+        path.registered = False
+
+    for path, result in zip(chosen, map_bounded(unregister, chosen, deadline)):
+        failed = isinstance(result, BaseException)
+        report.outcomes.append(PathOutcome(path.lun.name, path.name, not failed,
+                                           _describe(result) if failed else "unregistered"))
+    return report
+
+
+def probe_registration(path: LunPath, key: int, deadline: Deadline, clock: Clock) -> bool:
+    """Whether this very nexus carries `key`: REGISTER with `key` as both keys changes nothing
+    on a nexus registered with it and is refused (RESERVATION CONFLICT) on any other, so it
+    can never bring a preempted key back. READ KEYS cannot tell: its list is LUN-wide.
+    Raises ScsiError when the path does not answer."""
+    assert path.device is not None
+    device = path.device
+    try:
+        run_with_retries(lambda d: device.register(key, key, d), deadline, clock)
+    except ReservationConflict:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """What claiming (or releasing) one guest LUN did."""
+
+    lun: str
+    ok: bool
+    detail: str
+    others: tuple[int, ...] = ()  # keys of other nodes registered on the LUN
+    registered: Report = field(default_factory=Report)
+
+
+def claim_lun(lun_paths: list[LunPath], lun: Lun, key: int, deadline: Deadline,
+              clock: Clock) -> ClaimOutcome:
+    """Make this node the guest LUN's one registrant: refuse while another key is registered
+    (its guest runs, or may run, there), register on every path, reserve `lun.reservation`
+    where no reservation is held, and read the keys back. Two nodes claiming at once both
+    see the other's key afterwards and both withdraw: neither starts the guest."""
+    before = read_views({lun.name: lun_paths}, deadline, clock)[lun.name]
+    if not before.reachable:
+        return ClaimOutcome(lun.name, False, "no path answered (cannot tell who owns it)")
+    others = _other_keys(before, key)
+    if others:
+        return ClaimOutcome(lun.name, False, "registered by another node", others)
+    registered = register_paths({lun.name: lun_paths}, key, deadline, clock)
+    if not registered.ok:
+        withdrawn = unregister_paths(lun_paths, key, deadline, clock)
+        return ClaimOutcome(lun.name, False, "could not register on every path: " + "; ".join(
+            f"{o.path}: {o.detail}" for o in registered.failures()), registered=withdrawn)
+    after = read_views({lun.name: lun_paths}, deadline, clock)[lun.name]
+    others = _other_keys(after, key)
+    if others or not after.reachable:
+        withdrawn = unregister_paths(lun_paths, key, deadline, clock)
+        why = "another node registered at the same time" if others else "no path answered"
+        return ClaimOutcome(lun.name, False, why, others, withdrawn)
+    held = after.reservation()
+    if held is None or held.holder is None:
+        reserved = reserve_lun(lun_paths, key, lun.reservation, deadline, clock)
+        if not reserved.ok:
+            withdrawn = unregister_paths(lun_paths, key, deadline, clock)
+            return ClaimOutcome(lun.name, False, reserved.detail, registered=withdrawn)
+    return ClaimOutcome(lun.name, True, f"registered on {len(registered.outcomes)} path(s), "
+                        f"{lun.reservation.short}", registered=registered)
+
+
+def release_guest_lun(lun_paths: list[LunPath], lun: Lun, key: int, deadline: Deadline,
+                      clock: Clock) -> ClaimOutcome:
+    """Unregister this node from a guest LUN (only once its guest is known to be off), then
+    read the keys back: our key still there, or no answer, is a failure."""
+    for path in lun_paths:  # a holder restarted since the claim knows no flags: ask the SAN
+        if path.up and not path.registered:
+            path.registered = _answers_registered(path, key, deadline, clock)
+    report = unregister_paths(lun_paths, key, deadline, clock)
+    after = read_views({lun.name: lun_paths}, deadline, clock)[lun.name]
+    gone = after.absent_everywhere(key)
+    if gone is True:
+        return ClaimOutcome(lun.name, True, "unregistered", _other_keys(after, key), report)
+    why = "our key is still registered" if gone is False else "no path answered the read-back"
+    return ClaimOutcome(lun.name, False, why, _other_keys(after, key), report)
+
+
+class AdoptResult(str, Enum):
+    REGISTERED = "registered"  # the new nexus carries our key, and so do the old ones
+    NOT_OURS = "not ours"  # we hold no registration on this LUN: nothing to carry over
+    PREEMPTED = "preempted meanwhile"  # our old registrations are gone: unregistered again
+    CANNOT_TELL = "cannot tell"  # no old nexus answered: unregistered again, to be safe
+    FAILED = "failed"  # the REGISTER itself failed
+
+
+def adopt_path(new: LunPath, lun_paths: list[LunPath], key: int, deadline: Deadline,
+               clock: Clock) -> AdoptResult:
+    """Register a path that appeared while we own the LUN, before it carries I/O (DESIGN
+    section 3). No atomic "register only if my key is still there" exists, so a PREEMPT may
+    land between our last look and this REGISTER: afterwards one of the old nexuses must
+    still carry the key, else the new registration is withdrawn at once (the caller then
+    self-fences)."""
+    old = [p for p in lun_paths if p is not new and p.registered and p.up]
+    if not old or not new.up or new.device is None:
+        return AdoptResult.NOT_OURS
+    device = new.device
+    try:
+        run_with_retries(lambda d: device.register(0, key, d, ignore_existing=True),
+                         deadline, clock)
+    except ScsiError:
+        return AdoptResult.FAILED
+    new.registered = True
+    for path in old:
+        try:
+            if probe_registration(path, key, deadline, clock):
+                return AdoptResult.REGISTERED
+            result = AdoptResult.PREEMPTED
+            break
+        except ScsiError:
+            result = AdoptResult.CANNOT_TELL
+    unregister_paths([new], key, deadline, clock)
+    return result
+
+
+def _answers_registered(path: LunPath, key: int, deadline: Deadline, clock: Clock) -> bool:
+    try:
+        return probe_registration(path, key, deadline, clock)
+    except ScsiError:
+        return False
+
+
+def _other_keys(view: LunView, key: int) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(k for p in view.up_paths for k in (p.keys or ()) if k != key))
 
 
 # -- fencing a peer ---------------------------------------------------------------------------
@@ -244,8 +381,11 @@ def preempt_peer(paths: PathSet, luns: list[Lun], my_key: int, victim_key: int,
         except LostRegistration as exc:
             report.lost_race, report.lost_detail = True, str(exc)
             return report
+    proven_live = (any(lun.role is LunRole.GUEST for lun in others)
+                   and _own_key_live(paths, arbiters, report, my_key, deadline, clock))
     results = map_bounded(lambda lun: _preempt_lun(paths[lun.name], lun, my_key, victim_key,
-                                                   deadline, clock, abort_support),
+                                                   deadline, clock, abort_support,
+                                                   register_first=proven_live),
                           others, deadline)
     for lun, result in zip(others, results):
         if isinstance(result, LostRegistration):
@@ -257,14 +397,42 @@ def preempt_peer(paths: PathSet, luns: list[Lun], my_key: int, victim_key: int,
     return report
 
 
+def _own_key_live(paths: PathSet, arbiters: list[Lun], report: PreemptReport, my_key: int,
+                  deadline: Deadline, clock: Clock) -> bool:
+    """Registering on a guest LUN to fence there is safe only with our own key proven live
+    first: an arbiter accepted our PREEMPT just now, or one of its nexuses still carries our
+    key (a node fenced meanwhile has none left: it loses there and never registers)."""
+    if any(f.ok and f.action.startswith("preempt") for f in report.luns):
+        return True
+    for lun in arbiters:
+        for path in paths[lun.name]:
+            if path.up and path.registered:
+                try:
+                    return probe_registration(path, my_key, deadline, clock)
+                except ScsiError:
+                    continue
+    return False
+
+
 def _preempt_lun(lun_paths: list[LunPath], lun: Lun, my_key: int, victim_key: int,
-                 deadline: Deadline, clock: Clock, abort_support: AbortSupport) -> LunFence:
+                 deadline: Deadline, clock: Clock, abort_support: AbortSupport,
+                 register_first: bool = False) -> LunFence:
     view = read_views({lun.name: lun_paths}, deadline, clock, reservation=False)[lun.name]
     if view.absent_everywhere(victim_key):
         return LunFence(lun.name, "already absent", "-", True)
     last = "no registered path is up"
+    if lun.role is LunRole.GUEST and not any(p.registered for p in lun_paths):
+        # Only a registered nexus may PREEMPT (SPC-4 5.14.11.4): the fencer joins the guest
+        # LUN first and stays registered, so its all-registrants reservation outlives the
+        # victim's key and the victim's stale guest stays refused (DESIGN section 3).
+        if not register_first:
+            return LunFence(lun.name, "failed", "-", False, "not registered on this guest LUN "
+                            "and no arbiter LUN proved our own key live: not registering")
+        joined = _register_to_fence(lun_paths, lun, my_key, deadline, clock)
+        if joined is not None:
+            return joined
     conflicts = 0
-    for path in lun_paths:
+    for path in _control_first(lun_paths):
         if not (path.up and path.registered and path.device is not None):
             continue
         try:
@@ -290,10 +458,41 @@ def _preempt_lun(lun_paths: list[LunPath], lun: Lun, my_key: int, victim_key: in
     return LunFence(lun.name, "failed", "-", False, last)
 
 
+def _register_to_fence(lun_paths: list[LunPath], lun: Lun, my_key: int, deadline: Deadline,
+                       clock: Clock) -> LunFence | None:
+    """Register our control paths (else our data paths) on a guest LUN; a LunFence when
+    that failed, None when at least one nexus now carries our key."""
+    control = [p for p in lun_paths if p.kind is PathKind.CONTROL]
+    report = register_paths({lun.name: control or data_paths(lun_paths)}, my_key, deadline,
+                            clock)
+    if any(p.registered for p in lun_paths):
+        return None
+    return LunFence(lun.name, "failed", "-", False, "could not register to fence: " + "; ".join(
+        f"{o.path}: {o.detail}" for o in report.failures()))
+
+
+def _control_first(lun_paths: list[LunPath]) -> list[LunPath]:
+    """Control paths before data paths: PREEMPT needs any registered nexus, and the
+    service's own sessions answer without a process per command."""
+    return sorted(lun_paths, key=lambda p: p.kind is not PathKind.CONTROL)
+
+
 def _preempt_through(path: LunPath, lun: Lun, my_key: int, victim_key: int,
                      deadline: Deadline, clock: Clock, abort_support: AbortSupport) -> str:
     device = path.device
     assert device is not None
+    if lun.reservation.all_registrants:
+        # tgtd 1.0.85 frees the preempted registrations without moving its reservation
+        # holder (usr/spc.c spc_pr_preempt), so a PREEMPT of the registrant that sent
+        # RESERVE leaves a dangling holder: READ RESERVATION then reports garbage types and
+        # a later unregister may drop the reservation (measured). A RESERVE of the same type
+        # by a registrant makes it tgtd's holder; SPC-4 5.14.10 makes that a GOOD no-op on
+        # an array that follows the standard.
+        try:
+            run_with_retries(lambda d: device.reserve(my_key, lun.reservation, d), deadline,
+                             clock)
+        except ReservationConflict:
+            pass  # another type is held: the PREEMPT's own answer decides
     if abort_support.try_abort(lun.name):
         try:
             run_with_retries(lambda d: device.preempt(my_key, victim_key, lun.reservation, d,
@@ -323,6 +522,43 @@ class VerifyReport:
     def proven(self) -> bool:
         """Every LUN answered on at least one path and showed what was asked."""
         return bool(self.checks) and all(c.verdict is True for c in self.checks)
+
+
+@dataclass
+class OwnCheck:
+    """verify_own's answer: the verdict per LUN, and the data paths that answered "not
+    registered" on a LUN whose other nexuses still carry our key (a path that came back as
+    a new nexus, as tgtd makes every re-login: register it again through adopt_path)."""
+
+    report: VerifyReport
+    lapsed: list[LunPath] = field(default_factory=list)
+
+
+def verify_own(paths: PathSet, key: int, deadline: Deadline, clock: Clock) -> OwnCheck:
+    """Our own key as our writes see it (DESIGN section 5): on a LUN with data paths that we
+    registered, each of those nexuses is probed itself (READ KEYS is LUN-wide and would
+    still list the key of our control path); elsewhere READ KEYS must list it on every
+    path that answers. A LUN is lost when no probed nexus carries the key any more."""
+    probed = {lun: [p for p in data_paths(ps) if p.registered and p.up]
+              for lun, ps in paths.items()}
+    read = {lun: ps for lun, ps in paths.items() if not probed[lun]}
+    check = OwnCheck(verify(read, key, True, deadline, clock) if read else VerifyReport())
+    flat = [p for ps in probed.values() for p in ps]
+    answers = map_bounded(lambda p: probe_registration(p, key, deadline, clock), flat,
+                          deadline)
+    said = dict(zip(map(id, flat), answers))
+    for lun, lun_paths in probed.items():
+        if not lun_paths:
+            continue
+        carried = [p for p in lun_paths if said[id(p)] is True]
+        refused = [p for p in lun_paths if said[id(p)] is False]
+        down = tuple(p.name for p in data_paths(paths[lun])
+                     if p not in carried and p not in refused)
+        verdict = True if carried else (False if refused else None)
+        if carried:
+            check.lapsed += refused
+        check.report.checks.append(LunCheck(lun, verdict, len(carried) + len(refused), down))
+    return check
 
 
 def verify(paths: PathSet, key: int, present: bool, deadline: Deadline,

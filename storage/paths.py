@@ -1,20 +1,25 @@
 """The paths (I_T nexuses) through which a node reaches its LUNs.
 
-For the `iscsi` transport a LUN's paths are its configured portals: one libiscsi session each,
-logged in with the node's initiator name. Opening is concurrent; a path that cannot be opened
-is kept, marked down with the reason, so reports can name it.
+Two kinds (DESIGN sections 1 and 3):
+- data paths, for the `sg` transport: the kernel's path devices of the LUN's WWID (found in
+  sysfs), one PR device each. The kernel holds those nexuses between processes, and the
+  node's guests (or DRBD) write through them, so that is where ownership is proven. A path
+  the kernel reports down is kept, marked down.
+- control paths, for an `iscsi:` location: one libiscsi session per configured portal,
+  logged in with the node's initiator name. They PREEMPT, READ KEYS and settle fence races
+  quickly; no guest writes through them. A path that cannot be opened is kept, marked down.
 
-For the `sg` transport a LUN's paths are the kernel's path devices of its WWID (found in
-sysfs): one `sg_persist` device each. The kernel already holds those nexuses, so there is
-nothing to log in; a path the kernel reports down is kept, marked down."""
+An `sg` LUN has data paths and, when it also names an `iscsi:` location, control paths; an
+`iscsi` LUN has control paths only."""
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from enum import Enum
+from typing import Callable
 
 from stonewall.clock import Deadline
-from stonewall.config.model import Lun, Transport
+from stonewall.config.model import Lun, Paths, Transport
 from stonewall.storage.multipath import resolve
 from stonewall.storage.multipath.errors import MultipathError
 from stonewall.storage.multipath.sysfs import discover_sysfs
@@ -25,13 +30,13 @@ from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.iscsi import IscsiSession
 from stonewall.storage.scsi.sg import SgPersistDevice, SgRunner
 
-# Test and lab hooks: a sysfs tree and device nodes other than the host's own.
-SYSFS_ROOT_VARIABLE = "STONEWALL_SYSFS_ROOT"
-DEV_ROOT_VARIABLE = "STONEWALL_DEV_ROOT"
-
-
 class PathSetupError(Exception):
     """The node or LUN lacks what its transport needs."""
+
+
+class PathKind(str, Enum):
+    DATA = "data"  # a kernel path device: guests write through it
+    CONTROL = "control"  # the service's own session: never carries guest data
 
 
 @dataclass
@@ -44,6 +49,7 @@ class LunPath:
     error: str | None = None
     registered: bool = False  # this nexus carries our registration (the holder knows)
     session: IscsiSession | None = None
+    kind: PathKind = PathKind.CONTROL
 
     @property
     def up(self) -> bool:
@@ -62,16 +68,15 @@ PathSet = dict[str, list[LunPath]]  # LUN name -> its paths
 
 @dataclass(frozen=True)
 class KernelRoots:
-    """Where the sg transport finds sysfs and the device nodes (the host's, outside labs)."""
+    """Where the sg transport finds sysfs and the device nodes (config `paths.sysfs` and
+    `paths.dev`: the host's /sys and /dev unless a test host tree is configured)."""
 
     sysfs: str = "/sys"
     dev: str = "/dev"
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> "KernelRoots":
-        """$STONEWALL_SYSFS_ROOT and $STONEWALL_DEV_ROOT, else /sys and /dev."""
-        return cls(environ.get(SYSFS_ROOT_VARIABLE) or "/sys",
-                   environ.get(DEV_ROOT_VARIABLE) or "/dev")
+    def of(cls, paths: Paths) -> "KernelRoots":
+        return cls(paths.sysfs, paths.dev)
 
     def discover(self) -> Discovery:
         return discover_sysfs(self.sysfs)
@@ -100,7 +105,8 @@ def _sg_paths(lun: Lun, discovery: Discovery, runner: SgRunner, dev_root: str) -
                              f"(looked in {discovery.source})")
     paths = []
     for found_path in found.paths:
-        path = LunPath(lun, found_path.device, SgPersistDevice(found_path.device, runner))
+        path = LunPath(lun, found_path.device, SgPersistDevice(found_path.device, runner),
+                       kind=PathKind.DATA)
         # UNKNOWN stays up: sysfs always knows the state, and a path that does not answer
         # is reported down by the command that tried it.
         if found_path.state is PathState.DOWN:
@@ -112,29 +118,47 @@ def _sg_paths(lun: Lun, discovery: Discovery, runner: SgRunner, dev_root: str) -
 def plan_paths(luns: list[Lun], initiator: str | None, role: str, *,
                discovery: Callable[[], Discovery] | None = None,
                runner: SgRunner | None = None, dev_root: str = "/dev") -> PathSet:
-    """The paths of `luns` for an initiator, not yet connected.
+    """The paths of `luns` for an initiator, not yet connected: data paths first, then
+    control paths.
 
-    iscsi LUNs need `initiator`. sg LUNs are looked up in `discovery()` (called once, only
-    if an sg LUN is planned; default: sysfs at /sys), their devices under `dev_root`, run
-    by `runner` (default: sg3_utils with this process's environment). Raises
+    sg LUNs are looked up in `discovery()` (called once, only if an sg LUN is planned;
+    default: sysfs at /sys), their devices under `dev_root`, run by `runner` (default:
+    sg3_utils with this process's environment). Control paths need `initiator`. Raises
     PathSetupError for a LUN that cannot have paths (no location, not found on this host)."""
     discovered = functools.cache(discovery or KernelRoots().discover)
     sg_runner = runner or SgRunner()
     paths: PathSet = {}
     for lun in luns:
+        paths[lun.name] = []
         if lun.transport is Transport.SG:
             try:
                 found = discovered()
             except MultipathError as exc:
                 raise PathSetupError(f"LUN {lun.name}: {exc}") from exc
-            paths[lun.name] = _sg_paths(lun, found, sg_runner, dev_root)
-            continue
-        if lun.iscsi is None or not initiator:
+            paths[lun.name] += _sg_paths(lun, found, sg_runner, dev_root)
+        if lun.iscsi is not None:
+            if not initiator:
+                raise PathSetupError(f"LUN {lun.name}: its control path needs the node's "
+                                     "initiator name")
+            paths[lun.name] += [_iscsi_path(lun, str(portal), initiator, role)
+                                for portal in lun.iscsi.portals]
+        elif lun.transport is Transport.ISCSI:
             raise PathSetupError(f"LUN {lun.name} needs an iscsi location and the node an "
                                  "initiator name")
-        paths[lun.name] = [_iscsi_path(lun, str(portal), initiator, role)
-                           for portal in lun.iscsi.portals]
     return paths
+
+
+def new_data_paths(lun: Lun, known: list[LunPath], discovery: Discovery,
+                   dev_root: str) -> list[LunPath]:
+    """The kernel path devices of `lun` that `known` does not hold yet (a path that came
+    up, or came back under a new name). Raises PathSetupError like plan_paths."""
+    names = {path.name for path in known}
+    return [path for path in _sg_paths(lun, discovery, SgRunner(), dev_root)
+            if path.name not in names]
+
+
+def data_paths(lun_paths: list[LunPath]) -> list[LunPath]:
+    return [path for path in lun_paths if path.kind is PathKind.DATA]
 
 
 def connect_paths(paths: PathSet, deadline: Deadline) -> None:

@@ -16,18 +16,22 @@ from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient
 from stonewall.holder.client import socket_path
-from stonewall.lab.cluster import LabCluster, LabLun
+from stonewall.lab.cluster import LabCluster, LabLun, control_path_luns
 from stonewall.lab.processes import StonewallProcess
 from stonewall.lab.tgtd import Tgtd
 from stonewall.storage.paths import PathSet, close_paths, connect_paths, plan_paths
 
+# web1-disk is a guest LUN: each node reaches it through its kernel stand-in (data path)
+# and the array's portals (control path); the others through the control path alone.
 LUNS = [LabLun("arbiter0", 1, "arbiter", 0), LabLun("arbiter1", 2, "arbiter", 1),
-        LabLun("data0", 3, "shared"), LabLun("web1-disk", 4, "guest", reservation="we")]
+        LabLun("data0", 3, "shared"), LabLun("web1-disk", 4, "guest")]
 
 
 class Lab:
     def __init__(self, cluster: LabCluster) -> None:
         self.cluster = cluster
+        for node in cluster.nodes:
+            cluster.start_kernel(node, Deadline.after(20))
         self.configs = {node: cluster.write_config(node) for node in cluster.nodes}
         self.boots = {node: cluster.boot(node, f"{node}-boot-1") for node in cluster.nodes}
         self.holders: dict[str, StonewallProcess] = {}
@@ -42,9 +46,8 @@ class Lab:
 
     def process(self, node: str, args: list[str],
                 process_group: int | None = None) -> StonewallProcess:
-        """`stonewall ARGS` as `node` (its config and boot id), not started yet."""
-        return StonewallProcess(self.configs[node], args,
-                                env={"STONEWALL_BOOT_ID_FILE": str(self.boots[node])},
+        """`stonewall ARGS` as `node` (its config, and its kernel's devices), not started."""
+        return StonewallProcess(self.configs[node], args, env=self.cluster.environment(node),
                                 process_group=process_group)
 
     def start_holder(self, node: str, join: bool = True) -> StonewallProcess:
@@ -61,11 +64,15 @@ class Lab:
         return HolderClient(socket_path(self.config(node).paths.runtime_dir))
 
     def reboot(self, node: str, boot_id: str) -> None:
+        """A new boot: a new boot id, and a new kernel (its nexuses carry no registration)."""
         self.boots[node] = self.cluster.boot(node, boot_id)
+        self.cluster.start_kernel(node, Deadline.after(20))
 
     def stop(self) -> None:
         for process in self.holders.values():
             process.stop()
+        for node in list(self.cluster.kernels):
+            self.cluster.stop_kernel(node)
 
 
 @contextmanager
@@ -77,7 +84,13 @@ def running_lab(tgtd: Tgtd, workdir: Path, extra: dict[str, object] | None = Non
     for lun in luns:
         if lun.lun not in tgtd.targets[1].luns:
             tgtd.add_lun(1, lun.lun)
-    lab = Lab(LabCluster(workdir, tgtd, luns=luns, extra=dict(extra or {})))
+    cluster = LabCluster(workdir, tgtd, luns=luns, extra=dict(extra or {}))
+    try:
+        lab = Lab(cluster)
+    except BaseException:
+        for node in list(cluster.kernels):
+            cluster.stop_kernel(node)
+        raise
     try:
         yield lab
     finally:
@@ -97,7 +110,8 @@ def observer(lab) -> Iterator[Callable[[], PathSet]]:
 
     def open_paths() -> PathSet:
         config = lab.config("node-a")
-        paths = plan_paths(list(config.luns), "iqn.2026-11.lab.stonewall:observer", "reader")
+        paths = plan_paths(control_path_luns(config.luns), "iqn.2026-11.lab.stonewall:observer",
+                           "reader")
         connect_paths(paths, Deadline.after(5))
         opened.append(paths)
         return paths

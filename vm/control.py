@@ -1,14 +1,15 @@
 """Start and stop guests so that a guest runs only where its storage is owned.
 
-- `start_guest`: take the guest LUNs' reservations through the node's holder, check `may_run`
-  on views read afterwards, start through libvirt; on failure give back what this call took.
-- `stop_guest`: shut down (or destroy) within a time limit, then give the reservations back.
+- `start_guest`: claim the guest LUNs through the node's holder (register on every path,
+  all-registrants reservation), check `may_run` on views read afterwards, start through
+  libvirt; on failure give back what this call claimed.
+- `stop_guest`: shut down (or destroy) within a time limit, then unregister from its LUNs.
 - `destroy_guests_for_lost_ownership`: the node lost its storage (its key was preempted), so
   its guests must die now: destroy, never a graceful shutdown, never a resume (a paused guest
   whose storage moved would write with stale state), retried until the deadline.
 
 Decisions take the holder, the libvirt connection and a deadline (with its clock) as
-parameters and return reports; they never print or exit. A reservation is given back only
+parameters and return reports; they never print or exit. A registration is given back only
 while the guest is known to be off: releasing a running guest's LUN would let the other node
 start a second copy.
 """
@@ -23,22 +24,19 @@ from stonewall.config.model import ClusterConfig, Lun, Node
 from stonewall.holder.client import HolderError, HolderUnavailable
 from stonewall.storage.view import LunView
 from stonewall.storage.parallel import map_bounded
-from stonewall.vm import guest_reservations as reservations
+from stonewall.vm import guest_registration as registration
 from stonewall.vm.disks import DomainXmlError
-from stonewall.vm.guest_reservations import GuestLunHolder, LunResult
+from stonewall.vm.guest_registration import GuestLunHolder, LunResult
 from stonewall.vm.libvirt_conn import (
     DestroyFailed, DestroyTimeout, DomainAlreadyRunning, DomainNotFound, DomainState,
     LibvirtConnection, LibvirtError, LibvirtUnavailable, StopOutcome)
 from stonewall.vm.mapping import GuestStorage, UnknownGuest, guest_luns
 from stonewall.vm.placement import LunState, Placement, may_run
 
-DEFAULT_RELEASE_TIMEOUT = 10.0  # seconds to give reservations back after a stop
+DEFAULT_RELEASE_TIMEOUT = 10.0  # seconds to give registrations back after a stop
 SHUTDOWN_POLL_INTERVAL = 0.5  # seconds between state reads while a guest shuts down
 DESTROY_RETRY_INTERVAL = 0.5  # seconds between destroy attempts of a guest that survived one
 
-# States of a LUN that taking its reservation cannot change: another node owns it, our key is
-# missing, or nobody could read it. A start stops before taking anything when one is seen.
-_BLOCKING = frozenset(set(LunState) - {LunState.OWNED, LunState.NOT_RESERVED})
 
 
 # -- start ------------------------------------------------------------------------------------
@@ -48,7 +46,7 @@ class StartOutcome(Enum):
     NOT_DEFINED = "not defined on this node"
     UNMAPPABLE = "a disk maps to no configured LUN"
     REFUSED = "this node does not own the guest's storage"
-    RESERVATION_FAILED = "a LUN's reservation could not be taken"
+    CLAIM_FAILED = "a guest LUN could not be claimed"
     HOLDER_UNAVAILABLE = "the node's holder did not answer or refused"
     START_FAILED = "libvirt did not start it"
     CANNOT_TELL = "libvirt could not tell the guest's state"
@@ -64,7 +62,7 @@ class StartReport:
     guest: str
     node: str
     outcome: StartOutcome
-    taken: tuple[str, ...] = ()  # LUNs this call reserved (kept while the guest runs)
+    taken: tuple[str, ...] = ()  # guest LUNs this call claimed (kept while the guest runs)
     released: tuple[LunResult, ...] = ()  # of those, given back after a failure
     placement: Placement | None = None  # may_run as judged last
     details: tuple[str, ...] = ()  # one line each for an operator
@@ -79,7 +77,7 @@ class StartReport:
 
 def start_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunHolder,
                 conn: LibvirtConnection, deadline: Deadline) -> StartReport:
-    """Start `guest` on `node` (this node) if, after taking its guest LUNs' reservations, the
+    """Start `guest` on `node` (this node) if, after claiming its guest LUNs, the
     SAN shows that `node` owns all of its LUNs. A guest already running here is left alone."""
     def report(outcome: StartOutcome, *details: str) -> StartReport:
         return StartReport(guest, node.name, outcome, details=details)
@@ -103,7 +101,7 @@ def start_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunH
 
 
 class _Start:
-    """One start: what it reserved so far, so that every failure gives back the same set."""
+    """One start: what it claimed so far, so that every failure gives back the same set."""
 
     def __init__(self, guest: str, node: Node, config: ClusterConfig, holder: GuestLunHolder,
                  conn: LibvirtConnection, deadline: Deadline, storage: GuestStorage) -> None:
@@ -115,15 +113,17 @@ class _Start:
     def run(self) -> StartReport:
         try:
             placement = self._judge()
-            blockers = [c for c in placement.checks if c.state in _BLOCKING]
-            if blockers:
+            guest_luns = registration.guest_role_luns(self.config, self.storage)
+            claimable = {lun.name for lun in guest_luns}
+            if any(not (c.state is LunState.OWNED or c.state.claimable and c.lun in claimable)
+                   for c in placement.checks):
                 return self._report(StartOutcome.REFUSED, placement=placement)
-            for lun in reservations.reserved_luns(self.config, self.storage):
-                if not reservations.needs_reserve(self._views.get(lun.name), lun, self.node.key):
+            for lun in guest_luns:
+                if self._owned(placement, lun.name):
                     continue
-                result = reservations.reserve(self.holder, lun, self.deadline)
+                result = registration.claim(self.holder, lun, self.deadline)
                 if not result.ok:
-                    return self._give_back(StartOutcome.RESERVATION_FAILED,
+                    return self._give_back(StartOutcome.CLAIM_FAILED,
                                            f"LUN {lun.name}: {result.detail}")
                 self.taken.append(lun)
             placement = self._judge()  # fresh views: what the SAN shows now decides
@@ -133,14 +133,18 @@ class _Start:
             return self._give_back(StartOutcome.HOLDER_UNAVAILABLE, str(error))
         return self._start(placement)
 
+    @staticmethod
+    def _owned(placement: Placement, lun: str) -> bool:
+        return any(c.lun == lun and c.state is LunState.OWNED for c in placement.checks)
+
     def _judge(self) -> Placement:
-        self._views = reservations.read_views(self.holder, self.storage.luns, self.deadline)
+        self._views = registration.read_views(self.holder, self.storage.luns, self.deadline)
         return may_run(self.storage, self.node, self._views, self.config)
 
     def _start(self, placement: Placement) -> StartReport:
         try:
             self.conn.start(self.guest)
-        except DomainAlreadyRunning as error:  # started meanwhile: it needs the reservations
+        except DomainAlreadyRunning as error:  # started meanwhile: it needs the registrations
             return self._report(StartOutcome.ALREADY_RUNNING, str(error), placement=placement)
         except LibvirtError as error:
             # A hook's veto (StartRefusedByHook) is a failed start like any other refusal.
@@ -149,7 +153,7 @@ class _Start:
             if self._known_off():
                 return self._give_back(outcome, str(error), placement=placement)
             return self._report(outcome, str(error), "the guest may be running: its "
-                                "reservations are kept", placement=placement)
+                                "registrations are kept", placement=placement)
         return self._report(StartOutcome.STARTED, placement=placement)
 
     def _known_off(self) -> bool:
@@ -166,8 +170,7 @@ class _Start:
         if self.taken:
             release_deadline = Deadline.after(DEFAULT_RELEASE_TIMEOUT, self.deadline.clock)
             try:
-                released = reservations.release(self.holder, self.taken, self.node.key,
-                                                release_deadline)
+                released = registration.release(self.holder, self.taken, release_deadline)
             except (HolderUnavailable, HolderError) as error:
                 released = tuple(LunResult(lun.name, False, f"not released: {error}")
                                  for lun in self.taken)
@@ -210,7 +213,7 @@ def stop_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunHo
                conn: LibvirtConnection, stop_deadline: Deadline, *, destroy: bool = False,
                release_timeout: float = DEFAULT_RELEASE_TIMEOUT) -> StopReport:
     """Shut `guest` down (ACPI; `destroy` kills it instead) before `stop_deadline`, then, once
-    it is known to be off, RELEASE the reservations this node holds on its guest LUNs."""
+    it is known to be off, unregister this node from its guest LUNs."""
     try:
         storage = _storage_for_stop(guest, config, conn)
     except UnknownGuest:
@@ -224,11 +227,11 @@ def stop_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunHo
         return StopReport(guest, node.name, result, details=details)
     release_deadline = Deadline.after(release_timeout, stop_deadline.clock)
     try:
-        released = reservations.release(holder, reservations.reserved_luns(config, storage),
-                                        node.key, release_deadline)
+        released = registration.release(holder, registration.guest_role_luns(config, storage),
+                                        release_deadline)
     except (HolderUnavailable, HolderError) as error:
         released = tuple(LunResult(lun.name, False, f"not released: {error}")
-                         for lun in reservations.reserved_luns(config, storage))
+                         for lun in registration.guest_role_luns(config, storage))
     return StopReport(guest, node.name, result, released, details)
 
 
@@ -236,7 +239,7 @@ def _storage_for_stop(guest: str, config: ClusterConfig, conn: LibvirtConnection
     try:
         xml: str | None = conn.xml(guest)
     except DomainNotFound:
-        xml = None  # not here: its configured LUNs may still carry our reservation
+        xml = None  # not here: its configured LUNs may still carry our registration
     return guest_luns(config, guest, xml)
 
 

@@ -9,8 +9,8 @@ stdin, synchronously, for every operation (reference vm.md section 1). Rules kep
   `prepare` carries no sign that it belongs to a migration. We judge both the same way and
   keep no marker between them: a destination that does not own the guest's LUNs is refused
   at `migrate begin` already, and nothing stored in /run can turn a later `prepare` into an
-  exemption. A guest on Write Exclusive LUNs therefore migrates only after its reservation was
-  moved to the destination.
+  exemption. A guest therefore migrates only after its LUNs' registration was moved to the
+  destination.
 - The hook never calls libvirt (the daemon waits for us: deadlock). It learns ownership from
   an injected `read_views(lun_names, deadline)` and answers before its deadline; no answer in
   time, or any error, refuses the start.

@@ -1,9 +1,10 @@
 """May this node run this guest? Judged from what the SAN says about the guest's LUNs.
 
-DESIGN section 1 and 6: a node owns a LUN while its key is registered on every path it writes
-through and, for a LUN reserved Write Exclusive / Exclusive Access (one holder only), while it
-holds that reservation. "Cannot tell" (no view, no path answered, a disk we could not identify)
-is never "allowed".
+DESIGN sections 1, 3 and 6: a node owns a LUN while its key is registered on the paths it
+writes through and no other live node's key is (guest LUNs carry only the registration of the
+node their guest runs on), under the LUN's configured reservation; under a single-holder type
+(Write Exclusive, Exclusive Access) it must also hold that reservation. "Cannot tell" (no view,
+no path answered, a disk we could not identify) is never "allowed".
 """
 from __future__ import annotations
 
@@ -12,15 +13,11 @@ from enum import Enum
 from typing import Mapping
 
 from stonewall.config.keys import describe_key
-from stonewall.config.model import ClusterConfig, Node
+from stonewall.config.model import ClusterConfig, LunRole, Node
 from stonewall.storage.scsi.responses import Reservation
-from stonewall.storage.scsi.types import ReservationType
 from stonewall.storage.view import LunView
 from stonewall.vm.mapping import GuestStorage, UnmappedDisk
 
-# Types under which only the holder's nexus may write (SPC-4 table 169); under the
-# registrants-only / all-registrants types every registered node may write.
-SINGLE_HOLDER_TYPES = frozenset({ReservationType.WRITE_EXCLUSIVE, ReservationType.EXCLUSIVE_ACCESS})
 
 
 class LunState(Enum):
@@ -28,8 +25,14 @@ class LunState(Enum):
     NO_VIEW = "no view"  # nobody read the LUN: cannot tell
     UNREACHABLE = "no path answered"  # cannot tell
     NOT_REGISTERED = "key not registered"
+    REGISTERED_BY_OTHER = "registered by another node"  # a guest LUN: its guest runs there
     RESERVED_BY_OTHER = "reserved by another node"
     NOT_RESERVED = "not reserved by this node"
+
+    @property
+    def claimable(self) -> bool:
+        """A start may change this by claiming the LUN (guest LUNs only)."""
+        return self in (LunState.NOT_REGISTERED, LunState.NOT_RESERVED)
 
     @property
     def cannot_tell(self) -> bool:
@@ -94,13 +97,24 @@ def _check_lun(lun_name: str, node: Node, view: LunView | None, config: ClusterC
             return LunCheck(lun_name, LunState.RESERVED_BY_OTHER, owners,
                             f"LUN {lun_name} is reserved by {describe_key(config, held.holder)} "
                             f"({held.type.label})")
+    lun = config.lun(lun_name)
+    others = tuple(name for key, name in _registered_keys(view, config) if key != node.key)
+    if lun.role is LunRole.GUEST and others:
+        return LunCheck(lun_name, LunState.REGISTERED_BY_OTHER, owners,
+                        f"LUN {lun_name} is registered by {', '.join(others)}: the guest runs, "
+                        "or may run, there")
     missing = tuple(p.path for p in view.up_paths if node.key not in (p.keys or ()))
     if missing:
         return LunCheck(lun_name, LunState.NOT_REGISTERED, owners,
                         f"LUN {lun_name}: {node.name}'s key is not registered on path "
                         f"{', '.join(missing)} ({_registered(owners)})")
-    wanted = config.lun(lun_name).reservation
-    if wanted in SINGLE_HOLDER_TYPES:
+    wanted = lun.reservation
+    current = view.reservation()
+    if lun.role is LunRole.GUEST and (current is None or current.holder is None):
+        return LunCheck(lun_name, LunState.NOT_RESERVED, owners,
+                        f"LUN {lun_name} carries no reservation: a node that is not "
+                        f"registered could write to it (expected {wanted.label})")
+    if wanted.single_holder:
         for path in view.up_paths:
             held = path.reservation
             if held is None or held.holder != node.key or held.type != wanted:
@@ -115,13 +129,18 @@ def _owners(view: LunView, config: ClusterConfig) -> tuple[str, ...]:
     reservation = view.reservation()
     if _single_holder(reservation):
         return (describe_key(config, reservation.holder),)
+    return tuple(name for _key, name in _registered_keys(view, config))
+
+
+def _registered_keys(view: LunView, config: ClusterConfig) -> tuple[tuple[int, str], ...]:
+    """Each key the reachable paths list, once, with the node it names."""
     keys = dict.fromkeys(key for path in view.up_paths for key in (path.keys or ()))
-    return tuple(describe_key(config, key) for key in keys)
+    return tuple((key, describe_key(config, key)) for key in keys)
 
 
 def _single_holder(reservation: Reservation | None) -> bool:
     return (reservation is not None and reservation.holder is not None
-            and reservation.type in SINGLE_HOLDER_TYPES)
+            and reservation.type is not None and reservation.type.single_holder)
 
 
 def _describe(reservation: Reservation | None, config: ClusterConfig) -> str:

@@ -9,10 +9,10 @@ memory and on the network (same MAC and IP) until its watchdog resets it. So eac
 - `immediate` (opt-in): as soon as storage fencing is verified.
 
 Guests start one after another in `order` (a dependency order: an `immediate` guest listed
-after a `safe` one waits for it). Each goes through `start_guest`, which takes its guest LUNs'
-reservations: the fence's PREEMPT already moved a Write Exclusive reservation the peer held to
-this node (measured on tgtd) or freed the LUN, and both are handled there. A guest already
-running here is left alone, so running the takeover twice starts nothing twice.
+after a `safe` one waits for it). Each goes through `start_guest`, which claims its guest LUNs:
+the fence already preempted the peer's key there and left this node registered (the
+all-registrants reservation stays with the survivor), so the claim finds the LUN its own. A
+guest already running here is left alone, so running the takeover twice starts nothing twice.
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from enum import Enum
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import ClusterConfig, Guest, Node, StartPolicy
 from stonewall.vm.control import StartReport, start_guest
-from stonewall.vm.guest_reservations import GuestLunHolder
+from stonewall.vm.guest_registration import GuestLunHolder
 from stonewall.vm.libvirt_conn import LibvirtConnection
 
-DEFAULT_START_TIMEOUT = 30.0  # seconds for one guest's reservations and start
+DEFAULT_START_TIMEOUT = 30.0  # seconds for one guest's claim and start
 
 
 @dataclass(frozen=True)

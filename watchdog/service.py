@@ -48,12 +48,13 @@ class ServiceExit(IntEnum):
 
 
 def check_result(report: VerifyReport) -> CheckResult:
-    """The loop's answer for a verification of our own key (present=True).
+    """The loop's answer for a verification of our own key (NodeHolder.check_own).
 
-    A LUN whose verdict is False had a path that answered READ KEYS without our key. SPC-4
-    READ KEYS lists every key registered on the logical unit, whatever nexus asks, so one
-    such answer proves the key gone: FENCED is certain, not a guess from a flaky path. A LUN
-    no path answered for leaves it open: UNREACHABLE."""
+    A LUN whose verdict is False had a path that answered READ KEYS without our key (SPC-4
+    READ KEYS lists every key registered on the logical unit, whatever nexus asks), or every
+    data-path nexus that answered refused our key: the writes of our guests are refused
+    there, so FENCED is certain, not a guess from a flaky path. A LUN no path answered for
+    leaves it open: UNREACHABLE."""
     gone = [check.lun for check in report.checks if check.verdict is False]
     if gone:
         return CheckResult(CheckOutcome.FENCED, f"own key missing on {', '.join(gone)}")
@@ -66,8 +67,8 @@ def check_result(report: VerifyReport) -> CheckResult:
 
 
 class HolderOwnershipCheck:
-    """The loop's `check(deadline)`: our key on every configured LUN, read through the
-    holder's own sessions. A FENCED answer is written to the boot record at once, so no
+    """The loop's `check(deadline)`: our key on the LUNs we hold, as our data path sees it
+    (arbiters and shared LUNs, and the guest LUNs claimed here). A FENCED answer is written to the boot record at once, so no
     later start in this boot joins again (DESIGN 3), even if the reset comes first."""
 
     def __init__(self, holder: NodeHolder, log: logging.Logger) -> None:
@@ -78,7 +79,9 @@ class HolderOwnershipCheck:
         # Dropped sessions come back with the same identity; refresh never registers afresh.
         for line in self.holder.refresh(deadline.earlier(deadline.remaining() / 2)):
             self.log.warning("%s", line)
-        report = self.holder.verify(self.holder.node.name, None, True, deadline)
+        report, lines = self.holder.check_own(deadline)
+        for line in lines:
+            self.log.warning("%s", line)
         result = check_result(report)
         if result.outcome is CheckOutcome.FENCED:
             self.holder.boot_records.mark_fenced()

@@ -46,6 +46,20 @@ class ReservationType(IntEnum):
         """A short name for tables and config: we, ea, we-ro, ea-ro, we-ar, ea-ar."""
         return _TYPE_SHORT[self]
 
+    @property
+    def single_holder(self) -> bool:
+        """One I_T nexus holds it (Write Exclusive, Exclusive Access): every other nexus,
+        even one registered with the same key, gets RESERVATION CONFLICT on a write
+        (SPC-4 table 169; measured on tgtd, reference/scsi-pr.md "Which nexus may write").
+        Under the registrants-only and all-registrants types every registered nexus writes."""
+        return self in (ReservationType.WRITE_EXCLUSIVE, ReservationType.EXCLUSIVE_ACCESS)
+
+    @property
+    def all_registrants(self) -> bool:
+        """Every registrant is a reservation holder (types 7 and 8, SPC-4 5.14.6)."""
+        return self in (ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS,
+                        ReservationType.EXCLUSIVE_ACCESS_ALL_REGISTRANTS)
+
     @classmethod
     def parse(cls, text: str) -> "ReservationType":
         """A type from its short name, its number or its SPC-4 label."""

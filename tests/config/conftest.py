@@ -11,7 +11,7 @@ from stonewall.config.errors import ConfigError
 from stonewall.config.loader import load_config
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "cluster.yaml"
+EXAMPLE = REPO / "examples" / "multipath-cluster.yaml"
 
 # A small valid file; tests that need a problem write their own text so line numbers are plain.
 MINIMAL = """\

@@ -36,7 +36,10 @@ def test_the_example_is_valid_and_its_summary_shows_keys_luns_and_t_safe(example
     assert out.startswith(f"{example_path}: valid\n")
     assert "kvm-a  id 1  key 0x5357750f7eda0001 (derived)" in out
     assert "1. arbiter0  arbiter  order 0  iscsi  reservation we-ro" in out
-    assert "paths 127.0.0.1:3260, 127.0.0.2:3260" in out
+    assert "paths 192.0.2.101:3260, 192.0.2.102:3260" in out
+    assert ("4. web1-disk  guest  order 100  sg  reservation we-ar  wwid "
+            "3600a098038304437415d4b6a59684a51 alias web1-disk  paths /dev/mapper/web1-disk  "
+            "control path 192.0.2.101:3260") in out
     assert "T_safe = check_deadline + timeout + margin = 5s + 10s + 2s = 17s" in out
     assert out.index("web1  home kvm-a") < out.index("db1  home kvm-b")
 
@@ -48,9 +51,10 @@ def test_json_output_is_the_normalised_configuration(example_path: str) -> None:
     assert summary["valid"] is True and summary["cluster"] == "prod1"
     assert [(n["name"], n["key"], n["key_source"]) for n in summary["nodes"]] == [
         ("kvm-a", "0x5357750f7eda0001", "derived"), ("kvm-b", "0x5357750f7eda0002", "derived")]
-    assert summary["nodes"][1]["ipmi"]["password"] == "environment STONEWALL_KVM_B_PASSWORD"
+    assert summary["nodes"][1]["ipmi"]["password"] == "file /etc/stonewall/kvm-b.pw"
     assert [lun["name"] for lun in summary["luns"]] == ["arbiter0", "arbiter1", "db1-disk", "web1-disk"]
-    assert summary["luns"][0]["paths"] == ["127.0.0.1:3260", "127.0.0.2:3260"]
+    assert summary["luns"][0]["paths"] == ["192.0.2.101:3260", "192.0.2.102:3260"]
+    assert summary["luns"][3]["control_paths"] == ["192.0.2.101:3260"]
     assert summary["drbd"] == [{"name": "r0", "luns": ["arbiter0", "arbiter1"], "minors": [0],
                                 "peers": {"0": "kvm-a", "1": "kvm-b"}}]
     assert summary["fencing"] == [{"level": "storage", "timeout": 10.0}, {"level": "power", "timeout": 30.0}]

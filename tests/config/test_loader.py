@@ -30,11 +30,18 @@ def test_the_example_file_loads_with_every_section(example_path: str) -> None:
     assert config.cluster == "prod1"
     assert [n.name for n in config.nodes] == ["kvm-a", "kvm-b"]
     assert [n.key for n in config.nodes] == [derive_key("prod1", 1), derive_key("prod1", 2)]
-    assert config.node("kvm-a").ipmi.address == "127.0.0.1"
+    assert config.node("kvm-a").ipmi.address == "198.51.100.11"
     assert config.node("kvm-b").power_delay == 5
     assert [lun.name for lun in config.luns_in_arbiter_order()][:2] == ["arbiter0", "arbiter1"]
-    assert all(lun.transport is Transport.ISCSI and len(lun.iscsi.portals) == 2 for lun in config.luns)
-    assert config.lun("web1-disk").reservation is ReservationType.WRITE_EXCLUSIVE
+    arbiter = config.lun("arbiter0")
+    assert (arbiter.transport, arbiter.has_data_path, len(arbiter.iscsi.portals)) == (
+        Transport.ISCSI, False, 2)
+    web = config.lun("web1-disk")
+    assert (web.transport, web.has_data_path, web.wwid) == (
+        Transport.SG, True, "3600a098038304437415d4b6a59684a51")
+    assert [str(p) for p in web.iscsi.portals] == ["192.0.2.101:3260"]  # its control path
+    assert web.reservation is ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS
+    assert config.lun("db1-disk").reservation is ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS
     assert config.lun("arbiter1").reservation is ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
     (r0,) = config.drbd_resources
     assert (r0.name, r0.luns, r0.minors, r0.peers) == ("r0", ("arbiter0", "arbiter1"), (0,),
@@ -45,6 +52,12 @@ def test_the_example_file_loads_with_every_section(example_path: str) -> None:
     assert [level.kind for level in config.fencing] == [FenceLevelKind.STORAGE, FenceLevelKind.POWER]
     assert config.watchdog == WatchdogSettings(interval=1, io_deadline=2, check_deadline=5,
                                                timeout=10, grace=5, margin=2)
+
+
+def test_the_drbd_over_san_example_loads(example_path: str) -> None:
+    config = load_config(str(Path(example_path).with_name("drbd-over-san.yaml")))
+    assert all(lun.has_data_path for lun in config.luns)
+    assert config.drbd_resources[0].luns == ("arbiter0", "r0-backing-a", "r0-backing-b")
 
 
 def test_absent_optional_keys_take_the_documented_defaults(write_config: WriteConfig,

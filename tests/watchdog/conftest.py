@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from stonewall.watchdog.standin import StandinSupervisor, spawn_supervisor
+from stonewall.lab.watchdog_supervisor import StandinSupervisor, spawn_supervisor
 
 from ..lab_fixtures import lab, observer  # noqa: F401 - the two-node lab, for the service
 

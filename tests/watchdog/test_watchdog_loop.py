@@ -26,7 +26,7 @@ from stonewall.watchdog.errors import (
 )
 from stonewall.watchdog.loop import CheckOutcome, CheckResult, LoopState, OwnershipWatchdog
 from stonewall.watchdog.select import open_watchdog
-from stonewall.watchdog.standin import StandinSupervisor
+from stonewall.lab.watchdog_supervisor import StandinSupervisor
 from stonewall.watchdog.systemd import SystemdNotifier
 from stonewall.watchdog.timing import t_safe, timing_table
 

@@ -17,7 +17,8 @@ from stonewall.watchdog.errors import (
     WatchdogUnavailable,
     WatchdogUnsuitable,
 )
-from stonewall.watchdog.standin import StandinSupervisor, StandinWatchdog
+from stonewall.watchdog.standin import StandinWatchdog
+from stonewall.lab.watchdog_supervisor import StandinSupervisor
 
 SLACK = 0.25  # process wake-up and scheduling on a busy test machine
 
@@ -178,7 +179,7 @@ def test_no_supervisor_is_a_clear_error(short_dir):
 @pytest.mark.parametrize("pgid", ["1", "0", "-5"])
 def test_the_supervisor_refuses_to_kill_init_or_everything(pgid, short_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "stonewall.watchdog.standin", "--socket", f"{short_dir}/x",
+        [sys.executable, "-m", "stonewall.lab.watchdog_supervisor", "--socket", f"{short_dir}/x",
          "--kill-pgid", pgid, "--record", f"{short_dir}/r"],
         capture_output=True, text=True, timeout=30)
     assert result.returncode == 2

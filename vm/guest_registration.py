@@ -1,0 +1,71 @@
+"""A guest's LUN registrations, claimed and given back through the node's holder.
+
+A node is registered on a guest LUN only while the guest runs there (DESIGN sections 3 and 6):
+`claim` registers the node on every path of the LUN (data paths first) and takes the LUN's
+all-registrants reservation where none is held; `release` unregisters it once the guest is
+known to be off. The holder refuses a claim while another node is registered, in a fenced
+boot, and before the node joined; what the SAN shows afterwards, read back through the holder,
+is what counts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+from stonewall.clock import Deadline
+from stonewall.config.model import ClusterConfig, Lun, LunRole
+from stonewall.storage.view import LunView, view_from_json
+from stonewall.vm.mapping import GuestStorage
+
+
+class GuestLunHolder(Protocol):
+    """What the vm decisions ask of the node's holder (stonewall.holder.client.HolderClient).
+
+    Each call raises HolderUnavailable (not running, no answer in time) or HolderError."""
+
+    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, Any]: ...
+
+    def claim(self, lun: str, deadline: Deadline) -> dict[str, Any]: ...
+
+    def release(self, lun: str, deadline: Deadline) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class LunResult:
+    lun: str
+    ok: bool
+    detail: str  # the holder's words
+
+
+def guest_role_luns(config: ClusterConfig, storage: GuestStorage) -> tuple[Lun, ...]:
+    """The guest's LUNs whose registration follows the guest (role `guest`); arbiter and
+    shared LUNs keep the registration the node took when it joined."""
+    return tuple(lun for lun in (config.lun(name) for name in storage.luns)
+                 if lun.role is LunRole.GUEST)
+
+
+def read_views(holder: GuestLunHolder, lun_names: Sequence[str],
+               deadline: Deadline) -> dict[str, LunView]:
+    """The SAN's view of `lun_names` through the holder's sessions."""
+    if not lun_names:
+        return {}
+    answer = holder.views(list(lun_names), deadline)
+    return {name: view_from_json(data) for name, data in answer.items()}
+
+
+def claim(holder: GuestLunHolder, lun: Lun, deadline: Deadline) -> LunResult:
+    """Register this node on the guest LUN (NodeHolder.claim)."""
+    answer = holder.claim(lun.name, deadline)
+    return LunResult(lun.name, answer.get("ok") is True, str(answer.get("detail", "")))
+
+
+def release(holder: GuestLunHolder, luns: Sequence[Lun],
+            deadline: Deadline) -> tuple[LunResult, ...]:
+    """Unregister this node from each guest LUN; the holder reads the keys back, and a LUN
+    that still shows our key, or that no path answered for, is a failure."""
+    results = []
+    for lun in luns:
+        answer = holder.release(lun.name, deadline)
+        results.append(LunResult(lun.name, answer.get("ok") is True,
+                                 str(answer.get("detail", ""))))
+    return tuple(results)
