@@ -1,4 +1,5 @@
-"""`stonewall multipath show|resolve|wwid`: what this host's discovery sees (docs/multipath.md).
+"""`stonewall multipath show|resolve|wwid|conf`: what this host's discovery sees, and the
+multipath.conf lines that keep new paths registered (docs/multipath.md).
 
 Exit status: 0 done; 1 the LUN or WWID could not be resolved; 2 usage or configuration
 error; 3 the discovery source is unavailable here; 4 multipathd failed, timed out or
@@ -16,6 +17,7 @@ from typing import Any
 
 from stonewall.clock import Deadline
 from stonewall.config.errors import ConfigError
+from stonewall.config.identity import UnknownLocalNode, local_node
 from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.model import Lun, LunRole, Transport
 from stonewall.storage.multipath.errors import (DiscoveryUnavailable, InvalidWwid,
@@ -63,6 +65,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     wwid.add_argument("spellings", nargs="+", metavar="WWID")
     wwid.add_argument("--json", action="store_true", help="print JSON")
     wwid.set_defaults(func=wwid_command)
+    conf = actions.add_parser(
+        "conf", help="print multipath.conf lines: this node's key on every sg LUN's map",
+        description="Print a multipath.conf `multipaths` section that sets this node's "
+                    "reservation key on the map of every sg LUN, so multipathd registers a "
+                    "path that appears later before it adds it to the map (it registers only "
+                    "while the key is still registered on the map's other paths). stonewall's "
+                    "service registers such paths too, and checks afterwards that the key was "
+                    "not preempted meanwhile.")
+    conf.add_argument("--node", help="this node's name (default: $STONEWALL_NODE, else the "
+                                     "host name)")
+    conf.set_defaults(func=conf_command)
+
+
+def conf_command(args: argparse.Namespace) -> int:
+    """Run `multipath conf`; returns the exit status."""
+    try:
+        config = load_config(resolve_config_path(args.config, os.environ))
+        node = local_node(config, args.node, os.environ)
+    except (ConfigError, UnknownLocalNode) as error:
+        print(f"stonewall multipath conf: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(multipath_conf(config.luns, node.key, node.name))
+    return EXIT_OK
+
+
+def multipath_conf(luns: tuple[Lun, ...], key: int, node: str) -> str:
+    """The `multipaths` section for the sg LUNs in `luns`, with `key` on each map."""
+    lines = [f"# stonewall: reservation key of {node} on its data-path maps (multipath.conf(5))",
+             "multipaths {"]
+    for lun in luns:
+        if lun.transport is not Transport.SG:
+            continue
+        lines.append("    multipath {")
+        if lun.wwid:
+            lines.append(f"        wwid {lun.wwid}")
+        if lun.alias:
+            lines.append(f"        alias {lun.alias}")
+        lines += [f"        reservation_key 0x{key:016x}", "    }"]
+    lines.append("}")
+    return "\n".join(lines)
 
 
 def _source_options(parser: argparse.ArgumentParser) -> None:

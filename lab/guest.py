@@ -11,7 +11,8 @@ service's control sessions. Path choice and errors follow dm-multipath:
   reinstates it);
 - RESERVATION CONFLICT is not a path error (the kernel's blk_path_error() is false for
   BLK_STS_NEXUS): the write fails at once, on every path alike;
-- UNIT ATTENTION is retried on the same path once, as the sd driver does.
+- UNIT ATTENTION is retried on the same path (up to UNIT_ATTENTION_RETRIES), as the sd
+  driver does.
 
 Runs in the node's process group, so a node crash, a power-off or a watchdog reset ends it.
 Every write is logged (JSON line) with what the data path answered before the next one, so
@@ -38,6 +39,7 @@ RING = 64  # blocks a guest cycles through
 PERIOD = 0.05  # seconds between writes
 WRITE_TIMEOUT = 1.0  # seconds one write may take on one path
 FAILED_PATH_RETRY = 1.0  # seconds before a failed path is tried again
+UNIT_ATTENTION_RETRIES = 5  # as the sd driver retries a command that met UNIT ATTENTION
 
 
 @dataclass
@@ -79,7 +81,7 @@ class GuestMap:
 
     def write_through(self, path: MapPath, lba: int, block: bytes) -> dict[str, object] | None:
         """The SAN's answer, or None when the path failed (the caller tries the next)."""
-        for _attempt in range(2):
+        for attempt in range(UNIT_ATTENTION_RETRIES + 1):
             try:
                 if path.connection is None:
                     path.connection = NexusConnection(self.socket, path.device)
@@ -98,7 +100,7 @@ class GuestMap:
                 return {"written": True, "path": path.name}
             if result.status == ScsiStatus.RESERVATION_CONFLICT:
                 return {"written": False, "path": path.name, "error": "ReservationConflict"}
-            if _is_unit_attention(result.sense) and _attempt == 0:
+            if _is_unit_attention(result.sense) and attempt < UNIT_ATTENTION_RETRIES:
                 continue
             return {"written": False, "path": path.name, "error": "CheckCondition",
                     "detail": result.sense.hex()}

@@ -436,8 +436,12 @@ def _preempt_lun(lun_paths: list[LunPath], lun: Lun, my_key: int, victim_key: in
         if not (path.up and path.registered and path.device is not None):
             continue
         try:
+            preempt_all = _preempt_all_instead(lun, view, my_key, victim_key)
             action = _preempt_through(path, lun, my_key, victim_key, deadline, clock,
-                                      abort_support)
+                                      abort_support, preempt_all)
+            if preempt_all:
+                return _register_siblings_again(lun_paths, path, lun, action, my_key,
+                                                deadline, clock)
             return LunFence(lun.name, action, path.name, True)
         except ReservationConflict as exc:
             # Either our nexus lost its registration, or the victim's key vanished meanwhile
@@ -471,6 +475,37 @@ def _register_to_fence(lun_paths: list[LunPath], lun: Lun, my_key: int, deadline
         f"{o.path}: {o.detail}" for o in report.failures()))
 
 
+def _preempt_all_instead(lun: Lun, view: LunView, my_key: int, victim_key: int) -> bool:
+    """Preempt with service action key 0 on an all-registrants LUN that only we and the
+    victim are registered on: it removes exactly the victim's registrations (and our own
+    other nexuses', which _register_siblings_again restores) and makes the preempting nexus
+    the reservation holder (SPC-4 5.14.11.4.3). The targeted form (key = victim) would do the
+    same on an array that follows the standard, but tgtd 1.0.85 frees the victim's
+    registrations without moving its reservation holder (usr/spc.c spc_pr_preempt): when the
+    victim sent the RESERVE, the holder dangles, READ RESERVATION reports garbage (type 15,
+    measured) and a later unregister drops the reservation, letting unregistered nodes
+    write (measured)."""
+    if not lun.reservation.all_registrants:
+        return False
+    keys = {key for p in view.up_paths for key in (p.keys or ())}
+    return bool(keys) and keys <= {my_key, victim_key}
+
+
+def _register_siblings_again(lun_paths: list[LunPath], preempted_through: LunPath, lun: Lun,
+                             action: str, my_key: int, deadline: Deadline,
+                             clock: Clock) -> LunFence:
+    """After a PREEMPT with key 0 our other nexuses lost their registration too; our key is
+    proven live (the PREEMPT through `preempted_through` was accepted), so they register
+    again at once."""
+    siblings = [p for p in lun_paths if p is not preempted_through and p.registered]
+    for path in siblings:
+        path.registered = False
+    report = register_paths({lun.name: siblings}, my_key, deadline, clock)
+    detail = "; ".join(f"{o.path}: {o.detail}" for o in report.failures())
+    return LunFence(lun.name, action, preempted_through.name, True,
+                    f"own paths not registered again: {detail}" if detail else "")
+
+
 def _control_first(lun_paths: list[LunPath]) -> list[LunPath]:
     """Control paths before data paths: PREEMPT needs any registered nexus, and the
     service's own sessions answer without a process per command."""
@@ -478,29 +513,21 @@ def _control_first(lun_paths: list[LunPath]) -> list[LunPath]:
 
 
 def _preempt_through(path: LunPath, lun: Lun, my_key: int, victim_key: int,
-                     deadline: Deadline, clock: Clock, abort_support: AbortSupport) -> str:
+                     deadline: Deadline, clock: Clock, abort_support: AbortSupport,
+                     preempt_all: bool = False) -> str:
+    """PREEMPT (AND ABORT where the target has it) `victim_key` through `path`; with
+    `preempt_all` the service action key is 0 (see _preempt_all_instead)."""
+    sark = 0 if preempt_all else victim_key
     device = path.device
     assert device is not None
-    if lun.reservation.all_registrants:
-        # tgtd 1.0.85 frees the preempted registrations without moving its reservation
-        # holder (usr/spc.c spc_pr_preempt), so a PREEMPT of the registrant that sent
-        # RESERVE leaves a dangling holder: READ RESERVATION then reports garbage types and
-        # a later unregister may drop the reservation (measured). A RESERVE of the same type
-        # by a registrant makes it tgtd's holder; SPC-4 5.14.10 makes that a GOOD no-op on
-        # an array that follows the standard.
-        try:
-            run_with_retries(lambda d: device.reserve(my_key, lun.reservation, d), deadline,
-                             clock)
-        except ReservationConflict:
-            pass  # another type is held: the PREEMPT's own answer decides
     if abort_support.try_abort(lun.name):
         try:
-            run_with_retries(lambda d: device.preempt(my_key, victim_key, lun.reservation, d,
+            run_with_retries(lambda d: device.preempt(my_key, sark, lun.reservation, d,
                                                       abort=True), deadline, clock)
             return "preempt-and-abort"
         except UnsupportedServiceAction:
             abort_support.unsupported(lun.name)  # tgtd and some arrays: plain PREEMPT
-    run_with_retries(lambda d: device.preempt(my_key, victim_key, lun.reservation, d),
+    run_with_retries(lambda d: device.preempt(my_key, sark, lun.reservation, d),
                      deadline, clock)
     return "preempt"
 

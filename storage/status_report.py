@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from stonewall.config.keys import format_key
 from stonewall.config.model import ClusterConfig, LunRole
+from stonewall.storage.scsi.responses import Reservation
 from stonewall.storage.view import LunView
 
 
@@ -27,6 +28,15 @@ def _key_name(config: ClusterConfig, key: int) -> str:
     return node.name if node else f"foreign {format_key(key)}"
 
 
+def _holder_name(config: ClusterConfig, reservation: Reservation) -> str:
+    """Who holds it: an all-registrants reservation reports key 0 (SPC-4 6.16.3.3), and every
+    registrant holds it."""
+    if reservation.type is not None and reservation.type.all_registrants:
+        return "all registrants"
+    assert reservation.holder is not None
+    return _key_name(config, reservation.holder)
+
+
 def judge(config: ClusterConfig, view: LunView) -> tuple[str, bool]:
     """(verdict, needs attention) for one LUN."""
     lun = config.lun(view.lun)
@@ -38,18 +48,37 @@ def judge(config: ClusterConfig, view: LunView) -> tuple[str, bool]:
     foreign = [k for k in keys if config.node_by_key(k) is None]
     if foreign:
         return "foreign key " + ", ".join(format_key(k) for k in sorted(foreign)), True
+    if lun.role is LunRole.GUEST:
+        return _judge_guest_lun(config, view, keys)
     missing = [n.name for n in config.nodes if n.key not in keys]
     if missing and len(missing) < len(config.nodes):
         return "fenced: " + ", ".join(missing), True
     if not keys:
         return "no registrations", True
     reservation = view.reservation()
-    if lun.role is not LunRole.GUEST and (reservation is None or reservation.holder is None):
+    if reservation is None or reservation.holder is None:
         return "no reservation", True
+    return _paths_verdict(view, "ok")
+
+
+def _judge_guest_lun(config: ClusterConfig, view: LunView, keys: set[int]) -> tuple[str, bool]:
+    """A guest LUN carries the key of the one node its guest runs on (or none)."""
+    owners = sorted(_key_name(config, key) for key in keys)
+    if not owners:
+        return _paths_verdict(view, "free: no node registered")
+    if len(owners) > 1:
+        return "registered by several nodes: " + ", ".join(owners), True
+    reservation = view.reservation()
+    if reservation is None or reservation.holder is None:
+        return f"owned by {owners[0]}, but no reservation", True
+    return _paths_verdict(view, f"owned by {owners[0]}")
+
+
+def _paths_verdict(view: LunView, verdict: str) -> tuple[str, bool]:
     down = [p.path for p in view.paths if not p.up]
     if down:
-        return f"ok, {len(down)} path(s) down", True
-    return "ok", False
+        return f"{verdict}, {len(down)} path(s) down", True
+    return verdict, False
 
 
 def build(config: ClusterConfig, views: dict[str, LunView]) -> list[LunStatus]:
@@ -82,7 +111,7 @@ def to_json(config: ClusterConfig, statuses: list[LunStatus],
                             "registrations": n} for k, n in sorted(registered.items())],
             "reservation": None if reservation is None or reservation.holder is None else {
                 "key": format_key(reservation.holder),
-                "node": _key_name(config, reservation.holder),
+                "node": _holder_name(config, reservation),
                 "type": reservation.type.short if reservation.type else None},
             "paths": [{"path": p.path, "up": p.up,
                        "keys": [format_key(k) for k in p.keys] if p.keys is not None else None,
@@ -108,7 +137,7 @@ def to_table(config: ClusterConfig, statuses: list[LunStatus], per_path: bool) -
             counts.items(), key=lambda item: _key_name(config, item[0]))) or "-"
         reservation = view.reservation()
         held = ("-" if reservation is None or reservation.holder is None else
-                f"{_key_name(config, reservation.holder)} "
+                f"{_holder_name(config, reservation)} "
                 f"{reservation.type.short if reservation.type else '?'}")
         generation = (f"{first.reservation.generation}" if first and first.reservation
                       else "-")

@@ -4,6 +4,7 @@ Shared by the test folders that need node holders (ownership, fencing): their co
 import the fixtures from here."""
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -17,6 +18,8 @@ from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient
 from stonewall.holder.client import socket_path
 from stonewall.lab.cluster import LabCluster, LabLun, control_path_luns
+from stonewall.lab.guest import load_map
+from stonewall.lab.stamps import Stamp, encode
 from stonewall.lab.processes import StonewallProcess
 from stonewall.lab.tgtd import Tgtd
 from stonewall.storage.paths import PathSet, close_paths, connect_paths, plan_paths
@@ -62,6 +65,21 @@ class Lab:
 
     def client(self, node: str) -> HolderClient:
         return HolderClient(socket_path(self.config(node).paths.runtime_dir))
+
+    def write_on_every_path(self, node: str, lun: str) -> dict[str, str]:
+        """One WRITE(10) down each path of `node`'s map of `lun`, as the node's kernel would
+        send a guest's writes (lab/guest.py): path -> "written", or the error."""
+        mapped = load_map(str(self.cluster.kernels[node].maps_file), lun)
+        try:
+            answers = {}
+            for lba, path in enumerate(mapped.paths):
+                answer = mapped.write_through(path, lba, encode(Stamp(time.time(), node, lun,
+                                                                      lba)))
+                answers[path.name] = ("path failed" if answer is None else "written"
+                                      if answer["written"] else str(answer["error"]))
+            return answers
+        finally:
+            mapped.close()
 
     def reboot(self, node: str, boot_id: str) -> None:
         """A new boot: a new boot id, and a new kernel (its nexuses carry no registration)."""

@@ -119,13 +119,16 @@ class _Start:
                    for c in placement.checks):
                 return self._report(StartOutcome.REFUSED, placement=placement)
             for lun in guest_luns:
-                if self._owned(placement, lun.name):
-                    continue
+                # Claimed even when the SAN lists our key already: after a takeover only the
+                # fencer's control path is registered, and the guest writes through the data
+                # path. Only what was not ours before is given back on a failure.
+                ours = self._owned(placement, lun.name)
                 result = registration.claim(self.holder, lun, self.deadline)
                 if not result.ok:
                     return self._give_back(StartOutcome.CLAIM_FAILED,
                                            f"LUN {lun.name}: {result.detail}")
-                self.taken.append(lun)
+                if not ours:
+                    self.taken.append(lun)
             placement = self._judge()  # fresh views: what the SAN shows now decides
             if not placement.allowed:
                 return self._give_back(StartOutcome.REFUSED, placement=placement)

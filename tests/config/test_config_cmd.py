@@ -138,3 +138,39 @@ def test_unusable_password_files_make_the_check_fail_unless_skipped(write_config
 def test_usage_errors_are_argparse_errors(argv: list[str]) -> None:
     result = run(*argv)
     assert result.returncode == 2 and "usage: stonewall" in result.stderr
+
+
+def test_single_holder_types_on_several_paths_and_guest_luns_without_a_data_path_are_refused(
+        write_config: WriteConfig) -> None:
+    path = write_config("""\
+        cluster: lab
+        nodes: [{name: kvm-a, id: 1, initiator: "iqn.2026-11.org.example:kvm-a"}]
+        luns:
+          - {name: g0, role: guest, transport: iscsi,
+             iscsi: {target: "iqn.2026-11.org.example:array1", lun: 1, portals: ["192.0.2.1"]}}
+          - {name: g1, role: guest, transport: sg, wwid: "3600a098038304437415d4b6a59684a51",
+             reservation: we}
+          - {name: s0, role: shared, reservation: ea,
+             iscsi: {target: "iqn.2026-11.org.example:array1", lun: 3,
+                     portals: ["192.0.2.1", "192.0.2.2"]}}
+          - {name: s1, role: shared, reservation: we,
+             iscsi: {target: "iqn.2026-11.org.example:array1", lun: 4, portals: ["192.0.2.1"]}}
+        fencing: [{level: storage, timeout: 10}]
+        """)
+    result = run("--config", path, "config", "check")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(f"{path}:4: luns[0].transport: guest LUN g0 has no data path")
+    assert "use transport: sg with the map's wwid:" in lines[0]
+    assert lines[1].startswith(f"{path}:7: luns[1].reservation: LUN g1: we (Write Exclusive) "
+                               "lets only the one I_T nexus that reserved write")
+    assert lines[2].startswith(f"{path}:8: luns[2].reservation: LUN s0: ea (Exclusive Access)")
+    assert "use we-ar (guest LUNs) or we-ro" in lines[2]
+
+
+def test_both_examples_pass_the_check(example_path: str) -> None:
+    for name in ("multipath-cluster.yaml", "drbd-over-san.yaml"):
+        result = run("--config", str(Path(example_path).with_name(name)), "config", "check",
+                     "--skip-secrets")
+        assert (result.returncode, result.stderr) == (0, ""), name

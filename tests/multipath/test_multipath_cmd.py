@@ -127,3 +127,14 @@ def test_wwid_prints_the_multipath_spelling(capsys: pytest.CaptureFixture[str]) 
         "0x6001405abcdef0000000000000000001\tuntyped\twwn-0x6001405abcdef0000000000000000001"]
     assert run("multipath", "wwid", "6001405abcdef0000000000000000001") == \
         multipath_cmd.EXIT_UNRESOLVED
+
+
+def test_conf_sets_this_nodes_key_on_every_data_path_map(config: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("--config", config, "multipath", "conf", "--node", "kvm-b") == 0
+    out = capsys.readouterr().out
+    assert out.count("multipath {") == 2
+    assert "        wwid naa.620000007355abb3b8950167b5790928\n        alias mpatha\n" in out
+    assert out.count("reservation_key 0x5357") == 2 and "0002\n" in out  # kvm-b's key
+    assert run("--config", config, "multipath", "conf", "--node", "kvm-z") == 2
+    assert "node 'kvm-z' is not in" in capsys.readouterr().err

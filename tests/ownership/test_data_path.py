@@ -6,7 +6,6 @@ web1-disk is a guest LUN (type 7, Write Exclusive – All Registrants): a node i
 it only while it claims it for its guest."""
 from __future__ import annotations
 
-import time
 from typing import Iterator
 
 import pytest
@@ -14,8 +13,6 @@ import pytest
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.model import LunRole
 from stonewall.holder.node import NodeHolder
-from stonewall.lab.guest import GuestMap, load_map
-from stonewall.lab.stamps import Stamp, encode
 from stonewall.storage import ownership
 from stonewall.storage.bootid import BootRecords, current_boot_id
 from stonewall.storage.ownership import read_views
@@ -32,23 +29,8 @@ def soon() -> Deadline:
     return Deadline.after(10)
 
 
-def guest_map(lab, node: str) -> GuestMap:
-    return load_map(str(lab.cluster.kernels[node].maps_file), GUEST_LUN)
-
-
-def write_on_every_path(lab, node: str) -> dict[str, object]:
-    """One WRITE(10) down each path of `node`'s map: path name -> what the SAN answered."""
-    mapped = guest_map(lab, node)
-    try:
-        answers = {}
-        for lba, path in enumerate(mapped.paths):
-            block = encode(Stamp(time.time(), node, "web1", lba))
-            answer = mapped.write_through(path, lba, block)
-            answers[path.name] = answer["error"] if answer and not answer["written"] else (
-                "written" if answer else "path failed")
-        return answers
-    finally:
-        mapped.close()
+def write_on_every_path(lab, node: str) -> dict[str, str]:
+    return lab.write_on_every_path(node, GUEST_LUN)
 
 
 def guest_lun_keys(observer) -> tuple[int, ...]:

@@ -31,12 +31,14 @@ def test_join_registers_every_path_and_reserves_shared_luns(lab, observer):
     lab.start_holder("node-b")
     key_a, key_b = lab.config("node-a").node("node-a").key, lab.config("node-a").node("node-b").key
     views = read_views(observer(), soon(), SYSTEM_CLOCK)
+    guest = views.pop("web1-disk")  # guest LUNs: registered only where their guest runs
+    assert [path.keys for path in guest.paths] == [(), ()]
+    assert guest.reservation().holder is None
     for name, view in views.items():
         assert len(view.up_paths) == 2, name
         for path in view.paths:
             assert sorted(path.keys) == sorted([key_a, key_a, key_b, key_b]), (name, path)
     assert views["arbiter0"].reservation().holder == key_a  # first to join reserved it
-    assert views["web1-disk"].reservation().holder is None  # guest LUNs: only `vm start`
 
 
 def test_fence_peer_removes_its_key_everywhere_and_is_idempotent(lab, observer):
@@ -45,8 +47,11 @@ def test_fence_peer_removes_its_key_everywhere_and_is_idempotent(lab, observer):
     key_a = lab.config("node-a").node("node-a").key
     outcome = lab.client("node-b").preempt("node-a", None, soon())
     assert outcome["fenced"] is True
-    assert [f["lun"] for f in outcome["preempt"]["luns"]][:2] == ["arbiter0", "arbiter1"]
-    assert {f["action"] for f in outcome["preempt"]["luns"]} == {"preempt"}  # tgtd: no abort
+    actions = {f["lun"]: f["action"] for f in outcome["preempt"]["luns"]}
+    assert list(actions)[:2] == ["arbiter0", "arbiter1"]
+    # tgtd has no PREEMPT AND ABORT; node-a runs no guest, so web1-disk never carried its key
+    assert actions == {"arbiter0": "preempt", "arbiter1": "preempt", "data0": "preempt",
+                       "web1-disk": "already absent"}
     for lun, per_path in keys_on_target(observer()).items():
         for keys in per_path:
             assert key_a not in keys, lun
@@ -98,9 +103,10 @@ def test_loser_refuses_to_join_again_in_the_same_boot(lab, observer):
                for keys in per_path)
     lab.reboot("node-a", "node-a-boot-2")  # the documented unfence path: a new boot
     lab.start_holder("node-a", join=True)
-    # READ KEYS lists one entry per registered nexus: node-a's two paths.
-    assert all(keys.count(key_a) == 2 for per_path in keys_on_target(observer()).values()
-               for keys in per_path)
+    # READ KEYS lists one entry per registered nexus: node-a's two paths (of the LUNs a join
+    # registers: web1-disk follows its guest).
+    assert all(keys.count(key_a) == 2 for lun, per_path in keys_on_target(observer()).items()
+               if lun != "web1-disk" for keys in per_path)
 
 
 def test_fenced_nodes_writes_are_refused_by_the_san(lab, sessions):
@@ -121,8 +127,9 @@ def test_holder_keeps_its_registration_across_many_requests(lab):
     lab.start_holder("node-a")
     lab.start_holder("node-b")
     client = lab.client("node-b")
+    joined = ["arbiter0", "arbiter1", "data0"]
     for _ in range(100):
-        assert client.verify("node-b", None, True, soon())["proven"] is True
+        assert client.verify("node-b", joined, True, soon())["proven"] is True
     assert client.preempt("node-a", None, soon())["fenced"] is True
 
 
@@ -130,7 +137,7 @@ def test_dropped_connection_reconnects_and_reports_the_lost_registration(lab, tg
     lab.start_holder("node-a")
     lab.start_holder("node-b")
     dropped = tgtd.drop_connections(1, lab.cluster.initiator("node-b"))
-    assert dropped == 8  # 4 LUNs x 2 paths
+    assert dropped == 10  # 4 LUNs x 2 control paths, and web1-disk's 2 kernel paths
     client = lab.client("node-b")
     client.state(soon())  # the next request reconnects
     state = client.state(soon())

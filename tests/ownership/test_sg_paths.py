@@ -17,24 +17,22 @@ from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import IscsiLocation, Lun, LunRole, Portal, Transport
 from stonewall.lab.identities import ARRAY_IQN, NODE_A_IQN, NODE_B_IQN
+from stonewall.lab.kernel import device_id_page as kernel_device_id_page
 from stonewall.lab.nexus import FakeDevice, NexusStandIn
 from stonewall.lab.tgtd import Tgtd
 from stonewall.storage import ownership
 from stonewall.storage.multipath.sysfs import discover_sysfs
 from stonewall.storage.multipath.types import Discovery
 from stonewall.storage.multipath.wwid import device_wwid
-from stonewall.storage.paths import (DEV_ROOT_VARIABLE, SYSFS_ROOT_VARIABLE, KernelRoots,
+from stonewall.storage.paths import (KernelRoots,
                                      PathSet, PathSetupError, close_paths, connect_paths,
                                      plan_paths)
-from stonewall.storage.scsi.iscsi import IscsiSession
 from stonewall.storage.scsi.sg import SgPersistDevice, SgRunner
 
 from ..multipath.mpath_host_tree import HostTree
 
 KEY_A, KEY_B = 0x5354570000000001, 0x5354570000000002
-# INQUIRY with EVPD=1 for the Device Identification page (SPC-4 6.6.1, 7.8.6): the bytes the
-# kernel exposes as sysfs `vpd_pg83`, from which the LUN's WWID is derived.
-INQUIRY_DEVICE_ID_PAGE = bytes([0x12, 0x01, 0x83, 0x00, 0xFC, 0x00])
+
 
 
 def soon() -> Deadline:
@@ -53,14 +51,7 @@ class KernelPath:
 
 def device_id_page(tgtd: Tgtd, lun: int) -> bytes:
     """tgtd's own VPD page 0x83 of `lun`, so the sysfs tree carries the target's identity."""
-    session = IscsiSession(tgtd.portals[0], ARRAY_IQN, lun, "iqn.2026-11.lab.stonewall:probe")
-    session.connect(soon())
-    try:
-        result = session.execute(INQUIRY_DEVICE_ID_PAGE, soon(), data_in_length=0xFC)
-    finally:
-        session.close()
-    assert result.status == 0, result
-    return result.data
+    return kernel_device_id_page(tgtd.portals[0], ARRAY_IQN, lun, soon())
 
 
 def build_host(root: Path, page: bytes, paths: list[KernelPath]) -> HostTree:
@@ -171,7 +162,8 @@ def test_status_reads_an_sg_lun_through_the_sysfs_and_dev_hooks(sg_node: SgNode,
     config = tmp_path / "cluster.yaml"
     config.write_text(yaml.safe_dump({
         "cluster": "sgpaths",
-        "paths": {"state_dir": str(tmp_path / "state"), "runtime_dir": str(tmp_path / "run")},
+        "paths": {"state_dir": str(tmp_path / "state"), "runtime_dir": str(tmp_path / "run"),
+                  "sysfs": sg_node.roots.sysfs, "dev": sg_node.roots.dev},
         "nodes": [{"name": "node-a", "id": 1}, {"name": "node-b", "id": 2}],
         "luns": [{"name": "arbiter0", "role": "arbiter", "order": 0, "transport": "sg",
                   "wwid": sg_node.lun.wwid}],
@@ -183,9 +175,7 @@ def test_status_reads_an_sg_lun_through_the_sysfs_and_dev_hooks(sg_node: SgNode,
                        runner=sg_node.runner, dev_root=sg_node.roots.dev)
     assert ownership.register_paths(paths, node_a_key, soon(), SYSTEM_CLOCK).ok
 
-    environment = {**os.environ, **sg_node.environment,
-                   SYSFS_ROOT_VARIABLE: sg_node.roots.sysfs,
-                   DEV_ROOT_VARIABLE: sg_node.roots.dev}
+    environment = {**os.environ, **sg_node.environment}
     shown = subprocess.run([sys.executable, "-m", "stonewall", "--config", str(config),
                             "status", "--direct", "--paths", "--node", "node-a"],
                            capture_output=True, text=True, timeout=60, env=environment)
@@ -260,8 +250,13 @@ def test_discovery_runs_once_and_only_when_an_sg_lun_is_planned(
     assert len(calls) == 1 and [len(ps) for ps in paths.values()] == [2, 2]
 
 
-def test_kernel_roots_come_from_the_environment():
-    assert KernelRoots.from_environment({}) == KernelRoots("/sys", "/dev")
-    assert KernelRoots.from_environment(
-        {SYSFS_ROOT_VARIABLE: "/lab/sys", DEV_ROOT_VARIABLE: "/lab/dev"}) == KernelRoots(
-        "/lab/sys", "/lab/dev")
+def test_kernel_roots_come_from_the_configuration(tmp_path: Path):
+    config = tmp_path / "cluster.yaml"
+    config.write_text(yaml.safe_dump({
+        "cluster": "sgpaths", "paths": {"sysfs": "/lab/sys", "dev": "/lab/dev"},
+        "nodes": [{"name": "node-a", "id": 1}],
+        "luns": [{"name": "arbiter0", "role": "arbiter", "transport": "sg",
+                  "wwid": "36001405ffffffffffffffffffffffff"}],
+        "fencing": [{"level": "storage", "timeout": 10}]}))
+    assert KernelRoots.of(load_config(str(config)).paths) == KernelRoots("/lab/sys", "/lab/dev")
+    assert KernelRoots() == KernelRoots("/sys", "/dev")

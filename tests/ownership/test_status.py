@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,9 +17,13 @@ from stonewall.storage.scsi.commands import CommandPrDevice
 from stonewall.storage.scsi.iscsi import IscsiSession
 
 
-def status(config, *args: str) -> subprocess.CompletedProcess[str]:
+def status(config, *args: str, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
+    """`stonewall status ARGS`; `env`: the node's kernel devices, for --direct reads of its
+    data paths."""
     return subprocess.run([sys.executable, "-m", "stonewall", "--config", str(config),
-                           "status", *args], capture_output=True, text=True, timeout=60)
+                           "status", *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
 
 
 def generations(tgtd_portal, lun_numbers):
@@ -37,7 +42,7 @@ def generations(tgtd_portal, lun_numbers):
 def test_status_table_and_json_after_join(lab):
     lab.start_holder("node-a")
     lab.start_holder("node-b")
-    table = status(lab.configs["node-a"], "--direct")
+    table = status(lab.configs["node-a"], "--direct", env=lab.cluster.environment("node-a"))
     assert table.returncode == 0, table.stdout + table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split()[:4] == ["LUN", "ROLE", "GEN", "REGISTERED"]
@@ -50,8 +55,18 @@ def test_status_table_and_json_after_join(lab):
     assert luns["arbiter0"]["reservation"]["node"] == "node-a"
     assert {r["node"]: r["registrations"] for r in luns["data0"]["registered"]} == {
         "node-a": 2, "node-b": 2}
-    assert luns["web1-disk"]["reservation"] is None and luns["web1-disk"]["verdict"] == "ok"
+    guest = luns.pop("web1-disk")  # a guest LUN: registered only where its guest runs
+    assert guest["reservation"] is None and guest["verdict"] == "free: no node registered"
+    assert (guest["paths_up"], guest["paths_down"]) == (4, 0)  # 2 data + 2 control paths
     assert all(lun["paths_up"] == 2 and lun["paths_down"] == 0 for lun in luns.values())
+    assert lab.client("node-a").claim("web1-disk", Deadline.after(10))["ok"] is True
+    claimed = json.loads(status(lab.configs["node-b"], "--json").stdout)["luns"]
+    guest = next(lun for lun in claimed if lun["name"] == "web1-disk")
+    assert guest["verdict"] == "owned by node-a"
+    assert guest["reservation"] == {"key": "0x0000000000000000", "node": "all registrants",
+                                    "type": "we-ar"}
+    assert guest["registered"] == [{"key": guest["registered"][0]["key"], "node": "node-a",
+                                    "registrations": 4}]
 
 
 def test_status_only_reads(lab, tgtd):

@@ -46,7 +46,12 @@ def test_target_without_preempt_and_abort_falls_back_to_preempt(scenario, jitter
     scenario.crash("node-a")
     assert scenario.drbd_fence_peer("node-b", "node-a").exit_code == STORAGE_FENCED
     actions = [line for line in (e.text for e in scenario.events) if "storage:" in line]
-    assert actions and all("preempt via" in line and "abort" not in line for line in actions)
+    # node-a was registered on the arbiters and on the LUN of the guest it ran (api1);
+    # db1's LUN carried only node-b's key.
+    preempted = [line for line in actions if "preempt via" in line]
+    assert [line.split(":")[1].strip() for line in preempted] == [
+        "arbiter0", "arbiter1", "api1-disk"]
+    assert all("abort" not in line for line in actions)
     assert_one_rule(scenario, {"api1": [], "db1": ["node-b"]})
 
 

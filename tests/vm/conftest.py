@@ -10,7 +10,7 @@ import pytest
 
 from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
-from stonewall.config.model import ClusterConfig
+from stonewall.config.model import ClusterConfig, LunRole
 from stonewall.storage.scsi.responses import Reservation
 from stonewall.storage.scsi.types import ReservationType
 from stonewall.storage.view import LunView, PathView
@@ -18,6 +18,7 @@ from stonewall.vm.libvirt_conn import LibvirtConnection
 
 ARRAY = "iqn.2026-11.lab.stonewall:array1"
 DB1_WWID = "360014050123456789abcdef012345678"  # NAA 6: '3' + 32 hex digits
+WEB1_WWID = "36001405aaaabbbbccccddddeeeeffff0"
 DATA0_WWID = "36001405fedcba9876543210fedcba987"
 PORTALS = ("127.0.0.1:3260", "127.0.0.2:3260")
 
@@ -34,7 +35,8 @@ luns:
     iscsi: {{target: "{ARRAY}", lun: 1, portals: ["{PORTALS[0]}", "{PORTALS[1]}"]}}
   - name: web1-disk
     role: guest
-    reservation: we
+    transport: sg
+    wwid: "{WEB1_WWID}"
     iscsi: {{target: "{ARRAY}", lun: 2, portals: ["{PORTALS[0]}", "{PORTALS[1]}"]}}
   - name: db1-disk
     role: guest
@@ -170,9 +172,12 @@ def lun_view(lun: str, keys: Sequence[int], *, holder: int | None = None,
 
 
 def owned_by(config: ClusterConfig, node: str, *others: str) -> dict[str, LunView]:
-    """Views of every LUN with all of `node` and `others` registered and `node` holding the
-    configured reservation of each LUN."""
+    """Views of every LUN as the SAN shows them while `node` runs the guests: guest LUNs carry
+    `node`'s key alone under their all-registrants reservation (key 0); the other LUNs carry
+    `node`'s and `others`' keys and `node` holds their reservation."""
     holder = config.node(node).key
     keys = [holder] + [config.node(o).key for o in others]
-    return {lun.name: lun_view(lun.name, keys, holder=holder, rtype=lun.reservation)
+    return {lun.name: lun_view(lun.name, [holder], holder=0, rtype=lun.reservation)
+            if lun.role is LunRole.GUEST else
+            lun_view(lun.name, keys, holder=holder, rtype=lun.reservation)
             for lun in config.luns}

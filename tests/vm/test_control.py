@@ -1,18 +1,13 @@
-"""Starting and stopping guests with their LUN reservations, against tgtd (each node's holder
+"""Starting and stopping guests with their LUN registrations, against tgtd (each node's holder
 is a real process) and libvirt's test driver (one host per node, driven in this process).
 What the SAN holds is read by a third initiator, never taken from the code under test."""
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 
 from stonewall.clock import Deadline
 from stonewall.holder.client import HolderClient
-from stonewall.storage.scsi import cdb
-from stonewall.storage.scsi.commands import CommandPrDevice
-from stonewall.storage.scsi.errors import ReservationConflict, UnitAttention
-from stonewall.storage.scsi.status import raise_for_status
 from stonewall.storage.scsi.types import ReservationType
 from stonewall.vm.control import (
     Eviction, StartOutcome, StopResult, destroy_guests_for_lost_ownership, start_guest,
@@ -22,9 +17,9 @@ from stonewall.vm.placement import LunState
 
 from ..lab_fixtures import observer  # noqa: F401 - pytest finds fixtures by name
 from .conftest import NodeFile, OpenHost, domain_xml
-from .vm_lab import Hosts, hosts, lab, reservations, soon  # noqa: F401
+from .vm_lab import Holding, Hosts, holdings, hosts, lab, soon  # noqa: F401
 
-WE = ReservationType.WRITE_EXCLUSIVE
+WE_AR = ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS
 
 
 def start(lab, hosts: Hosts, node: str, guest: str, holder: Any = None):
@@ -37,58 +32,41 @@ def stop(lab, hosts: Hosts, node: str, guest: str, destroy: bool = False):
                       hosts.conns[node], soon(), destroy=destroy)
 
 
-def test_start_on_the_owner_takes_the_type1_reservation(lab, hosts, observer):
+def test_start_on_the_owner_claims_its_lun_on_every_path(lab, hosts, observer):
     report = start(lab, hosts, "node-b", "web1")
     assert report.outcome is StartOutcome.STARTED, report.reasons
     assert report.taken == ("web1-disk",)
     assert hosts.running("node-b") == {"web1"}
-    held = reservations(observer())["web1-disk"]
-    assert held.holder == hosts.nodes["node-b"].key and held.type is WE
+    # node-b's two data paths and two control paths, under an all-registrants reservation
+    assert holdings(lab, observer())["web1-disk"] == Holding(("node-b",) * 4, WE_AR)
+    assert set(lab.write_on_every_path("node-b", "web1-disk").values()) == {"written"}
     again = start(lab, hosts, "node-b", "web1")
     assert again.outcome is StartOutcome.ALREADY_RUNNING and again.taken == ()
 
 
 def test_start_on_the_non_owner_is_refused_by_may_run_and_takes_nothing(lab, hosts, observer):
     assert start(lab, hosts, "node-b", "web1").outcome is StartOutcome.STARTED
-    before = reservations(observer())
+    before = holdings(lab, observer())
     refused = start(lab, hosts, "node-a", "web1")
     assert refused.outcome is StartOutcome.REFUSED and refused.taken == ()
-    assert [c.state for c in refused.placement.checks] == [LunState.RESERVED_BY_OTHER]
-    assert "LUN web1-disk is reserved by node-b (Write Exclusive)" in refused.reasons
+    assert [c.state for c in refused.placement.checks] == [LunState.REGISTERED_BY_OTHER]
+    assert ("LUN web1-disk is registered by node-b: the guest runs, or may run, there"
+            in refused.reasons)
     assert hosts.running("node-a") == set()
     assert hosts.hosts_running("web1") == ["node-b"]
-    assert reservations(observer()) == before
+    assert holdings(lab, observer()) == before
 
 
-def test_a_bypass_taking_no_reservation_is_refused_by_the_san(lab, hosts, sessions):
-    """A QEMU on node-a that writes web1's LUN through a nexus registered with node-a's key
-    (what `virsh start` behind stonewall's back would do): refused while node-b holds the
-    Write Exclusive reservation, allowed again once node-b stopped and released."""
-    writer = sessions("iqn.2026-11.lab.stonewall:node-a-qemu", lun=2)
-    CommandPrDevice(writer).register(0, hosts.nodes["node-a"].key, soon(), ignore_existing=True)
-
-    def write() -> None:
-        raise_for_status(writer.execute(cdb.write_10(8, 1), soon(), data_out=bytes(512)),
-                         "WRITE(10) by node-a's registered nexus")
-
-    write()  # no reservation yet: every registrant may write
+def test_a_bypass_of_our_tools_is_refused_by_the_san(lab, hosts):
+    """A QEMU on node-a that writes web1's LUN through node-a's own map (what `virsh start`
+    behind stonewall's back would do): refused while node-b runs web1, since node-a is not
+    registered there; the LUN is free again once node-b stopped and unregistered."""
+    assert set(lab.write_on_every_path("node-a", "web1-disk").values()) == {"written"}
     assert start(lab, hosts, "node-b", "web1").outcome is StartOutcome.STARTED
-    with pytest.raises(ReservationConflict):
-        write()
+    assert set(lab.write_on_every_path("node-a", "web1-disk").values()) == {
+        "ReservationConflict"}
     assert stop(lab, hosts, "node-b", "web1").result is StopResult.STOPPED
-    # The target tells the other registrants that the reservation was released (SPC-4: the
-    # RELEASE of a Write Exclusive reservation raises UNIT ATTENTION, RESERVATIONS RELEASED;
-    # tgtd queued it more than once here), then lets the write through.
-    with pytest.raises(UnitAttention, match="RESERVATIONS RELEASED"):
-        write()
-    for _ in range(3):
-        try:
-            write()
-            break
-        except UnitAttention:
-            continue
-    else:
-        pytest.fail("WRITE(10) still refused after the reservation was released")
+    assert set(lab.write_on_every_path("node-a", "web1-disk").values()) == {"written"}
 
 
 def test_stop_releases_and_then_the_other_node_may_start_it(lab, hosts, observer):
@@ -97,9 +75,10 @@ def test_stop_releases_and_then_the_other_node_may_start_it(lab, hosts, observer
     assert report.result is StopResult.STOPPED
     assert [(r.lun, r.ok) for r in report.released] == [("db1-disk", True)]
     assert hosts.running("node-a") == set()
-    assert reservations(observer())["db1-disk"] is None
+    # the last registrant gone, the all-registrants reservation goes with it (SPC-4)
+    assert holdings(lab, observer())["db1-disk"] == Holding((), None)
     assert start(lab, hosts, "node-b", "db1").outcome is StartOutcome.STARTED
-    assert reservations(observer())["db1-disk"].holder == hosts.nodes["node-b"].key
+    assert holdings(lab, observer())["db1-disk"] == Holding(("node-b",) * 4, WE_AR)
 
 
 def test_stop_with_destroy_kills_it_and_releases(lab, hosts, observer):
@@ -107,20 +86,21 @@ def test_stop_with_destroy_kills_it_and_releases(lab, hosts, observer):
     report = stop(lab, hosts, "node-b", "own1", destroy=True)
     assert report.result is StopResult.STOPPED and not report.release_failures
     assert hosts.conns["node-b"].state("own1") is DomainState.SHUT_OFF
-    assert reservations(observer())["own1-disk"] is None
+    assert holdings(lab, observer())["own1-disk"] == Holding((), None)
 
 
 def test_stopping_a_guest_that_does_not_run_releases_nothing_it_does_not_hold(lab, hosts,
                                                                                observer):
     assert start(lab, hosts, "node-a", "app1").outcome is StartOutcome.STARTED
     report = stop(lab, hosts, "node-b", "app1")  # node-b never ran it
-    assert report.result is StopResult.WAS_NOT_RUNNING and report.released == ()
-    assert reservations(observer())["app1-disk"].holder == hosts.nodes["node-a"].key
+    assert report.result is StopResult.WAS_NOT_RUNNING
+    assert [(r.lun, r.ok) for r in report.released] == [("app1-disk", True)]
+    assert holdings(lab, observer())["app1-disk"] == Holding(("node-a",) * 4, WE_AR)
 
 
-class PeerReservesFirst:
-    """node-b's real holder, except that just before it reserves `lun` node-a's holder
-    reserves that LUN: the peer winning the race between our check and our RESERVE."""
+class PeerClaimsFirst:
+    """node-b's real holder, except that just before it claims `lun` node-a's holder claims
+    that LUN: the peer winning the race between our check and our claim."""
 
     def __init__(self, mine: HolderClient, peer: HolderClient, lun: str) -> None:
         self.mine, self.peer, self.lun = mine, peer, lun
@@ -128,33 +108,33 @@ class PeerReservesFirst:
     def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, Any]:
         return self.mine.views(lun_names, deadline)
 
-    def reserve(self, lun: str, deadline: Deadline) -> dict[str, Any]:
+    def claim(self, lun: str, deadline: Deadline) -> dict[str, Any]:
         if lun == self.lun:
-            assert self.peer.reserve(lun, deadline)["ok"] is True
-        return self.mine.reserve(lun, deadline)
+            assert self.peer.claim(lun, deadline)["ok"] is True
+        return self.mine.claim(lun, deadline)
 
     def release(self, lun: str, deadline: Deadline) -> dict[str, Any]:
         return self.mine.release(lun, deadline)
 
 
 def test_losing_the_race_for_the_second_lun_gives_back_the_first(lab, hosts, observer):
-    racing = PeerReservesFirst(lab.client("node-b"), lab.client("node-a"), "duo1-b")
+    racing = PeerClaimsFirst(lab.client("node-b"), lab.client("node-a"), "duo1-b")
     report = start(lab, hosts, "node-b", "duo1", holder=racing)
-    assert report.outcome is StartOutcome.RESERVATION_FAILED
-    assert "RESERVATION CONFLICT" in report.reasons[0]
+    assert report.outcome is StartOutcome.CLAIM_FAILED
+    assert "registered by another node (node-a)" in report.reasons[0]
     assert [(r.lun, r.ok) for r in report.released] == [("duo1-a", True)]
-    held = reservations(observer())
-    assert held["duo1-a"] is None
-    assert held["duo1-b"].holder == hosts.nodes["node-a"].key
+    held = holdings(lab, observer())
+    assert held["duo1-a"] == Holding((), None)
+    assert held["duo1-b"] == Holding(("node-a",) * 4, WE_AR)
     assert hosts.running("node-b") == set()
 
 
 def test_a_guest_with_an_unmappable_disk_is_reported_and_not_started(lab, hosts, observer):
-    before = reservations(observer())
+    before = holdings(lab, observer())
     report = start(lab, hosts, "node-a", "bad1")
     assert report.outcome is StartOutcome.UNMAPPABLE
     assert report.reasons == ("disk vda (/dev/sdz): block device whose name identifies no LUN",)
-    assert hosts.running("node-a") == set() and reservations(observer()) == before
+    assert hosts.running("node-a") == set() and holdings(lab, observer()) == before
 
 
 def test_without_the_holder_nothing_starts(lab, hosts):

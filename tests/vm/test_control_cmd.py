@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from .conftest import NodeFile
-from .vm_lab import guest_domains, lab, reservations, soon  # noqa: F401
+from .vm_lab import Holding, guest_domains, holdings, lab, soon  # noqa: F401
 
 from ..lab_fixtures import observer  # noqa: F401 - pytest finds fixtures by name
 
@@ -20,24 +20,24 @@ def stonewall(lab, node: str, uri: str, *args: str) -> subprocess.CompletedProce
 
 
 def node_uris(node_file: NodeFile, tgtd) -> dict[str, str]:
-    return {node: node_file(node, guest_domains(tgtd.portals[0])) for node in ("node-a", "node-b")}
+    return {node: node_file(node, guest_domains()) for node in ("node-a", "node-b")}
 
 
 def test_start_refuse_and_stop_exit_statuses(lab, node_file, tgtd, observer):
     uri = node_uris(node_file, tgtd)
     started = stonewall(lab, "node-b", uri["node-b"], "start", "web1")
     assert started.returncode == 0, started.stderr
-    assert started.stdout == "web1: started on node-b (reserved web1-disk)\n"
+    assert started.stdout == "web1: started on node-b (claimed web1-disk)\n"
 
     refused = stonewall(lab, "node-a", uri["node-a"], "start", "web1")
     assert refused.returncode == 1
-    assert "LUN web1-disk is reserved by node-b (Write Exclusive)" in refused.stderr
+    assert "LUN web1-disk is registered by node-b: the guest runs, or may run" in refused.stderr
 
-    # A fresh test-driver host: web1 is off there, and node-b's reservation is given back.
+    # A fresh test-driver host: web1 is off there, and node-b's registration is given back.
     stopped = stonewall(lab, "node-b", uri["node-b"], "stop", "web1")
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.startswith("web1: was not running on node-b (released web1-disk)")
-    assert reservations(observer())["web1-disk"] is None
+    assert holdings(lab, observer())["web1-disk"] == Holding((), None)
 
     assert stonewall(lab, "node-a", uri["node-a"], "start", "ghost").returncode == 2
     unmappable = stonewall(lab, "node-a", uri["node-a"], "start", "bad1")
@@ -48,15 +48,15 @@ def test_start_without_the_holder_cannot_tell(lab, node_file, tgtd, observer):
     lab.holders["node-a"].stop()
     result = stonewall(lab, "node-a", node_uris(node_file, tgtd)["node-a"], "start", "web1")
     assert result.returncode == 3 and "holder" in result.stderr
-    assert reservations(observer())["web1-disk"] is None
+    assert holdings(lab, observer())["web1-disk"] == Holding((), None)
 
 
 def test_takeover_refuses_a_peer_that_is_not_proven_fenced(lab, node_file, tgtd, observer):
     uri = node_uris(node_file, tgtd)["node-b"]
     nothing = stonewall(lab, "node-b", uri, "takeover", "node-a")
     assert nothing.returncode == 3 and "node-a is not proven fenced" in nothing.stderr
-    held = reservations(observer())
-    assert [lun for lun, reservation in held.items() if reservation] == ["arbiter0"]
+    held = holdings(lab, observer())
+    assert [lun for lun, holding in held.items() if holding.reservation] == ["arbiter0"]
     assert stonewall(lab, "node-b", uri, "takeover", "node-c").returncode == 2
     assert stonewall(lab, "node-b", uri, "takeover", "node-b").returncode == 2
 
@@ -69,6 +69,6 @@ def test_takeover_after_a_fence_starts_the_peers_guests_in_order(lab, node_file,
     assert result.returncode == 1  # bad1 cannot start
     assert result.stdout.splitlines() == ["web1: started", "db1: started", "app1: started"]
     assert result.stderr.startswith("bad1: a disk maps to no configured LUN (disk vda (/dev/sdz)")
-    held = reservations(observer())
-    assert {held[lun].holder for lun in ("web1-disk", "db1-disk", "app1-disk")} == {
-        lab.config("node-b").node("node-b").key}
+    held = holdings(lab, observer())
+    assert {held[lun].registered for lun in ("web1-disk", "db1-disk", "app1-disk")} == {
+        ("node-b",) * 4}

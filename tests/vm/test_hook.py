@@ -88,8 +88,8 @@ def test_a_double_start_is_refused_naming_the_owner(
     write_views(views_dir, owned_by(config, "kvm-a", "kvm-b").values())
     refused = run_hook("kvm-b", "web1", "prepare", "begin", "-", web1_xml)
     assert refused.status == 1
-    assert refused.stderr == ("stonewall: refusing to start web1 on kvm-b: LUN web1-disk is reserved "
-                              "by kvm-a (Write Exclusive)\n")
+    assert refused.stderr == ("stonewall: refusing to start web1 on kvm-b: LUN web1-disk is "
+                              "registered by kvm-a: the guest runs, or may run, there\n")
 
 
 def test_the_owner_may_start_it(run_hook: RunHook, views_dir: Path, config: ClusterConfig, web1_xml: str) -> None:
@@ -118,7 +118,7 @@ def test_an_incoming_migration_to_a_non_owner_is_refused_at_migrate_begin(
     refused = run_hook("kvm-b", "web1", "migrate", "begin", "-", web1_xml)
     assert refused.status == 1
     assert refused.stderr.startswith("stonewall: refusing to receive the incoming migration of web1 on kvm-b: "
-                                     "LUN web1-disk is reserved by kvm-a")
+                                     "LUN web1-disk is registered by kvm-a")
 
 
 def test_an_incoming_migration_to_the_owner_passes_with_the_xml_unchanged(

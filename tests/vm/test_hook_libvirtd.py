@@ -68,8 +68,8 @@ def test_libvirt_refuses_a_double_start_and_lets_the_owner_start(
         with pytest.raises(StartRefusedByHook) as refused:
             conn.start("web1")
         assert refused.value.code == libvirt.VIR_ERR_HOOK_SCRIPT_FAILED
-        assert ("stonewall: refusing to start web1 on kvm-b: LUN web1-disk is reserved by kvm-a "
-                "(Write Exclusive)") in str(refused.value)
+        assert ("stonewall: refusing to start web1 on kvm-b: LUN web1-disk is registered by "
+                "kvm-a: the guest runs, or may run, there") in str(refused.value)
         assert conn.state("web1") is DomainState.SHUT_OFF
 
         # After a takeover kvm-b holds the reservation: the same start goes through, and QEMU

@@ -48,7 +48,7 @@ def test_running_on_its_owner_is_ok(web1_owned_by_a: dict) -> None:
 def test_running_on_a_node_that_does_not_own_it(web1_owned_by_a: dict) -> None:
     row = guest_verdict("web1", web1_owned_by_a, {"kvm-a": OFF, "kvm-b": DomainState.PAUSED})
     assert row.verdict is Verdict.RUNS_WITHOUT_OWNERSHIP
-    assert row.reasons == ("on kvm-b: LUN web1-disk is reserved by kvm-a (Write Exclusive)",)
+    assert row.reasons == ("on kvm-b: LUN web1-disk is registered by kvm-a: the guest runs, or may run, there",)
 
 
 def test_running_twice_is_reported_even_if_a_third_node_cannot_tell(web1_owned_by_a: dict) -> None:
@@ -86,12 +86,12 @@ def test_table_and_json(web1_owned_by_a: dict) -> None:
         "GUEST      OWNER  RUNS ON  VERDICT\n"
         "web1       kvm-a  kvm-a    ok\n"
         "web1-copy  kvm-a  kvm-b    runs without ownership\n"
-        "  web1-copy: on kvm-b: LUN web1-disk is reserved by kvm-a (Write Exclusive)\n")
+        "  web1-copy: on kvm-b: LUN web1-disk is registered by kvm-a: the guest runs, or may run, there\n")
     document = json.loads(render_json(rows))
     assert document["guests"][1] == {
         "guest": "web1-copy", "owners": ["kvm-a"], "running_on": ["kvm-b"],
         "states": {"kvm-a": "shut off", "kvm-b": "running"}, "verdict": "runs_without_ownership",
-        "reasons": ["on kvm-b: LUN web1-disk is reserved by kvm-a (Write Exclusive)"], "warnings": []}
+        "reasons": ["on kvm-b: LUN web1-disk is registered by kvm-a: the guest runs, or may run, there"], "warnings": []}
 
 
 def test_disk_set_ups_that_weaken_the_guard_are_listed(config: ClusterConfig) -> None:

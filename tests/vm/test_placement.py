@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from stonewall.config.model import ClusterConfig
+from stonewall.storage.scsi.responses import Reservation
 from stonewall.storage.scsi.types import ReservationType
 from stonewall.storage.view import LunView, PathView
 from stonewall.vm.mapping import guest_luns
@@ -11,43 +12,49 @@ from .conftest import ARRAY, block_disk, domain_xml, iscsi_disk, lun_view, owned
 
 WE = ReservationType.WRITE_EXCLUSIVE
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+WE_AR = ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS
 
 
 def web1(config: ClusterConfig):
     return guest_luns(config, "web1", domain_xml("web1", [iscsi_disk(f"{ARRAY}/2", "vda")]))
 
 
-def test_the_holder_of_a_write_exclusive_lun_may_run_its_guest(config: ClusterConfig) -> None:
+def test_the_one_registrant_of_a_guest_lun_may_run_its_guest(config: ClusterConfig) -> None:
     placement = may_run(web1(config), config.node("kvm-a"), owned_by(config, "kvm-a", "kvm-b"), config)
     assert placement.allowed and placement.reasons == ()
     assert placement.owners == {"web1-disk": ("kvm-a",)}
 
 
-def test_a_registered_node_without_the_reservation_may_not(config: ClusterConfig) -> None:
+def test_another_node_registered_on_a_guest_lun_is_named_and_refuses(config: ClusterConfig) -> None:
     placement = may_run(web1(config), config.node("kvm-b"), owned_by(config, "kvm-a", "kvm-b"), config)
     assert not placement.allowed and not placement.cannot_tell
-    assert placement.reasons == ("LUN web1-disk is reserved by kvm-a (Write Exclusive)",)
-    assert placement.checks[0].state is LunState.RESERVED_BY_OTHER
-
-
-def test_a_write_exclusive_lun_nobody_holds_is_owned_by_nobody(config: ClusterConfig) -> None:
+    assert placement.reasons == ("LUN web1-disk is registered by kvm-a: the guest runs, or may run, there",)
+    assert placement.checks[0].state is LunState.REGISTERED_BY_OTHER
+    # Registered too (two nodes claiming at once, or a migration): still refused, named.
     a, b = config.node("kvm-a").key, config.node("kvm-b").key
-    views = {"web1-disk": lun_view("web1-disk", [a, b])}
+    both = {"web1-disk": lun_view("web1-disk", [a, b], holder=0, rtype=WE_AR)}
+    placement = may_run(web1(config), config.node("kvm-b"), both, config)
+    assert placement.checks[0].state is LunState.REGISTERED_BY_OTHER
+
+
+def test_a_guest_lun_without_a_reservation_is_owned_by_nobody(config: ClusterConfig) -> None:
+    a = config.node("kvm-a").key
+    views = {"web1-disk": lun_view("web1-disk", [a])}
     placement = may_run(web1(config), config.node("kvm-a"), views, config)
     assert not placement.allowed
-    assert placement.checks[0].state is LunState.NOT_RESERVED
-    assert "kvm-a does not hold its Write Exclusive reservation (path p0: no reservation)" in placement.reasons[0]
+    assert placement.checks[0].state is LunState.NOT_RESERVED and placement.checks[0].state.claimable
+    assert placement.reasons == ("LUN web1-disk carries no reservation: a node that is not registered "
+                                 "could write to it (expected Write Exclusive, all registrants)",)
 
 
-def test_registrants_only_luns_need_the_key_on_every_reachable_path(config: ClusterConfig) -> None:
+def test_the_key_must_be_on_every_reachable_path(config: ClusterConfig) -> None:
     db1 = guest_luns(config, "db1", None)
-    a, b = config.node("kvm-a").key, config.node("kvm-b").key
-    both = {"db1-disk": lun_view("db1-disk", [a, b], holder=a, rtype=WE_RO)}
-    assert may_run(db1, config.node("kvm-b"), both, config).allowed  # type 5: every registrant writes
-    split = {"db1-disk": LunView("db1-disk", (PathView("p0", (a, b), None), PathView("p1", (a,), None)))}
+    b = config.node("kvm-b").key
+    held = Reservation(1, 0, WE_AR)
+    split = {"db1-disk": LunView("db1-disk", (PathView("p0", (b,), held), PathView("p1", (), held)))}
     placement = may_run(db1, config.node("kvm-b"), split, config)
     assert not placement.allowed and placement.checks[0].state is LunState.NOT_REGISTERED
-    assert placement.reasons == ("LUN db1-disk: kvm-b's key is not registered on path p1 (owned by kvm-a, kvm-b)",)
+    assert placement.reasons == ("LUN db1-disk: kvm-b's key is not registered on path p1 (owned by kvm-b)",)
 
 
 def test_a_fenced_node_whose_key_is_gone_may_not(config: ClusterConfig) -> None:
@@ -60,7 +67,7 @@ def test_a_fenced_node_whose_key_is_gone_may_not(config: ClusterConfig) -> None:
 def test_a_path_that_is_down_is_skipped_but_no_path_at_all_cannot_tell(config: ClusterConfig) -> None:
     db1 = guest_luns(config, "db1", None)
     b = config.node("kvm-b").key
-    one_down = {"db1-disk": lun_view("db1-disk", [b], down=["p1"])}
+    one_down = {"db1-disk": lun_view("db1-disk", [b], holder=0, rtype=WE_AR, down=["p1"])}
     assert may_run(db1, config.node("kvm-b"), one_down, config).allowed
     all_down = {"db1-disk": lun_view("db1-disk", [b], down=["p0", "p1"])}
     placement = may_run(db1, config.node("kvm-b"), all_down, config)

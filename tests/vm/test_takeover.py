@@ -13,7 +13,7 @@ from stonewall.vm.takeover import FenceEvidence, Skipped, TakeoverReport, take_o
 from stonewall.watchdog.timing import t_safe
 
 from ..lab_fixtures import observer  # noqa: F401 - pytest finds fixtures by name
-from .vm_lab import Hosts, hosts, lab, reservations, soon  # noqa: F401
+from .vm_lab import Holding, Hosts, holdings, hosts, lab, soon  # noqa: F401
 
 A_GUESTS_IN_ORDER = ["web1", "db1", "bad1", "app1"]  # home node-a, by `order`
 START = 1000.0
@@ -44,8 +44,8 @@ def clock() -> SimClock:
 
 @pytest.fixture
 def fenced_a(lab, hosts: Hosts) -> list[str]:
-    """node-a ran web1 and db1 (holding their Write Exclusive reservations; app1 was stopped
-    and its LUN free) until node-b's holder fenced it. Returns the guests node-a ran."""
+    """node-a ran web1 and db1 (registered on their LUNs; app1 was stopped and its LUN free)
+    until node-b's holder fenced it. Returns the guests node-a ran."""
     for guest in ("web1", "db1"):
         report = start_guest(guest, hosts.nodes["node-a"], lab.config("node-a"),
                              lab.client("node-a"), hosts.conns["node-a"], soon())
@@ -79,14 +79,15 @@ def test_after_a_storage_fence_guests_start_once_in_order_safe_ones_after_t_safe
     assert clock.slept == [safe_after]  # one T_safe wait, on the simulated clock
     assert not report.all_running  # bad1
 
-    # The fence's PREEMPT moved node-a's reservations to node-b; app1's free LUN was reserved.
+    # The fence left node-b registered on node-a's guest LUNs (its control path preempted
+    # there); the start registered its data paths too. app1's free LUN was claimed afresh.
     assert by_guest["web1"].start.taken == () and by_guest["db1"].start.taken == ()
     assert by_guest["app1"].start.taken == ("app1-disk",)
-    held = reservations(observer())
+    held = holdings(lab, observer())
     for lun in ("web1-disk", "db1-disk", "app1-disk"):
-        assert held[lun].holder == hosts.nodes["node-b"].key, lun
-        assert held[lun].type is ReservationType.WRITE_EXCLUSIVE, lun
-    assert held["own1-disk"] is None
+        assert held[lun] == Holding(("node-b",) * 4,
+                                    ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS), lun
+    assert held["own1-disk"] == Holding((), None)
     assert hosts.running("node-b") == {"web1", "db1", "app1"}
 
     # node-a's copies live on in its memory until it destroys them (its watchdog service).
@@ -123,7 +124,7 @@ def test_t_safe_beyond_the_deadline_starts_only_the_immediate_guest(lab, hosts, 
                        "bad1": Skipped.T_SAFE_AFTER_DEADLINE, "app1": Skipped.T_SAFE_AFTER_DEADLINE}
     assert clock.slept == []  # nobody waited in vain
     assert hosts.running("node-b") == {"web1"}
-    assert reservations(observer())["app1-disk"] is None
+    assert holdings(lab, observer())["app1-disk"] == Holding((), None)
 
 
 def test_without_proof_of_a_fence_nothing_starts(lab, hosts, observer, clock):
@@ -131,15 +132,15 @@ def test_without_proof_of_a_fence_nothing_starts(lab, hosts, observer, clock):
         assert start_guest(guest, hosts.nodes["node-a"], lab.config("node-a"),
                            lab.client("node-a"), hosts.conns["node-a"],
                            soon()).outcome is StartOutcome.STARTED
-    before = reservations(observer())
+    before = holdings(lab, observer())
     report = takeover(lab, hosts, clock, FenceEvidence(False, None))
     assert {g.skipped for g in report.guests} == {Skipped.PEER_NOT_FENCED}
-    assert hosts.running("node-b") == set() and reservations(observer()) == before
+    assert hosts.running("node-b") == set() and holdings(lab, observer()) == before
 
 
 def test_an_unfenced_peer_keeps_its_guests_even_if_evidence_is_claimed(lab, hosts, clock):
-    """Evidence that lies (no PREEMPT happened) still cannot start a second copy: node-a
-    holds the Write Exclusive reservations, so may_run refuses on node-b."""
+    """Evidence that lies (no PREEMPT happened) still cannot start a second copy: node-a is
+    registered on the guest LUNs, so may_run refuses on node-b."""
     for guest in ("web1", "db1"):
         assert start_guest(guest, hosts.nodes["node-a"], lab.config("node-a"),
                            lab.client("node-a"), hosts.conns["node-a"],

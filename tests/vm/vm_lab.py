@@ -14,25 +14,25 @@ import pytest
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.model import Node
 from stonewall.lab.cluster import LabLun
-from stonewall.lab.identities import ARRAY_IQN
 from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import PathSet
-from stonewall.storage.scsi.responses import Reservation
+from stonewall.config.keys import describe_key
+from stonewall.storage.scsi.types import ReservationType
 from stonewall.vm.libvirt_conn import DomainState, LibvirtConnection
 
 from ..lab_fixtures import Lab, running_lab
-from .conftest import SHUT_OFF_RUNSTATE, NodeFile, OpenHost, block_disk, domain_xml, iscsi_disk
+from .conftest import SHUT_OFF_RUNSTATE, NodeFile, OpenHost, block_disk, domain_xml
 
 LUNS = [LabLun("arbiter0", 1, "arbiter", 0),
-        LabLun("web1-disk", 2, "guest", reservation="we"),
-        LabLun("db1-disk", 3, "guest", reservation="we"),
-        LabLun("app1-disk", 4, "guest", reservation="we"),
-        LabLun("own1-disk", 5, "guest", reservation="we"),
-        LabLun("duo1-a", 6, "guest", reservation="we"),
-        LabLun("duo1-b", 7, "guest", reservation="we")]
+        LabLun("web1-disk", 2, "guest"),
+        LabLun("db1-disk", 3, "guest"),
+        LabLun("app1-disk", 4, "guest"),
+        LabLun("own1-disk", 5, "guest"),
+        LabLun("duo1-a", 6, "guest"),
+        LabLun("duo1-b", 7, "guest")]
 
 GUESTS = [
-    # web1's LUN comes from its domain XML (an iSCSI disk on LUN 2), not from the config.
+    # web1's LUN comes from its domain XML (its multipath map), not from the config.
     {"name": "web1", "home": "node-a", "order": 10, "start_policy": "immediate"},
     {"name": "db1", "luns": ["db1-disk"], "home": "node-a", "order": 20},
     {"name": "bad1", "home": "node-a", "order": 25},  # its only disk is /dev/sdz
@@ -54,9 +54,9 @@ def lab(tgtd, tmp_path: Path) -> Iterator[Lab]:
         yield started
 
 
-def guest_domains(portal: str) -> list[str]:
+def guest_domains() -> list[str]:
     disks = {
-        "web1": [iscsi_disk(f"{ARRAY_IQN}/2", "vda", (portal,))],
+        "web1": [block_disk("/dev/mapper/web1-disk", "vda")],
         "db1": [], "app1": [], "own1": [], "duo1": [],  # their LUNs are in the config
         "bad1": [block_disk("/dev/sdz", "vda")],
     }
@@ -81,7 +81,7 @@ class Hosts:
 @pytest.fixture
 def hosts(lab: Lab, node_file: NodeFile, open_host: OpenHost, tgtd) -> Hosts:
     config = lab.config("node-a")
-    domains = guest_domains(tgtd.portals[0])
+    domains = guest_domains()
     return Hosts({node: open_host(node_file(node, domains)) for node in NODES},
                  {node: config.node(node) for node in NODES})
 
@@ -90,12 +90,24 @@ def soon() -> Deadline:
     return Deadline.after(15)
 
 
-def reservations(observer_paths: PathSet) -> dict[str, Reservation | None]:
-    """Each LUN's reservation as a third initiator reads it; every path must agree."""
+@dataclass(frozen=True)
+class Holding:
+    """What a third initiator reads on one LUN: the nodes registered (one entry per
+    registered nexus) and the reservation type, if any."""
+
+    registered: tuple[str, ...]
+    reservation: ReservationType | None
+
+
+def holdings(lab: Lab, observer_paths: PathSet) -> dict[str, Holding]:
+    """Each LUN as the observer reads it; every path must agree."""
+    config = lab.config("node-a")
     found = {}
     for lun, view in read_views(observer_paths, soon(), SYSTEM_CLOCK).items():
-        seen = {p.reservation for p in view.paths}
+        seen = {(p.keys, p.reservation) for p in view.paths}
         assert len(view.up_paths) == 2 and len(seen) == 1, (lun, view)
-        reservation = seen.pop()
-        found[lun] = reservation if reservation is not None and reservation.holder else None
+        keys, reservation = seen.pop()
+        names = tuple(sorted(describe_key(config, key) for key in keys or ()))
+        found[lun] = Holding(names, reservation.type if reservation and reservation.type
+                             else None)
     return found

@@ -176,6 +176,27 @@ def test_a_preempted_node_destroys_its_guests_and_is_reset_within_the_bound(
     assert after["reading"]["service_running"] is False
 
 
+def test_a_node_whose_data_path_registration_was_removed_is_reset_within_the_bound(
+        lab, machines, record_property):
+    # Only the guest LUN loses node-a's key: the arbiters still list it, so READ KEYS there
+    # proves nothing; the probe of each data-path nexus does.
+    lab.start_holder("node-b")
+    machine = machines(running=["web1"])
+    lab.start("node-a", machine.service)
+    assert lab.client("node-a").claim("web1-disk", soon())["ok"] is True
+    time.sleep(3 * TIMING["interval"])
+    assert lab.client("node-b").preempt("node-a", ["web1-disk"], soon())["fenced"] is True
+    preempted = time.monotonic()
+    fire = machine.standin.wait_fired(Deadline.after(ANY_FAILURE_TO_RESET + 5))
+    assert fire is not None and fire.killed
+    assert fire.monotonic - preempted <= PREEMPT_TO_RESET + SLACK
+    record_property("data_path_preempt_to_reset", round(fire.monotonic - preempted, 3))
+    snapshot = read_snapshot(status_path(lab.config("node-a").paths.runtime_dir))
+    assert snapshot["watchdog"]["self_fencing_reason"] == "key gone: own key missing on web1-disk"
+    assert snapshot["service"]["guest_stop"]["destroyed"] == ["web1"]
+    assert snapshot["holder"]["fenced_in_this_boot"] is True
+
+
 def test_frozen_storage_resets_the_node_within_the_bound(lab, machines, tgtd, record_property):
     machine = machines(running=[])
     lab.start("node-a", machine.service)
