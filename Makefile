@@ -46,11 +46,7 @@ man: $(PYLIB)/stonewall
 	$(RUN_SOURCE) scripts/build-manpages $(OUT)/man
 
 completion: $(PYLIB)/stonewall
-	mkdir -p $(OUT)/completion
-	$(RUN_SOURCE) -m shtab --shell=bash --prog=stonewall stonewall.cli.build_parser > $(OUT)/completion/stonewall.bash
-	$(RUN_SOURCE) -m shtab --shell=zsh --prog=stonewall stonewall.cli.build_parser > $(OUT)/completion/_stonewall
-	$(RUN_SOURCE) -m shtab --shell=bash --prog=fence_stonewall stonewall.handlers.fence_agent_params.option_parser > $(OUT)/completion/fence_stonewall.bash
-	$(RUN_SOURCE) -m shtab --shell=zsh --prog=fence_stonewall stonewall.handlers.fence_agent_params.option_parser > $(OUT)/completion/_fence_stonewall
+	PYTHONPATH=$(CURDIR)/$(PYLIB) PYTHON=$(PYTHON) scripts/build-completion $(OUT)/completion
 
 # The guard exactly as `stonewall vm hook install` writes it; shipped inactive (a guard that
 # refuses starts before the node is configured would stop every guest on the host).
