@@ -88,19 +88,22 @@ def installed(root: ThrowawayRoot) -> list[str]:
     return listing.stdout.splitlines()
 
 
-def test_every_entry_point_is_in_usr_sbin_and_runs(root: ThrowawayRoot, installed: list[str]) -> None:
+def test_every_entry_point_is_in_usr_sbin_and_runs(root: ThrowawayRoot,
+                                                   installed: list[str]) -> None:
     for program in SBIN:
         assert f"/usr/sbin/{program}" in installed
         help_text = root.run([f"/usr/sbin/{program}", "--help"])
         assert help_text.returncode == 0 and "usage:" in help_text.stdout, help_text.stderr
-    assert root.run(["/usr/sbin/stonewall", "--version"]).stdout == f"stonewall {stonewall.__version__}\n"
+    version = stonewall.__version__
+    assert root.run(["/usr/sbin/stonewall", "--version"]).stdout == f"stonewall {version}\n"
     assert root.run(["/usr/sbin/fence_stonewall", "-V"]).stdout == \
         f"fence_stonewall {stonewall.__version__}\n"
     version = root.run(["dpkg-query", "-W", "-f=${Version}", PACKAGE]).stdout
     assert version.split("-")[0] == stonewall.__version__
 
 
-def test_the_installed_package_holds_no_lab_and_checks_the_example(root: ThrowawayRoot, installed: list[str]) -> None:
+def test_the_installed_package_holds_no_lab_and_checks_the_example(
+        root: ThrowawayRoot, installed: list[str]) -> None:
     python = [path for path in installed if "/dist-packages/stonewall/" in path]
     assert python and not [path for path in python
                            if path.split("/dist-packages/stonewall/")[1].split("/")[0]
@@ -108,7 +111,8 @@ def test_the_installed_package_holds_no_lab_and_checks_the_example(root: Throwaw
     no_lab = root.run(["/usr/bin/python3", "-c", "import stonewall.lab"])
     assert no_lab.returncode == 1 and "No module named 'stonewall.lab'" in no_lab.stderr
     example = "/usr/share/doc/stonewall/examples/cluster.yaml"
-    check = root.run(["/usr/sbin/stonewall", "--config", example, "config", "check", "--skip-secrets"])
+    check = root.run(["/usr/sbin/stonewall", "--config", example, "config", "check",
+                      "--skip-secrets"])
     assert check.returncode == 0, check.stderr
     assert "prod1" in check.stdout
 
@@ -138,13 +142,14 @@ def test_install_enables_and_starts_nothing(root: ThrowawayRoot) -> None:
         assert root.run(["test", "-e", path]).returncode == 1, path
 
 
-def test_tmpfiles_made_the_directories_with_the_modes_the_code_expects(root: ThrowawayRoot) -> None:
+def test_tmpfiles_made_the_directories_with_the_modes_the_code_expects(
+        root: ThrowawayRoot) -> None:
     for path, mode in RUN_TIME_DIRECTORIES.items():
         assert root.run(["stat", "-c", "%a %U %F", path]).stdout.split() == [mode, "root",
                                                                                 "directory"], path
 
 
-def test_the_man_pages_are_found_and_render_without_warnings(root: ThrowawayRoot, installed: list[str]) -> None:
+def test_the_man_pages_are_found_and_render_without_warnings(root: ThrowawayRoot) -> None:
     for page in ("stonewall", "fence_stonewall", "stonewall-drbd", "stonewall-drbd-fence-peer",
                  "cluster.yaml"):
         found = root.run(["man", "-w", page])
@@ -154,13 +159,14 @@ def test_the_man_pages_are_found_and_render_without_warnings(root: ThrowawayRoot
     assert "NAME" in root.run(["man", "-P", "cat", "5", "cluster.yaml"]).stdout
 
 
-def test_the_agent_prints_the_installed_man_page(root: ThrowawayRoot, installed: list[str]) -> None:
+def test_the_agent_prints_the_installed_man_page(root: ThrowawayRoot) -> None:
     printed = root.run(["/usr/sbin/fence_stonewall", "-o", "manpage"]).stdout
     shipped = root.run(["zcat", "/usr/share/man/man8/fence_stonewall.8.gz"]).stdout
     assert printed == shipped and printed.startswith('.TH "FENCE_STONEWALL" "8"')
 
 
-def test_bash_completion_completes_the_subcommands(root: ThrowawayRoot, installed: list[str]) -> None:
+def test_bash_completion_completes_the_subcommands(root: ThrowawayRoot,
+                                                  installed: list[str]) -> None:
     script = ("source /usr/share/bash-completion/completions/stonewall; "
               "COMP_WORDS=(stonewall con); COMP_CWORD=1; _shtab_stonewall; "
               "printf '%s\\n' \"${COMPREPLY[@]}\"")

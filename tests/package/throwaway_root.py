@@ -29,7 +29,7 @@ class ThrowawayRoot:
         self.upper, self.work, self.merged = base / "upper", base / "work", base / "merged"
         self._holder: subprocess.Popen[str] | None = None
 
-    def start(self, ready_timeout: float = 30) -> None:
+    def start(self) -> None:
         for directory in (self.upper, self.work, self.merged):
             directory.mkdir(parents=True)
         merged = str(self.merged)
