@@ -40,7 +40,7 @@ from stonewall.handlers.fence_agent_params import (
 from stonewall.holder.client import (HolderClient, HolderError, HolderUnavailable,
                                      storage_shortfall)
 from stonewall.holder.client import socket_path
-from stonewall.log import decision_logger
+from stonewall.log import decision_fields, decision_logger
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -282,7 +282,9 @@ def run_agent(request: AgentRequest, services: AgentServices, out: TextIO,
         outcome = _run_holder_action(request, config, luns, services, deadline)
     except AgentUsageError as problem:
         outcome = Outcome(EXIT_FAILED, "refused", f"{request.action}: {problem}")
-    (log.info if outcome.exit_code != EXIT_FAILED else log.error)("%s", outcome.message)
+    (log.info if outcome.exit_code != EXIT_FAILED else log.error)(
+        "%s", outcome.message, extra=decision_fields(
+            peer=request.target, luns=_lun_names(config, luns), outcome=outcome.result))
     if request.action in ("off", "on"):
         _record(config, request, outcome, services.clock, log)
     return outcome.exit_code
