@@ -5,6 +5,8 @@ never the YAML. Field names follow the YAML keys (see docs/config.md).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -168,6 +170,9 @@ class ClusterConfig:
     # real guest's I/O goes through the node's kernel nexus): the holder's `write` operation,
     # refused unless this is true. Never set it on a real cluster.
     lab_guest_io: bool = False
+    # The 1-based line of each key path the loader read ("nodes[0].ipmi.password_file"), so
+    # checks made after loading (secret files, the host) still name the line.
+    key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def node(self, name: str) -> Node:
         """The node called `name`; KeyError if there is none."""

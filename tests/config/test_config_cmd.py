@@ -48,7 +48,7 @@ def test_json_output_is_the_normalised_configuration(example_path: str) -> None:
     assert summary["valid"] is True and summary["cluster"] == "prod1"
     assert [(n["name"], n["key"], n["key_source"]) for n in summary["nodes"]] == [
         ("kvm-a", "0x5357750f7eda0001", "derived"), ("kvm-b", "0x5357750f7eda0002", "derived")]
-    assert summary["nodes"][1]["ipmi"]["password"] == "environment STONEWALL_KVM_B_PASSWORD"
+    assert summary["nodes"][1]["ipmi"]["password"] == "file /etc/stonewall/kvm-b.pw"
     assert [lun["name"] for lun in summary["luns"]] == ["arbiter0", "arbiter1", "db1-disk", "web1-disk"]
     assert summary["luns"][0]["paths"] == ["127.0.0.1:3260", "127.0.0.2:3260"]
     assert summary["drbd"] == [{"name": "r0", "luns": ["arbiter0", "arbiter1"], "minors": [0],
@@ -116,12 +116,13 @@ def test_unusable_password_files_make_the_check_fail_unless_skipped(write_config
         cluster: lab
         nodes:
           - {{name: kvm-a, id: 1, ipmi: {{address: 127.0.0.1, username: admin, password_file: {secret}}}}}
-        luns: [{{name: d0, role: shared, transport: sg, wwid: "3600a"}}]
+        luns: [{{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}}]
         fencing: [{{level: storage, timeout: 10}}, {{level: power, timeout: 30}}]
         """)
     refused = run("--config", path, "config", "check")
     assert refused.returncode == 2
-    assert refused.stderr.startswith(f"{path}: nodes[0].ipmi.password_file: {secret}: mode 0644 gives others access")
+    assert refused.stderr.startswith(
+        f"{path}:3: nodes[0].ipmi.password_file: {secret}: mode 0644 gives others access")
     assert "s3cret" not in refused.stderr + refused.stdout
     assert run("--config", path, "config", "check", "--skip-secrets").returncode == 0
     secret.chmod(0o600)
