@@ -204,7 +204,8 @@ def test_a_section_of_the_wrong_shape_says_what_shape_was_expected(write_config:
 
 
 @pytest.mark.parametrize(("text", "line", "words"), [
-    ("cluster: lab\nnodes:\n  - name: [kvm-a\n", 4, "expected ',' or ']'"),
+    # Noticed at the end of the file; reported where the '[' opened, the line to edit.
+    ("cluster: lab\nnodes:\n  - name: [kvm-a\n", 3, "expected ',' or ']'"),
     ("cluster: lab\n\tnodes: []\n", 2, "found character '\\t' that cannot start any token"),
     ("cluster: lab\nnodes: *undefined\n", 2, "found undefined alias 'undefined'"),
     ("cluster: lab\n---\ncluster: other\n", 2, "expected a single document in the stream"),
