@@ -34,9 +34,13 @@ OUT = build/dist
 PYLIB = build/pylib
 RUN_SOURCE = PYTHONPATH=$(CURDIR)/$(PYLIB) $(PYTHON)
 
-.PHONY: all man completion hook install install-python install-data relocate-sbin deb rpm clean
+# WITH_COMPLETION=no where shtab is not available (python3.11 on EL9).
+WITH_COMPLETION ?= yes
+COMPLETION_TARGET = $(if $(filter yes,$(WITH_COMPLETION)),completion)
 
-all: man completion hook
+.PHONY: all man completion hook install install-python install-data install-completion relocate-sbin deb rpm clean
+
+all: man $(COMPLETION_TARGET) hook
 
 $(PYLIB)/stonewall:
 	mkdir -p $(PYLIB)
@@ -66,7 +70,7 @@ relocate-sbin:
 	for program in $(SBIN_PROGRAMS); do mv "$(DESTDIR)$(PREFIX)/bin/$$program" "$(DESTDIR)$(SBINDIR)/"; done
 	rmdir --ignore-fail-on-non-empty "$(DESTDIR)$(PREFIX)/bin"
 
-install-data: all
+install-data: man hook $(COMPLETION_TARGET)
 	install -D -m 0644 systemd/stonewall-watchdog.service "$(DESTDIR)$(UNITDIR)/stonewall-watchdog.service"
 	install -D -m 0644 systemd/stonewall.tmpfiles "$(DESTDIR)$(TMPFILESDIR)/stonewall.conf"
 	install -D -m 0644 dist/stonewall.logrotate "$(DESTDIR)$(SYSCONFDIR)/logrotate.d/stonewall"
@@ -77,14 +81,17 @@ install-data: all
 	install -D -m 0644 $(OUT)/man/stonewall-drbd.8 "$(DESTDIR)$(MANDIR)/man8/stonewall-drbd.8"
 	install -D -m 0644 $(OUT)/man/cluster.yaml.5 "$(DESTDIR)$(MANDIR)/man5/cluster.yaml.5"
 	for handler in $(DRBD_HANDLERS); do echo ".so man8/stonewall-drbd.8" > "$(DESTDIR)$(MANDIR)/man8/$$handler.8"; done
-	install -D -m 0644 $(OUT)/completion/stonewall.bash "$(DESTDIR)$(BASHCOMPDIR)/stonewall"
-	install -D -m 0644 $(OUT)/completion/fence_stonewall.bash "$(DESTDIR)$(BASHCOMPDIR)/fence_stonewall"
-	install -D -m 0644 $(OUT)/completion/_stonewall "$(DESTDIR)$(ZSHCOMPDIR)/_stonewall"
-	install -D -m 0644 $(OUT)/completion/_fence_stonewall "$(DESTDIR)$(ZSHCOMPDIR)/_fence_stonewall"
 	install -D -m 0755 $(OUT)/libvirt/50-stonewall-guard "$(DESTDIR)$(HOOKDIR)/50-stonewall-guard"
 	install -d "$(DESTDIR)$(DOCDIR)/examples"
 	install -m 0644 $(DOCS) "$(DESTDIR)$(DOCDIR)/"
 	install -m 0644 examples/cluster.yaml "$(DESTDIR)$(DOCDIR)/examples/cluster.yaml"
+	$(if $(COMPLETION_TARGET),$(MAKE) install-completion)
+
+install-completion: completion
+	install -D -m 0644 $(OUT)/completion/stonewall.bash "$(DESTDIR)$(BASHCOMPDIR)/stonewall"
+	install -D -m 0644 $(OUT)/completion/fence_stonewall.bash "$(DESTDIR)$(BASHCOMPDIR)/fence_stonewall"
+	install -D -m 0644 $(OUT)/completion/_stonewall "$(DESTDIR)$(ZSHCOMPDIR)/_stonewall"
+	install -D -m 0644 $(OUT)/completion/_fence_stonewall "$(DESTDIR)$(ZSHCOMPDIR)/_fence_stonewall"
 
 deb:
 	scripts/build-deb
