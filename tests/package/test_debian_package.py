@@ -41,24 +41,6 @@ PACKAGE_SYSTEM = ("/var/lib/dpkg/", "/var/log/dpkg.log", "/var/log/apt/", "/var/
 
 
 @pytest.fixture(scope="module")
-def deb() -> Path:
-    missing = [tool for tool in ("dpkg-buildpackage", "dh", "lintian", "xmllint", "unshare")
-               if shutil.which(tool, path=SYSTEM_PATH) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (scripts/setup installs them)")
-    if os.geteuid() != 0:
-        pytest.skip("needs root (dpkg, mount namespaces)")
-    built = subprocess.run([str(ROOT / "scripts" / "build-deb")], capture_output=True,
-                           text=True, timeout=600, env={"PATH": SYSTEM_PATH, "HOME": "/root"},
-                           check=False)
-    assert built.returncode == 0, built.stderr[-3000:]
-    path = ROOT / built.stdout.strip().splitlines()[-1]
-    assert path.is_file()
-    assert "\nE: " not in "\n" + built.stderr, built.stderr  # lintian errors fail the build too
-    return path
-
-
-@pytest.fixture(scope="module")
 def root(deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThrowawayRoot]:
     """dpkg -i the package in a throwaway root; purged at the end, and then nothing it or
     its scripts created may be left."""

@@ -47,14 +47,18 @@ class ThrowawayRoot:
             self.stop()
             raise RuntimeError(f"cannot make the throwaway root: {self._holder.stderr.read()}")
 
+    def in_namespace(self, argv: Sequence[str]) -> list[str]:
+        """`argv` as a command run in the root's mount namespace, outside the chroot."""
+        assert self._holder is not None
+        return ["nsenter", "-t", str(self._holder.pid), "-m", *argv]
+
     def run(self, argv: Sequence[str], timeout: float = 120,
             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """`argv` inside the root, with the system's PATH and a clean environment."""
         assert self._holder is not None
         env = {"PATH": SYSTEM_PATH, "LC_ALL": "C.UTF-8", "HOME": "/root",
                "DEBIAN_FRONTEND": "noninteractive"}
-        command = ["nsenter", "-t", str(self._holder.pid), "-m", "chroot", str(self.merged),
-                   *argv]
+        command = self.in_namespace(["chroot", str(self.merged), *argv])
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                               env=env, input=stdin, check=False)
 
