@@ -23,7 +23,7 @@ from tests.pacemaker.test_agent_without_cluster import SCHEMA
 
 from .throwaway_root import SYSTEM_PATH, ThrowawayRoot
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.package]
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "stonewall"

@@ -21,7 +21,7 @@ from stonewall.watchdog.standin import StandinSupervisor, spawn_supervisor
 from ..lab_fixtures import lab  # noqa: F401  (pytest fixture)
 from .throwaway_root import SYSTEM_PATH, ThrowawayRoot
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.package]
 
 UNIT = "stonewall-watchdog.service"
 STANDIN_INSIDE = "/run/lab-standin"  # not under /tmp: the unit has PrivateTmp=yes
