@@ -9,21 +9,24 @@ from __future__ import annotations
 from stonewall import roff
 from stonewall.handlers import fence_agent
 from stonewall.handlers.fence_agent_metadata import AGENT_NAME, LONGDESC, SHORTDESC
-from stonewall.handlers.fence_agent_params import PARAMETERS, option_parser
+from stonewall.handlers.fence_agent_params import ACTIONS, PARAMETERS, option_parser
 
 
 def _actions_text() -> list[str]:
     """The action table of the agent's docstring (from its "Actions" line to the blank line
-    that ends it)."""
+    that ends it); the bare action names if the docstring has no such table."""
     lines = (fence_agent.__doc__ or "").splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Actions and exit"))
-    end = next(i for i in range(start + 1, len(lines)) if not lines[i].strip())
+    start = next((i for i, line in enumerate(lines) if line.startswith("Actions and exit")),
+                 None)
+    if start is None:
+        return [", ".join(ACTIONS)]
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
     return [line.rstrip() for line in lines[start + 1:end]]
 
 
 def _stdin_parameters() -> str:
-    return "".join(f".TP\n\\fB{roff.escape(parameter.name)}\\fR\n{roff.inline(parameter.shortdesc)}\n"
-                   for parameter in PARAMETERS)
+    return "".join(f".TP\n\\fB{roff.escape(parameter.name)}\\fR\n"
+                   f"{roff.inline(parameter.shortdesc)}\n" for parameter in PARAMETERS)
 
 
 def manpage() -> str:
