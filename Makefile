@@ -63,7 +63,13 @@ install: install-python relocate-sbin install-data
 install-python:
 	rm -rf build/wheel
 	$(PYTHON) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir build/wheel .
-	$(PYTHON) -m installer --destdir "$(DESTDIR)" --prefix $(PREFIX) build/wheel/stonewall-*.whl
+	# installer where it is packaged (Debian: python3-installer); elsewhere pip installs the
+	# same wheel (EL9 has no python3.11-installer).
+	if $(PYTHON) -c 'import installer' 2>/dev/null; then \
+	    $(PYTHON) -m installer --destdir "$(DESTDIR)" --prefix $(PREFIX) build/wheel/stonewall-*.whl; \
+	else \
+	    $(PYTHON) -m pip install --quiet --no-deps --no-index --root "$(DESTDIR)" --prefix $(PREFIX) build/wheel/stonewall-*.whl; \
+	fi
 
 relocate-sbin:
 	install -d "$(DESTDIR)$(SBINDIR)"
