@@ -11,6 +11,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from stonewall import __version__
+
 SUBCOMMAND_MODULES = (
     "stonewall.handlers.status_cmd",
     "stonewall.handlers.config_cmd",
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Storage-centric fencing for KVM clusters: SCSI-3 persistent "
                     "reservations decide which node owns a guest's storage.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"stonewall {__version__}")
     parser.add_argument("--config", metavar="FILE",
                         help="cluster configuration (default: $STONEWALL_CONFIG or "
                              "/etc/stonewall/cluster.yaml)")

@@ -20,6 +20,7 @@ from stonewall.config.rules import check_sections
 from stonewall.config.schema import INVALID, ProblemLog
 from stonewall.config.secrets import exposure
 from stonewall.storage.scsi.types import ReservationType
+from stonewall.config.yaml_advice import error_line, syntax_advice
 
 DEFAULT_CONFIG_PATH = "/etc/stonewall/cluster.yaml"
 CONFIG_ENV = "STONEWALL_CONFIG"
@@ -56,6 +57,7 @@ def load_config(path: str) -> ClusterConfig:
         watchdog=sections["watchdog"],
         paths=sections["paths"],
         libvirt_uri=sections["libvirt_uri"],
+        key_lines=log.lines,
     )
 
 
@@ -87,9 +89,8 @@ def _compose(data: bytes, log: ProblemLog) -> yaml.Node | None:
             root = yaml.compose(data, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
         # Only the parser's own words: its snippet of the line could show an inline password.
-        mark = err.problem_mark or err.context_mark
         words = "; ".join(part for part in (err.context, err.problem) if part)
-        log.add("", f"YAML syntax: {words}", mark.line + 1 if mark else None)
+        log.add("", f"YAML syntax: {words}; fix: {syntax_advice(words)}", error_line(err))
         return None
     except yaml.YAMLError as err:  # e.g. bytes that are not UTF-8 text
         log.add("", f"not a YAML text: {err}")
@@ -132,7 +133,7 @@ def _check_inline_passwords(nodes: Any, status: os.stat_result, log: ProblemLog)
         return
     for i, node in enumerate(nodes):
         if node.ipmi is not None and node.ipmi.password.inline is not None:
-            log.add(f"nodes[{i}].ipmi.password", f"an inline password needs a private config file, "
-                    f"but this one is {reason}; use password_file or password_env, or chmod 600 "
-                    "the config file")
+            log.add(f"nodes[{i}].ipmi.password", "an inline password is allowed only in a "
+                    f"private config file, and this one is not ({reason}); use password_file "
+                    f"or password_env, or chmod 600 {log.file}")
 

@@ -5,6 +5,8 @@ never the YAML. Field names follow the YAML keys (see docs/config.md).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -177,6 +179,9 @@ class ClusterConfig:
     watchdog: WatchdogSettings = WatchdogSettings()
     paths: Paths = Paths()
     libvirt_uri: str = "qemu:///system"
+    # The 1-based line of each key path the loader read ("nodes[0].ipmi.password_file"), so
+    # checks made after loading (secret files, the host) still name the line.
+    key_lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def node(self, name: str) -> Node:
         """The node called `name`; KeyError if there is none."""

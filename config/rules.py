@@ -23,6 +23,8 @@ from stonewall.config.model import (
     WatchdogSettings,
 )
 from stonewall.config.schema import INVALID, ProblemLog, did_you_mean
+from stonewall.storage.multipath.errors import InvalidWwid
+from stonewall.storage.multipath.wwid import WwidKind, parse_wwid
 from stonewall.watchdog.timing import settings_problems
 
 
@@ -63,7 +65,7 @@ def check_nodes(nodes: tuple[Node, ...], log: ProblemLog) -> None:
 
 def check_luns(luns: tuple[Lun, ...], log: ProblemLog) -> None:
     _duplicates(log, "LUN name", ((f"luns[{i}].name", lun.name) for i, lun in enumerate(luns)))
-    _duplicates(log, "WWID", ((f"luns[{i}].wwid", lun.wwid) for i, lun in enumerate(luns) if lun.wwid))
+    _check_wwids(luns, log)
     _duplicates(log, "alias", ((f"luns[{i}].alias", lun.alias) for i, lun in enumerate(luns) if lun.alias))
     _duplicates(log, "iSCSI location", ((f"luns[{i}].iscsi", (lun.iscsi.target, lun.iscsi.lun))
                                         for i, lun in enumerate(luns) if lun.iscsi),
@@ -93,6 +95,49 @@ def _several_paths(lun: Lun) -> bool:
     a data path, or several portals."""
     portals = len(lun.iscsi.portals) if lun.iscsi else 0
     return lun.transport is Transport.SG or portals > 1
+
+
+def _check_wwids(luns: tuple[Lun, ...], log: ProblemLog) -> None:
+    """Each WWID valid in the spellings `stonewall multipath wwid` takes, and each LUN once:
+    `3600a...` and `naa.600a...` are one LUN in two spellings, and so a duplicate."""
+    identities = []
+    for i, lun in enumerate(luns):
+        if not lun.wwid:
+            continue
+        try:
+            wwid = parse_wwid(lun.wwid)
+        except InvalidWwid as err:
+            log.add(f"luns[{i}].wwid", f"{err}; check it with `stonewall multipath wwid` and "
+                    "copy the WWID from `multipath -ll` (e.g. 3600a0b8...)")
+            continue
+        # An untyped 0x<hex> names the NAA or EUI-64 LUN with the same hex (Wwid.matches).
+        hex_kinds = (None, WwidKind.NAA, WwidKind.EUI64)
+        identity = ("hex", wwid.value) if wwid.kind in hex_kinds else (wwid.kind, wwid.value)
+        identities.append((f"luns[{i}].wwid", (identity, str(wwid))))
+    _duplicates(log, "WWID", ((path, identity) for path, (identity, _) in identities),
+                show=lambda identity: _spelled(identity, identities))
+
+
+def _spelled(identity: tuple[object, str], identities: list[tuple[str, tuple]]) -> str:
+    return next(shown for _, (known, shown) in identities if known == identity)
+
+
+def check_password_env_for_drbd(nodes: tuple[Node, ...], resources: tuple[DrbdResource, ...],
+                                levels: tuple[FenceLevel, ...], log: ProblemLog) -> None:
+    """Refuse password_env for a node a DRBD handler may power off.
+
+    drbdadm starts fence-peer with the environment DRBD's kernel hands it (HOME, TERM, PATH
+    and DRBD_*), not the service's: the variable would be unset exactly when the power level
+    is needed, and the fence would fail with I/O frozen."""
+    if not resources or not any(level.kind is FenceLevelKind.POWER for level in levels):
+        return
+    peers = {name for resource in resources for name in resource.peers.values()}
+    for i, node in enumerate(nodes):
+        if node.name in peers and node.ipmi is not None and node.ipmi.password.env:
+            log.add(f"nodes[{i}].ipmi.password_env",
+                    f"DRBD's fence-peer handler may power {node.name} off, and drbdadm starts "
+                    f"it without the service's environment, so {node.ipmi.password.env} would "
+                    "not be set there; use password_file (mode 0600) for this node")
 
 
 def check_drbd_luns(resources: tuple[DrbdResource, ...], luns: tuple[Lun, ...], log: ProblemLog) -> None:
@@ -160,6 +205,7 @@ _CHECKS: tuple[tuple[Callable[..., None], tuple[str, ...]], ...] = (
     (check_guest_luns, ("guests", "luns")),
     (check_guest_homes, ("guests", "nodes")),
     (check_fencing, ("fencing", "nodes")),
+    (check_password_env_for_drbd, ("nodes", "drbd", "fencing")),
     (check_watchdog, ("watchdog",)),
 )
 

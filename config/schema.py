@@ -66,6 +66,11 @@ class ProblemLog:
         """Remember where `path` is; the first place wins (a field's key line, not its value's)."""
         self._lines.setdefault(path, node.start_mark.line + 1)
 
+    @property
+    def lines(self) -> dict[str, int]:
+        """The line of every key path visited."""
+        return dict(self._lines)
+
     def line(self, path: str) -> int | None:
         """The line of `path`, or of its nearest visited parent."""
         while True:

@@ -72,10 +72,11 @@ def password_file_problems(config: ClusterConfig) -> list[ConfigProblem]:
     problems = []
     for i, node in enumerate(config.nodes):
         if node.ipmi is not None and node.ipmi.password.file:
+            key = f"nodes[{i}].ipmi.password_file"
             try:
                 _read_secret_file(node.ipmi.password.file)
             except SecretError as err:
-                problems.append(ConfigProblem(config.source, None, f"nodes[{i}].ipmi.password_file",
+                problems.append(ConfigProblem(config.source, config.key_lines.get(key), key,
                                               str(err)))
     return problems
 

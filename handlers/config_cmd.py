@@ -1,6 +1,7 @@
 """`stonewall config check`: validate the configuration file and print a normalised summary.
 
-Exit status: 0 valid, 1 the file cannot be read, 2 invalid (one problem per line on stderr).
+Exit status: 0 valid, 1 the file cannot be read (or, with --on-node, this host has a problem),
+2 invalid (one problem per line on stderr).
 """
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import sys
 
 from stonewall.config.errors import ConfigError, ConfigProblem, ConfigUnreadable
 from stonewall.config.loader import load_config, resolve_config_path
+from stonewall.config.model import ClusterConfig
 from stonewall.config.secrets import password_file_problems
 from stonewall.config.summary import render_text, summarise
 
 EXIT_VALID = 0
 EXIT_UNREADABLE = 1
 EXIT_INVALID = 2
+EXIT_HOST_PROBLEM = 1  # --on-node: the file is valid, this host does not match it
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--json", action="store_true", help="print the summary (or the problems) as JSON")
     check.add_argument("--skip-secrets", action="store_true",
                        help="do not read the IPMI password files (when checking on another machine)")
+    check.add_argument("--on-node", action="store_true",
+                       help="also check this host against the file: this node, sg LUN maps and "
+                            "paths, the watchdog device, directories, secrets, the holder "
+                            "socket and every BMC; one line per problem with its fix, exit 1 "
+                            "if there is one")
+    check.add_argument("--node", metavar="NAME",
+                       help="with --on-node: this node's name (default: $STONEWALL_NODE, else "
+                            "the host name)")
     check.set_defaults(func=check_command)
 
 
@@ -40,15 +51,38 @@ def check_command(args: argparse.Namespace) -> int:
     path = resolve_config_path(args.config, os.environ)
     try:
         config = load_config(path)
-        problems = [] if args.skip_secrets else password_file_problems(config)
+        # --on-node reads the secrets among the host's checks, each with its fix.
+        problems = [] if args.skip_secrets or args.on_node else password_file_problems(config)
         if problems:
             raise ConfigError(problems)
     except ConfigError as err:
         _report(err.problems, args.json)
         return EXIT_UNREADABLE if isinstance(err, ConfigUnreadable) else EXIT_INVALID
+    if args.on_node:
+        return _on_node(config, args)
     summary = summarise(config)
     print(json.dumps({"valid": True, **summary}, indent=2) if args.json else render_text(summary))
     return EXIT_VALID
+
+
+def _on_node(config: ClusterConfig, args: argparse.Namespace) -> int:
+    from stonewall.handlers.node_check import Host, check_node
+    from stonewall.storage.paths import KernelRoots
+
+    host = Host(os.environ, KernelRoots.of(config.paths).discover)
+    findings = check_node(config, args.node, host)
+    problems = [finding for finding in findings if not finding.ok]
+    if args.json:
+        print(json.dumps({"valid": True, "host_ok": not problems, "findings": [
+            {"check": f.check, "ok": f.ok, "text": f.text, "fix": f.fix} for f in findings]},
+            indent=2))
+    else:
+        for finding in findings:
+            print(f"{'ok' if finding.ok else 'PROBLEM'}: {finding}",
+                  file=sys.stdout if finding.ok else sys.stderr)
+        print(f"{config.source}: {len(findings)} checks on this host, {len(problems)} "
+              f"problem(s)")
+    return EXIT_HOST_PROBLEM if problems else EXIT_VALID
 
 
 def _report(problems: tuple[ConfigProblem, ...], as_json: bool) -> None:

@@ -33,7 +33,7 @@ from stonewall.fencing.split_brain import (
 from stonewall.fencing.topology import FenceResult, Verdict, fence_peer
 from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
 from stonewall.holder.client import socket_path
-from stonewall.log import decision_logger
+from stonewall.log import decision_fields, decision_logger
 from stonewall.storage.drbd.env import HandlerEnv, HandlerEnvError, parse_handler_env
 from stonewall.storage.drbd.exitcodes import (
     FenceOutcome, FencePeerExit, advisory_exit_code, exit_code_for)
@@ -267,7 +267,8 @@ def run_handler(handler: str, config_option: str | None, node_option: str | None
         log.error("%s: %s: %s -> exit %d", call.what, type(err).__name__, err, failed)
         return failed
     (log.info if decision.exit_code == 0 or decision.outcome == "fenced" else log.error)(
-        "%s", decision.message)
+        "%s", decision.message, extra=decision_fields(peer=call.target.peer.name,
+                                                      luns=call.luns, outcome=decision.outcome))
     _record(call, decision, clock, log)
     return decision.exit_code
 

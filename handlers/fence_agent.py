@@ -12,6 +12,7 @@ Actions and exit statuses (fence-agents FenceAgentAPI.md, reference/pacemaker.md
   monitor       0 config, holder and every covered LUN readable; 1 not.
   list          the configured node names, one per line: 0, or 1 without a configuration.
   metadata      the XML description: always 0, reads nothing (runs as user hacluster).
+  manpage       this agent's manual page, fence_stonewall(8), in roff: always 0, reads nothing.
   validate-all  parameters and configuration only, no holder or SAN contact: 0 valid, 1 not.
 
 Every decision is one line on stderr (Pacemaker copies it into its log); `off` and `on` also
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
+from stonewall import __version__
 from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.errors import ConfigError
 from stonewall.config.keys import format_key
@@ -38,7 +40,7 @@ from stonewall.handlers.fence_agent_params import (
 from stonewall.holder.client import (HolderClient, HolderError, HolderUnavailable,
                                      storage_shortfall)
 from stonewall.holder.client import socket_path
-from stonewall.log import decision_logger
+from stonewall.log import decision_fields, decision_logger
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -253,6 +255,10 @@ def run_agent(request: AgentRequest, services: AgentServices, out: TextIO,
     if request.action == "metadata":
         out.write(metadata_xml())
         return EXIT_OK
+    if request.action == "manpage":
+        from stonewall.handlers.fence_agent_manpage import manpage
+        out.write(manpage())
+        return EXIT_OK
     deadline = Deadline.after(request.timeout, services.clock)
     path = resolve_config_path(request.config_path, services.environ)
     try:
@@ -276,7 +282,9 @@ def run_agent(request: AgentRequest, services: AgentServices, out: TextIO,
         outcome = _run_holder_action(request, config, luns, services, deadline)
     except AgentUsageError as problem:
         outcome = Outcome(EXIT_FAILED, "refused", f"{request.action}: {problem}")
-    (log.info if outcome.exit_code != EXIT_FAILED else log.error)("%s", outcome.message)
+    (log.info if outcome.exit_code != EXIT_FAILED else log.error)(
+        "%s", outcome.message, extra=decision_fields(
+            peer=request.target, luns=_lun_names(config, luns), outcome=outcome.result))
     if request.action in ("off", "on"):
         _record(config, request, outcome, services.clock, log)
     return outcome.exit_code
@@ -317,6 +325,9 @@ def _stdin_text(stdin: TextIO) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point of `fence_stonewall`; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments in (["-V"], ["--version"]):  # fence-agents' spelling of --version
+        print(f"{AGENT_NAME} {__version__}")
+        return EXIT_OK
     try:
         request = read_request(arguments, None if arguments else _stdin_text(sys.stdin))
     except AgentUsageError as problem:

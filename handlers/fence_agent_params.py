@@ -24,7 +24,7 @@ DEFAULT_TIMEOUT = 15.0  # below Pacemaker's default pcmk_off_timeout (20 s), so 
 MAX_TIMEOUT = 3600.0
 MAX_STDIN_BYTES = 1 << 20  # Pacemaker sends a few hundred bytes; more is not a fence request
 
-ACTIONS = ("off", "on", "status", "monitor", "list", "metadata", "validate-all")
+ACTIONS = ("off", "on", "status", "monitor", "list", "metadata", "validate-all", "manpage")
 ACTION_ALIASES = {"meta-data": "metadata"}  # OCF spelling, accepted like fence-agents do
 _LIST_SEPARATORS = re.compile(r"[\s,;]+")
 

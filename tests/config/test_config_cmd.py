@@ -120,12 +120,13 @@ def test_unusable_password_files_make_the_check_fail_unless_skipped(write_config
         cluster: lab
         nodes:
           - {{name: kvm-a, id: 1, ipmi: {{address: 127.0.0.1, username: admin, password_file: {secret}}}}}
-        luns: [{{name: d0, role: shared, transport: sg, wwid: "3600a"}}]
+        luns: [{{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}}]
         fencing: [{{level: storage, timeout: 10}}, {{level: power, timeout: 30}}]
         """)
     refused = run("--config", path, "config", "check")
     assert refused.returncode == 2
-    assert refused.stderr.startswith(f"{path}: nodes[0].ipmi.password_file: {secret}: mode 0644 gives others access")
+    assert refused.stderr.startswith(
+        f"{path}:3: nodes[0].ipmi.password_file: {secret}: mode 0644 gives others access")
     assert "s3cret" not in refused.stderr + refused.stdout
     assert run("--config", path, "config", "check", "--skip-secrets").returncode == 0
     secret.chmod(0o600)

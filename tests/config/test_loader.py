@@ -84,7 +84,7 @@ def test_an_explicit_key_wins_in_hex_or_decimal_and_quoted_or_not(write_config: 
           - {name: kvm-c, id: 3, key: 12345}
           - {name: kvm-d, id: 4}
         luns:
-          - {name: d0, role: shared, transport: sg, wwid: 3600140512345678901234567890abcd}
+          - {name: d0, role: shared, transport: sg, wwid: 360014051234567890123456789abcdef}
         fencing: [{level: storage, timeout: 10}]
         """)
     assert [n.key for n in load_config(path).nodes] == [
@@ -122,7 +122,7 @@ def test_a_value_out_of_range_names_line_key_and_range(write_config: WriteConfig
             id: 1
           - name: kvm-b
             id: 0
-        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a"}]
+        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}]
         fencing: [{level: storage, timeout: 10}]
         """)
     assert problems_of(path) == [(6, "nodes[1].id", "0 is out of range; expected an integer 1..65535")]
@@ -193,7 +193,7 @@ def test_a_missing_required_key_says_what_belongs_there(write_config: WriteConfi
         cluster: lab
         nodes:
           - name: kvm-a
-        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a"}]
+        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}]
         """)
     assert problems_of(path) == [
         (None, "fencing", "required key is missing; expected a list, each item a mapping with keys "
@@ -217,7 +217,8 @@ def test_a_section_of_the_wrong_shape_says_what_shape_was_expected(write_config:
 
 
 @pytest.mark.parametrize(("text", "line", "words"), [
-    ("cluster: lab\nnodes:\n  - name: [kvm-a\n", 4, "expected ',' or ']'"),
+    # Noticed at the end of the file; reported where the '[' opened, the line to edit.
+    ("cluster: lab\nnodes:\n  - name: [kvm-a\n", 3, "expected ',' or ']'"),
     ("cluster: lab\n\tnodes: []\n", 2, "found character '\\t' that cannot start any token"),
     ("cluster: lab\nnodes: *undefined\n", 2, "found undefined alias 'undefined'"),
     ("cluster: lab\n---\ncluster: other\n", 2, "expected a single document in the stream"),
@@ -294,7 +295,7 @@ def test_ipmi_needs_exactly_one_password_source(write_config: WriteConfig,
           - name: kvm-b
             id: 2
             ipmi: {address: 127.0.0.1, username: admin}
-        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a"}]
+        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}]
         fencing: [{level: storage, timeout: 10}]
         """)
     assert problems_of(path) == [
@@ -324,7 +325,7 @@ def test_duplicate_node_names_ids_keys_initiators_and_addresses_are_errors(
           - {name: kvm-a, id: 2, initiator: "iqn.2026-11.org.example:a", addresses: [192.0.2.1]}
           - {name: kvm-c, id: 3, key: 0x5357aaaa00000001}
           - {name: kvm-d, id: 4, key: 0x5357aaaa00000001}
-        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a"}]
+        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}]
         fencing: [{level: storage, timeout: 10}]
         """)
     assert problems_of(path) == [
@@ -343,7 +344,7 @@ def test_a_duplicate_node_id_is_reported_once_not_again_as_a_duplicate_derived_k
         nodes:
           - {name: kvm-a, id: 7}
           - {name: kvm-b, id: 7}
-        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a"}]
+        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}]
         fencing: [{level: storage, timeout: 10}]
         """)
     assert problems_of(path) == [(4, "nodes[1].id", "duplicate node id 7; already used by nodes[0].id")]
@@ -356,7 +357,7 @@ def test_an_explicit_key_equal_to_another_nodes_derived_key_is_an_error(
         nodes:
           - {{name: kvm-a, id: 1}}
           - {{name: kvm-b, id: 2, key: {derive_key("lab", 1):#x}}}
-        luns: [{{name: d0, role: shared, transport: sg, wwid: "3600a"}}]
+        luns: [{{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}}]
         fencing: [{{level: storage, timeout: 10}}]
         """)
     assert problems_of(path) == [(4, "nodes[1].key", "duplicate reservation key 0x5357a51146d30001; "
@@ -373,8 +374,8 @@ def test_lun_names_and_locations_must_be_unique_and_fit_their_transport(
           - {name: a0, role: arbiter, iscsi: {target: "iqn.2026-11.org.example:a", lun: 1, portals: [127.0.0.1]}}
           - {name: d0, role: shared}
           - {name: d1, role: shared, transport: sg}
-          - {name: d2, role: shared, transport: sg, wwid: "3600a", alias: mpatha}
-          - {name: d3, role: shared, transport: sg, wwid: "3600a", alias: mpatha}
+          - {name: d2, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa", alias: mpatha}
+          - {name: d3, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa", alias: mpatha}
         fencing: [{level: storage, timeout: 10}]
         """)
     assert problems_of(path) == [
@@ -386,7 +387,7 @@ def test_lun_names_and_locations_must_be_unique_and_fit_their_transport(
         (7, "luns[3]", "LUN d1 uses the sg transport but has neither wwid: nor alias:; expected at "
                        "least one of them"),
         (9, "luns[5].alias", "duplicate alias mpatha; already used by luns[4].alias"),
-        (9, "luns[5].wwid", "duplicate WWID 3600a; already used by luns[4].wwid"),
+        (9, "luns[5].wwid", "duplicate WWID 3600a0b800000000000000000000000aa; already used by luns[4].wwid"),
     ]
 
 
@@ -417,8 +418,8 @@ def test_two_guests_cannot_share_a_guest_lun(write_config: WriteConfig, problems
         cluster: lab
         nodes: [{name: kvm-a, id: 1}]
         luns:
-          - {name: disk1, role: guest, transport: sg, wwid: "3600a"}
-          - {name: data0, role: shared, transport: sg, wwid: "3600b"}
+          - {name: disk1, role: guest, transport: sg, wwid: "3600a0b800000000000000000000000aa"}
+          - {name: data0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000bb"}
         fencing: [{level: storage, timeout: 10}]
         guests:
           - {name: web1, luns: [disk1, data0]}
@@ -438,7 +439,7 @@ def test_fencing_levels_are_known_once_each_and_wait_t_safe_comes_last(
             id: 1
             ipmi: {address: 127.0.0.1, username: admin, password_env: KVM_A_PW}
           - {name: kvm-b, id: 2}
-        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a"}]
+        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}]
         fencing:
           - {level: wait-t-safe, timeout: 20}
           - {level: storage, timeout: 10}

@@ -112,7 +112,7 @@ nodes:
   - name: kvm-a
     id: 1
     ipmi: {address: 127.0.0.1, username: admin, password: "hunter2"}
-luns: [{name: d0, role: shared, transport: sg, wwid: "3600a"}]
+luns: [{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}]
 fencing: [{level: storage, timeout: 10}]
 """
 
@@ -127,9 +127,9 @@ def test_an_inline_password_in_a_config_file_others_can_read_is_refused(
     path = write_config(INLINE, mode=0o644)
     problems = problems_of(path)
     assert problems == [(5, "nodes[0].ipmi.password",
-                         "an inline password needs a private config file, but this one is mode "
-                         "0644 gives others access; use password_file or password_env, or chmod 600 "
-                         "the config file")]
+                         "an inline password is allowed only in a private config file, and this "
+                         "one is not (mode 0644 gives others access); use password_file or "
+                         f"password_env, or chmod 600 {path}")]
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert "hunter2" not in str(caught.value)
@@ -166,12 +166,13 @@ def test_password_file_problems_names_each_unusable_file(write_config: WriteConf
           - {{name: kvm-b, id: 2, ipmi: {{{ipmi}, password_file: {loose}}}}}
           - {{name: kvm-c, id: 3, ipmi: {{{ipmi}, password_file: {tmp_path}/absent}}}}
           - {{name: kvm-d, id: 4, ipmi: {{{ipmi}, password_env: UNSET_PW}}}}
-        luns: [{{name: d0, role: shared, transport: sg, wwid: "3600a"}}]
+        luns: [{{name: d0, role: shared, transport: sg, wwid: "3600a0b800000000000000000000000aa"}}]
         fencing: [{{level: storage, timeout: 10}}]
         """)
     problems = password_file_problems(load_config(path))
-    assert [(p.file, p.line, p.key) for p in problems] == [(path, None, "nodes[1].ipmi.password_file"),
-                                                           (path, None, "nodes[2].ipmi.password_file")]
+    # The line of each key, like every other problem (the file is read after loading).
+    assert [(p.file, p.line, p.key) for p in problems] == [(path, 4, "nodes[1].ipmi.password_file"),
+                                                           (path, 5, "nodes[2].ipmi.password_file")]
     assert problems[0].message.startswith(f"{loose}: mode 0644 gives others access")
     assert problems[1].message == f"secret file {tmp_path}/absent cannot be read: No such file or directory"
 
