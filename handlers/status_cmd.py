@@ -1,27 +1,21 @@
 """`stonewall status`: who is registered on each LUN and path, and who holds the reservation.
 
-It only reads (PERSISTENT RESERVE IN). It asks the node's holder when one runs (its
-sessions are already logged in), else logs in its own reader sessions."""
+It only reads (PERSISTENT RESERVE IN), through holder/views.py: the node's holder when one
+runs, else reader sessions of its own."""
 from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import time
-from typing import Callable, Mapping, Sequence
 
-from stonewall.clock import SYSTEM_CLOCK, Deadline
+from stonewall.clock import Deadline
 from stonewall.config.errors import ConfigError
-from stonewall.config.identity import UnknownLocalNode, local_node
 from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.model import ClusterConfig
-from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
-from stonewall.holder.client import socket_path
-from stonewall.storage import ownership, status_report
-from stonewall.storage.paths import (KernelRoots, PathSetupError, close_paths,
-                                     plan_paths)
-from stonewall.storage.view import LunView, view_from_json
+from stonewall.holder.views import read_views
+from stonewall.storage import status_report
+from stonewall.storage.paths import PathSetupError
 from stonewall.watchdog.snapshot import (Health, SnapshotMissing, SnapshotUnreadable,
                                           current_reading)
 
@@ -53,38 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--watch", type=float, metavar="SECONDS",
                         help="refresh every SECONDS until interrupted")
     status.set_defaults(func=run_status)
-
-
-def read_views(config: ClusterConfig, lun_names: list[str] | None, node_name: str | None,
-               direct: bool, deadline: Deadline) -> dict[str, LunView]:
-    """The LUN views, from the holder or from fresh reader sessions."""
-    if not direct:
-        try:
-            answer = HolderClient(socket_path(config.paths.runtime_dir)).views(lun_names,
-                                                                                deadline)
-            return {name: view_from_json(data) for name, data in answer.items()}
-        except (HolderUnavailable, HolderError):
-            pass
-    try:
-        initiator = local_node(config, node_name, os.environ).initiator
-    except UnknownLocalNode:
-        initiator = f"iqn.2026-11.org.stonewall:status-{socket.gethostname()}"
-    luns = config.luns_in_arbiter_order(tuple(lun_names) if lun_names else None)
-    kernel = KernelRoots.from_environment(os.environ)
-    paths = plan_paths(luns, initiator, role="reader", discovery=kernel.discover,
-                       dev_root=kernel.dev)
-    try:
-        return ownership.read_views(paths, deadline, SYSTEM_CLOCK, log_in=True)
-    finally:
-        close_paths(paths)
-
-
-def views_source(config: ClusterConfig) -> Callable[[Sequence[str], Deadline],
-                                                    Mapping[str, LunView]]:
-    """LUN views for the libvirt hook and `vm list`: from the holder, else reader sessions."""
-    def read(lun_names: Sequence[str], deadline: Deadline) -> Mapping[str, LunView]:
-        return read_views(config, list(lun_names) or None, None, False, deadline)
-    return read
 
 
 def watchdog_section(config: ClusterConfig) -> dict[str, object]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import ClusterConfig, Lun, Node
+from stonewall.holder.api import FenceOutcome, HolderRefused, HolderState, JoinOutcome, PathState
 from stonewall.storage import ownership
 from stonewall.storage.bootid import BootRecords, FencedBoot
 from stonewall.storage.paths import (KernelRoots, PathSet, close_paths, connect_paths,
@@ -25,22 +26,8 @@ from stonewall.storage.view import LunView
 BLOCK_SIZE = 512  # tgtd's file-backed LUNs
 
 
-class Refused(Exception):
+class Refused(HolderRefused):
     """The request is not allowed (fencing ourselves, unknown node or LUN, fenced boot)."""
-
-
-@dataclass(frozen=True)
-class FenceOutcome:
-    """What `preempt` did and proved."""
-
-    victim: str
-    preempt: ownership.PreemptReport
-    verification: ownership.VerifyReport
-
-    @property
-    def fenced(self) -> bool:
-        return (not self.preempt.lost_race and self.preempt.ok
-                and self.verification.proven)
 
 
 class NodeHolder:
@@ -95,7 +82,7 @@ class NodeHolder:
         return lost
 
     # -- helpers -------------------------------------------------------------------------
-    def _luns(self, names: list[str] | None) -> list[Lun]:
+    def _luns(self, names: Sequence[str] | None) -> list[Lun]:
         try:
             return self.config.luns_in_arbiter_order(tuple(names) if names else None)
         except KeyError as exc:
@@ -111,7 +98,7 @@ class NodeHolder:
             raise Refused(f"unknown node {name!r}") from None
 
     # -- operations ----------------------------------------------------------------------
-    def join(self, deadline: Deadline) -> dict[str, object]:
+    def join(self, deadline: Deadline) -> JoinOutcome:
         """Register on every path of every LUN and reserve unreserved shared LUNs; refused
         in a boot in which this node was fenced."""
         with self.lock:
@@ -133,19 +120,19 @@ class NodeHolder:
             self.boot_records.mark_registered()
             reserved = ownership.reserve_unreserved(self.paths, self.node.key, deadline,
                                                     self.clock)
-            return {"registered": registered, "reserved": reserved,
-                    "ok": registered.ok and reserved.ok}
+            return JoinOutcome(registered, reserved)
 
-    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, LunView]:
+    def views(self, lun_names: Sequence[str] | None,
+              deadline: Deadline) -> dict[str, LunView]:
         return ownership.read_views(self._subset(self._luns(lun_names)), deadline, self.clock)
 
-    def verify(self, node_name: str, lun_names: list[str] | None, present: bool,
+    def verify(self, node_name: str, lun_names: Sequence[str] | None, present: bool,
                deadline: Deadline) -> ownership.VerifyReport:
         key = self._node(node_name).key
         return ownership.verify(self._subset(self._luns(lun_names)), key, present, deadline,
                                 self.clock)
 
-    def preempt(self, victim_name: str, lun_names: list[str] | None,
+    def preempt(self, victim_name: str, lun_names: Sequence[str] | None,
                 deadline: Deadline) -> FenceOutcome:
         """Fence `victim_name` on the LUNs (arbiter first) and verify its key gone."""
         victim = self._node(victim_name)
@@ -160,7 +147,8 @@ class NodeHolder:
                 self.boot_records.mark_fenced()
             verification = ownership.verify(self._subset(luns), victim.key, False, deadline,
                                             self.clock)
-            return FenceOutcome(victim.name, report, verification)
+            return FenceOutcome(victim.name, tuple(lun.name for lun in luns), report,
+                                verification)
 
     def reserve(self, lun_name: str, deadline: Deadline) -> ownership.PathOutcome:
         """Take a guest LUN's configured reservation."""
@@ -203,15 +191,13 @@ class NodeHolder:
                 last = f"{type(exc).__name__}: {exc}"
         return {"written": False, "path": None, "error": "NoPath", "detail": last}
 
-    def state(self) -> dict[str, object]:
-        """Sessions and registration as the holder knows them (no I/O)."""
+    def state(self, deadline: Deadline | None = None) -> HolderState:
+        """Sessions and registration as the holder knows them (no I/O, so no deadline
+        is needed; the Holder protocol passes one)."""
         record = self.boot_records.read()
-        return {
-            "node": self.node.name,
-            "key": f"0x{self.node.key:016x}",
-            "boot_id": self.boot_records.boot_id,
-            "fenced_in_this_boot": record.fenced_boot == self.boot_records.boot_id,
-            "joined_in_this_boot": record.registered_boot == self.boot_records.boot_id,
-            "paths": [{"lun": lun, "path": p.name, "up": p.up, "registered": p.registered,
-                       "error": p.error} for lun, ps in self.paths.items() for p in ps],
-        }
+        return HolderState(
+            self.node.name, self.node.key, self.boot_records.boot_id,
+            record.fenced_boot == self.boot_records.boot_id,
+            record.registered_boot == self.boot_records.boot_id,
+            tuple(PathState(lun, p.name, p.up, p.registered, p.error)
+                  for lun, ps in self.paths.items() for p in ps))

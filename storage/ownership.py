@@ -3,16 +3,18 @@ verify, release. Every caller (holder, handlers, agent, vm) goes through here, s
 caller gets arbiter-first ordering and the same verification.
 
 All operations take the node's paths (`PathSet`), its key, a deadline and a clock; they
-return reports that say what happened per LUN and per path. They never print or exit."""
+return reports that say what happened per LUN and per path (storage/reports.py, the values
+that cross the holder's socket). They never print or exit."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import Lun, LunRole
 from stonewall.storage.parallel import map_bounded
 from stonewall.storage.paths import LunPath, PathSet
+from stonewall.storage.reports import (
+    LunCheck, LunFence, PathOutcome, PreemptReport, Report, VerifyReport)
 from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.errors import (
     ReservationConflict, ScsiError, UnsupportedServiceAction)
@@ -66,29 +68,6 @@ def read_views(paths: PathSet, deadline: Deadline, clock: Clock, log_in: bool = 
 
 
 # -- joining ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PathOutcome:
-    lun: str
-    path: str
-    ok: bool
-    detail: str
-
-
-@dataclass
-class Report:
-    """Per-path outcomes of one operation."""
-
-    outcomes: list[PathOutcome] = field(default_factory=list)
-    unit_attentions: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return all(o.ok for o in self.outcomes) and bool(self.outcomes)
-
-    def failures(self) -> list[PathOutcome]:
-        return [o for o in self.outcomes if not o.ok]
-
-
 def register_paths(paths: PathSet, key: int, deadline: Deadline, clock: Clock) -> Report:
     """REGISTER AND IGNORE EXISTING KEY on every path (one registration per I_T nexus;
     tgtd reports no ATP_C, so ALL_TG_PT is used only where REPORT CAPABILITIES offers it)."""
@@ -196,26 +175,6 @@ class LostRegistration(Exception):
     """Our own key is gone: we were preempted (we lost a fence race). Stop; never retry."""
 
 
-@dataclass(frozen=True)
-class LunFence:
-    lun: str
-    action: str  # "preempt-and-abort", "preempt", "already absent", "failed"
-    path: str
-    ok: bool
-    detail: str = ""
-
-
-@dataclass
-class PreemptReport:
-    luns: list[LunFence] = field(default_factory=list)
-    lost_race: bool = False
-    lost_detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.lost_race and bool(self.luns) and all(f.ok for f in self.luns)
-
-
 class AbortSupport:
     """What each LUN's target said about PREEMPT AND ABORT, learnt once and remembered."""
 
@@ -307,31 +266,13 @@ def _preempt_through(path: LunPath, lun: Lun, my_key: int, victim_key: int,
 
 
 # -- verifying --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LunCheck:
-    lun: str
-    verdict: bool | None  # True proven, False disproven, None cannot tell
-    paths_up: int
-    paths_down: tuple[str, ...]
-
-
-@dataclass
-class VerifyReport:
-    checks: list[LunCheck] = field(default_factory=list)
-
-    @property
-    def proven(self) -> bool:
-        """Every LUN answered on at least one path and showed what was asked."""
-        return bool(self.checks) and all(c.verdict is True for c in self.checks)
-
-
 def verify(paths: PathSet, key: int, present: bool, deadline: Deadline,
            clock: Clock) -> VerifyReport:
     """Check that `key` is present (or absent) on every reachable path of every LUN."""
-    report = VerifyReport()
+    checks = []
     for lun, view in read_views(paths, deadline, clock, reservation=False).items():
         verdict = (view.registered_everywhere(key) if present
                    else view.absent_everywhere(key))
         down = tuple(p.path for p in view.paths if not p.up)
-        report.checks.append(LunCheck(lun, verdict, len(view.up_paths), down))
-    return report
+        checks.append(LunCheck(lun, verdict, len(view.up_paths), down))
+    return VerifyReport(tuple(paths), tuple(checks))

@@ -21,16 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Mapping, Sequence, TextIO
+from typing import Callable, Sequence, TextIO
 
 from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.model import ClusterConfig
-from stonewall.storage.view import LunView
+from stonewall.storage.view import ReadViews
 from stonewall.vm.bounded import DeadlineExceeded, call_before
 from stonewall.vm.mapping import guest_luns
 from stonewall.vm.placement import Placement, may_run
-
-ReadViews = Callable[[Sequence[str], Deadline], Mapping[str, LunView]]
 
 DEFAULT_TIMEOUT = 10.0  # seconds the hook may block a start while it reads ownership
 
