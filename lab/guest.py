@@ -17,8 +17,8 @@ import time
 
 from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
-from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
-from stonewall.holder.client import socket_path
+from stonewall.holder.api import HolderFailure
+from stonewall.holder.client import HolderClient
 from stonewall.lab.stamps import Stamp, encode
 
 RING = 64  # blocks a guest cycles through
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-sequence", type=int, default=0)
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    client = HolderClient(socket_path(config.paths.runtime_dir))
+    client = HolderClient(config, args.node)
     sequence = args.first_sequence
     print("READY", flush=True)
     with open(args.log, "a", buffering=1) as log:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 answer = client.write_block(args.lun, sequence % RING, encode(stamp),
                                             Deadline.after(1.0))
-            except (HolderUnavailable, HolderError) as exc:
+            except HolderFailure as exc:
                 answer = {"written": False, "error": type(exc).__name__, "detail": str(exc)}
             record = {"time": stamp.time, "ack": time.time(), "sequence": sequence,
                       "node": args.node, "guest": args.guest, **answer}

@@ -15,7 +15,6 @@ from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient
-from stonewall.holder.client import socket_path
 from stonewall.lab.cluster import LabCluster, LabLun
 from stonewall.lab.processes import StonewallProcess
 from stonewall.lab.tgtd import Tgtd
@@ -58,7 +57,7 @@ class Lab:
         return process
 
     def client(self, node: str) -> HolderClient:
-        return HolderClient(socket_path(self.config(node).paths.runtime_dir))
+        return HolderClient(self.config(node), node)
 
     def reboot(self, node: str, boot_id: str) -> None:
         self.boots[node] = self.cluster.boot(node, boot_id)

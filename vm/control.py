@@ -20,12 +20,12 @@ from typing import Sequence
 
 from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig, Lun, Node
-from stonewall.holder.client import HolderError, HolderUnavailable
+from stonewall.holder.api import Holder, HolderFailure
 from stonewall.storage.view import LunView
 from stonewall.storage.parallel import map_bounded
 from stonewall.vm import guest_reservations as reservations
 from stonewall.vm.disks import DomainXmlError
-from stonewall.vm.guest_reservations import GuestLunHolder, LunResult
+from stonewall.vm.guest_reservations import LunResult
 from stonewall.vm.libvirt_conn import (
     DestroyFailed, DestroyTimeout, DomainAlreadyRunning, DomainNotFound, DomainState,
     LibvirtConnection, LibvirtError, LibvirtUnavailable, StopOutcome)
@@ -77,7 +77,7 @@ class StartReport:
         return self.details + refused + kept
 
 
-def start_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunHolder,
+def start_guest(guest: str, node: Node, config: ClusterConfig, holder: Holder,
                 conn: LibvirtConnection, deadline: Deadline) -> StartReport:
     """Start `guest` on `node` (this node) if, after taking its guest LUNs' reservations, the
     SAN shows that `node` owns all of its LUNs. A guest already running here is left alone."""
@@ -105,7 +105,7 @@ def start_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunH
 class _Start:
     """One start: what it reserved so far, so that every failure gives back the same set."""
 
-    def __init__(self, guest: str, node: Node, config: ClusterConfig, holder: GuestLunHolder,
+    def __init__(self, guest: str, node: Node, config: ClusterConfig, holder: Holder,
                  conn: LibvirtConnection, deadline: Deadline, storage: GuestStorage) -> None:
         self.guest, self.node, self.config = guest, node, config
         self.holder, self.conn, self.deadline, self.storage = holder, conn, deadline, storage
@@ -129,7 +129,7 @@ class _Start:
             placement = self._judge()  # fresh views: what the SAN shows now decides
             if not placement.allowed:
                 return self._give_back(StartOutcome.REFUSED, placement=placement)
-        except (HolderUnavailable, HolderError) as error:
+        except HolderFailure as error:
             return self._give_back(StartOutcome.HOLDER_UNAVAILABLE, str(error))
         return self._start(placement)
 
@@ -168,7 +168,7 @@ class _Start:
             try:
                 released = reservations.release(self.holder, self.taken, self.node.key,
                                                 release_deadline)
-            except (HolderUnavailable, HolderError) as error:
+            except HolderFailure as error:
                 released = tuple(LunResult(lun.name, False, f"not released: {error}")
                                  for lun in self.taken)
         return StartReport(self.guest, self.node.name, outcome, (), released, placement,
@@ -206,7 +206,7 @@ class StopReport:
         return tuple(r for r in self.released if not r.ok)
 
 
-def stop_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunHolder,
+def stop_guest(guest: str, node: Node, config: ClusterConfig, holder: Holder,
                conn: LibvirtConnection, stop_deadline: Deadline, *, destroy: bool = False,
                release_timeout: float = DEFAULT_RELEASE_TIMEOUT) -> StopReport:
     """Shut `guest` down (ACPI; `destroy` kills it instead) before `stop_deadline`, then, once
@@ -226,7 +226,7 @@ def stop_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunHo
     try:
         released = reservations.release(holder, reservations.reserved_luns(config, storage),
                                         node.key, release_deadline)
-    except (HolderUnavailable, HolderError) as error:
+    except HolderFailure as error:
         released = tuple(LunResult(lun.name, False, f"not released: {error}")
                          for lun in reservations.reserved_luns(config, storage))
     return StopReport(guest, node.name, result, released, details)

@@ -13,25 +13,14 @@ release is checked by reading the reservation back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Sequence
 
 from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig, Lun, LunRole
-from stonewall.storage.view import LunView, view_from_json
+from stonewall.holder.api import Holder
+from stonewall.storage.view import LunView
 from stonewall.vm.mapping import GuestStorage
 from stonewall.vm.placement import SINGLE_HOLDER_TYPES
-
-
-class GuestLunHolder(Protocol):
-    """What the vm decisions ask of the node's holder (stonewall.holder.client.HolderClient).
-
-    Each call raises HolderUnavailable (not running, no answer in time) or HolderError."""
-
-    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, Any]: ...
-
-    def reserve(self, lun: str, deadline: Deadline) -> dict[str, Any]: ...
-
-    def release(self, lun: str, deadline: Deadline) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -48,13 +37,13 @@ def reserved_luns(config: ClusterConfig, storage: GuestStorage) -> tuple[Lun, ..
                  if lun.role is LunRole.GUEST)
 
 
-def read_views(holder: GuestLunHolder, lun_names: Sequence[str],
+def read_views(holder: Holder, lun_names: Sequence[str],
                deadline: Deadline) -> dict[str, LunView]:
-    """The SAN's view of `lun_names` through the holder's sessions."""
+    """The SAN's view of `lun_names` through the holder's sessions (each call to the holder
+    raises holder.api.HolderFailure when it cannot be had)."""
     if not lun_names:
         return {}
-    answer = holder.views(list(lun_names), deadline)
-    return {name: view_from_json(data) for name, data in answer.items()}
+    return holder.views(list(lun_names), deadline)
 
 
 def holds(view: LunView | None, lun: Lun, key: int) -> bool:
@@ -77,13 +66,13 @@ def needs_reserve(view: LunView | None, lun: Lun, key: int) -> bool:
                 and lun.reservation not in SINGLE_HOLDER_TYPES)
 
 
-def reserve(holder: GuestLunHolder, lun: Lun, deadline: Deadline) -> LunResult:
+def reserve(holder: Holder, lun: Lun, deadline: Deadline) -> LunResult:
     """RESERVE the LUN's configured type through the holder."""
     answer = holder.reserve(lun.name, deadline)
-    return LunResult(lun.name, answer.get("ok") is True, str(answer.get("detail", "")))
+    return LunResult(lun.name, answer.ok, answer.detail)
 
 
-def release(holder: GuestLunHolder, luns: Sequence[Lun], key: int,
+def release(holder: Holder, luns: Sequence[Lun], key: int,
             deadline: Deadline) -> tuple[LunResult, ...]:
     """RELEASE each LUN this node holds (or may hold: unreadable), then read them back: a LUN
     still held by `key`, or that could not be read, is a failure. LUNs held by others and
@@ -103,7 +92,7 @@ def release(holder: GuestLunHolder, luns: Sequence[Lun], key: int,
             results.append(LunResult(lun.name, False, "released, but no path answered the "
                                                       "read-back (cannot tell)"))
         elif _held_by_key(view, key):
-            detail = str(answers[lun.name].get("detail", ""))
+            detail = answers[lun.name].detail
             results.append(LunResult(lun.name, False, f"still reserved by this node ({detail})"))
         else:
             results.append(LunResult(lun.name, True, "released"))

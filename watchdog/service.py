@@ -120,7 +120,8 @@ class WatchdogService:
             refusal = self._start(loop)
             if refusal is not None:
                 return refusal
-            server = HolderServer(socket_path(self.config.paths.runtime_dir), self.holder)
+            server = HolderServer(socket_path(self.config.paths.runtime_dir), self.holder,
+                                  self.log)
             server.serve_in_thread()
             self.log.info("ownership proven and %s armed; T_safe %gs; serving %s",
                           self.device.name, t_safe(self.settings), server.server_address)
@@ -147,9 +148,7 @@ class WatchdogService:
         except FencedBoot as exc:
             self.log.error("not joining: %s", exc)
             return ServiceExit.FENCED
-        failures = [f"{o.lun} via {o.path}: {o.detail}"
-                    for report in (result["registered"], result["reserved"])
-                    for o in report.failures()]  # type: ignore[attr-defined]
+        failures = [f"{o.lun} via {o.path}: {o.detail}" for o in result.failures()]
         self.log.info("joined as %s%s", self.holder.node.name,
                       f" (incomplete: {'; '.join(failures)})" if failures else "")
         return None
@@ -220,7 +219,7 @@ class WatchdogService:
                 "guest_stop": None if stop is None else stop.to_dict(),
             },
             "watchdog": loop.status().to_dict(),
-            "holder": self.holder.state(),
+            "holder": self.holder.state().to_jsonable(),
         }
 
     def _write_status(self, loop: OwnershipWatchdog, stop_requested: bool) -> None:
