@@ -57,8 +57,9 @@ def check_result(report: VerifyReport) -> CheckResult:
     gone = [check.lun for check in report.checks if check.verdict is False]
     if gone:
         return CheckResult(CheckOutcome.FENCED, f"own key missing on {', '.join(gone)}")
-    silent = [check.lun for check in report.checks if check.verdict is None]
-    if silent or not report.checks:
+    silent = [lun for lun in report.luns
+              if (check := report.check(lun)) is None or check.verdict is None]
+    if silent or not report.luns:
         return CheckResult(CheckOutcome.UNREACHABLE,
                            f"no path answered for {', '.join(silent) or 'any LUN'}")
     down = [f"{check.lun} via {path}" for check in report.checks for path in check.paths_down]

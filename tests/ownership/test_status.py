@@ -65,7 +65,7 @@ def test_status_only_reads(lab, tgtd):
 def test_fenced_node_and_down_path_need_attention(lab, tgtd):
     lab.start_holder("node-a")
     lab.start_holder("node-b")
-    assert lab.client("node-b").preempt("node-a", None, Deadline.after(10))["fenced"]
+    assert lab.client("node-b").preempt("node-a", None, Deadline.after(10)).fenced
     tgtd.remove_portal(tgtd.portals[1])
     result = status(lab.configs["node-b"], "--direct", "--paths", "--json")
     assert result.returncode == 1

@@ -9,6 +9,8 @@ import pytest
 
 from stonewall.clock import Deadline
 from stonewall.holder.client import HolderClient
+from stonewall.storage.reports import PathOutcome
+from stonewall.storage.view import LunView
 from stonewall.storage.scsi import cdb
 from stonewall.storage.scsi.commands import CommandPrDevice
 from stonewall.storage.scsi.errors import ReservationConflict, UnitAttention
@@ -125,15 +127,15 @@ class PeerReservesFirst:
     def __init__(self, mine: HolderClient, peer: HolderClient, lun: str) -> None:
         self.mine, self.peer, self.lun = mine, peer, lun
 
-    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, Any]:
+    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, LunView]:
         return self.mine.views(lun_names, deadline)
 
-    def reserve(self, lun: str, deadline: Deadline) -> dict[str, Any]:
+    def reserve(self, lun: str, deadline: Deadline) -> PathOutcome:
         if lun == self.lun:
-            assert self.peer.reserve(lun, deadline)["ok"] is True
+            assert self.peer.reserve(lun, deadline).ok is True
         return self.mine.reserve(lun, deadline)
 
-    def release(self, lun: str, deadline: Deadline) -> dict[str, Any]:
+    def release(self, lun: str, deadline: Deadline) -> PathOutcome:
         return self.mine.release(lun, deadline)
 
 

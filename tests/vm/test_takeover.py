@@ -50,7 +50,7 @@ def fenced_a(lab, hosts: Hosts) -> list[str]:
         report = start_guest(guest, hosts.nodes["node-a"], lab.config("node-a"),
                              lab.client("node-a"), hosts.conns["node-a"], soon())
         assert report.outcome is StartOutcome.STARTED, report.reasons
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
     return ["web1", "db1"]
 
 

@@ -301,14 +301,15 @@ def test_status_without_a_status_file_cannot_tell(lab):
     ([], CheckOutcome.UNREACHABLE),
 ])
 def test_a_verification_maps_to_one_check_outcome(verdicts, outcome):
-    report = VerifyReport([LunCheck(f"lun{i}", verdict, 1 if verdict is not None else 0,
-                                    () if verdict is not None else ("p0",))
-                           for i, verdict in enumerate(verdicts)])
+    checks = tuple(LunCheck(f"lun{i}", verdict, 1 if verdict is not None else 0,
+                            () if verdict is not None else ("p0",))
+                   for i, verdict in enumerate(verdicts))
+    report = VerifyReport(tuple(check.lun for check in checks), checks)
     assert check_result(report).outcome is outcome
 
 
 def test_an_owned_answer_names_the_paths_that_are_down():
-    report = VerifyReport([LunCheck("arbiter0", True, 1, ("127.0.0.1:3261",))])
+    report = VerifyReport(("arbiter0",), (LunCheck("arbiter0", True, 1, ("127.0.0.1:3261",)),))
     result = check_result(report)
     assert result.outcome is CheckOutcome.OWNED
     assert "arbiter0 via 127.0.0.1:3261" in result.detail
