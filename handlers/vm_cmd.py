@@ -28,7 +28,9 @@ from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.model import ClusterConfig, Node
 from stonewall.holder.api import Holder
 from stonewall.holder.client import HolderClient
-from stonewall.vm.hook import DEFAULT_TIMEOUT, ReadViews, hook_main
+from stonewall.handlers.qemu_hook import hook_main
+from stonewall.storage.view import ReadViews
+from stonewall.vm.hook import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
     from stonewall.vm.control import StartReport, StopReport

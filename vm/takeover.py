@@ -126,7 +126,7 @@ def take_over(peer: Node, config: ClusterConfig, holder: Holder,
                                          skipped=Skipped.PEER_NOT_FENCED))
             continue
         wait = max(0.0, ready_at - now)
-        if wait > deadline.remaining():
+        if wait > 0 and wait >= deadline.remaining():  # no time would be left to start it
             results.append(GuestTakeover(guest.name, guest.start_policy, 0.0, now,
                                          skipped=Skipped.T_SAFE_AFTER_DEADLINE))
             continue

@@ -148,7 +148,7 @@ def test_a_preempted_node_destroys_its_guests_and_is_reset_within_the_bound(
     assert status["holder"]["joined_in_this_boot"] is True
 
     before = time.monotonic()
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
     preempted, preempted_wall = time.monotonic(), time.time()
 
     fire = machine.standin.wait_fired(Deadline.after(ANY_FAILURE_TO_RESET + 5))
@@ -201,7 +201,7 @@ def test_restart_in_the_fenced_boot_refuses_without_registering(lab, machines, o
     lab.start_holder("node-b")
     first = machines(running=[])
     lab.start("node-a", first.service)
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
     assert first.standin.wait_fired(Deadline.after(ANY_FAILURE_TO_RESET + 5)) is not None
 
     # Same boot id (the lab did not "reboot" node-a), and a guest runs that nothing protects.
@@ -221,7 +221,7 @@ def test_restart_after_a_crash_does_not_bring_back_a_key_preempted_meanwhile(
     first = machines(running=[])
     lab.start("node-a", first.service)
     first.service.kill()  # crashed before it could see the preemption below
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
 
     second = machines(running=[])
     assert refused_start(second) == ServiceExit.FENCED
@@ -267,7 +267,7 @@ def test_the_holder_socket_serves_the_peer_fence_from_the_service(lab, machines,
     lab.start("node-a", machine.service)
     lab.start_holder("node-b")
     # node-a fences node-b through the service's own registered sessions (DESIGN 8).
-    assert lab.client("node-a").preempt("node-b", None, soon())["fenced"] is True
+    assert lab.client("node-a").preempt("node-b", None, soon()).fenced is True
     key_b = lab.config("node-a").node("node-b").key
     assert all(key_b not in keys for keys in keys_seen(observer()))
     assert machine.standin.fired() is None and machine.service.process.poll() is None
