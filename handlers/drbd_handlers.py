@@ -32,10 +32,12 @@ from stonewall.fencing.drbd_verdicts import Finding, peer_unfence, split_brain
 from stonewall.fencing.topology import Verdict, fence_peer
 from stonewall.holder.client import HolderClient
 from stonewall.log import decision_logger
+from stonewall.storage.drbd.drbdsetup import ANSWER_SECONDS, DrbdStatusUnavailable, drbd_status
 from stonewall.storage.drbd.env import HandlerEnv, HandlerEnvError, parse_handler_env
 from stonewall.storage.drbd.exitcodes import (
     FenceOutcome, FencePeerExit, advisory_exit_code, exit_code_for)
 from stonewall.storage.drbd.resolve import FenceTarget, ResolveError, resolve_fence_target
+from stonewall.storage.drbd.status import ResourceStatus
 from stonewall.watchdog.timing import t_safe
 
 LOG_IDENT = "stonewall-drbd"
@@ -138,11 +140,23 @@ def decide_unfence_peer(call: HandlerCall, clock: Clock, environ: Mapping[str, s
 def decide_split_brain(call: HandlerCall, clock: Clock, environ: Mapping[str, str]
                        ) -> Decision:
     """Say who owns the storage and how to resolve; change nothing (no config allows more)."""
+    deadline = Deadline.after(_read_timeout(call.config), clock)
     finding = split_brain(_holder(call), call.me, call.target.peer, call.env.resource,
                           call.env.version, call.luns,
                           _last_fence(call.config, call.me.name, call.target.peer.name),
-                          Deadline.after(_read_timeout(call.config), clock))
+                          _drbd_status(call, deadline), dict(call.target.resource.peers),
+                          deadline)
     return _decision(call, finding)
+
+
+def _drbd_status(call: HandlerCall, deadline: Deadline) -> ResourceStatus | str:
+    """DRBD's status of the resource here, or why it cannot be had."""
+    try:
+        found = drbd_status(deadline.earlier(ANSWER_SECONDS), call.env.resource)
+    except DrbdStatusUnavailable as err:
+        return str(err)
+    return next((status for status in found if status.name == call.env.resource),
+                f"drbdsetup does not know resource {call.env.resource}")
 
 
 def _decision(call: HandlerCall, finding: Finding) -> Decision:
