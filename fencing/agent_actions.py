@@ -96,7 +96,7 @@ def fence_off(config: ClusterConfig, target: str, luns: Sequence[str] | None, ho
     reason = "; ".join([a.reason for a in result.attempts] + ([result.reason] if result.reason
                                                                else []))
     if result.verdict is Verdict.LOST_RACE:
-        reason = f"this node lost the race: {reason}"
+        reason = f"this node lost the race; {reason}"
     return Outcome(EXIT_FAILED, "not-fenced", f"{what}: NOT fenced: {reason}", local.name,
                    details)
 
