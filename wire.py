@@ -48,6 +48,14 @@ def items(data: Mapping[str, Any], name: str, decode: Callable[[Any], T],
     return tuple(decode(item) for item in field(data, name, list, what))
 
 
+def strings(data: Mapping[str, Any], name: str, what: str) -> tuple[str, ...]:
+    """The list of strings `data[name]` (LUN names, path names)."""
+    values = field(data, name, list, what)
+    if not all(isinstance(value, str) for value in values):
+        raise WireFormatError(f"{what}: {name!r} must be a list of strings")
+    return tuple(values)
+
+
 def key(value: Any, what: str) -> int:
     """A reservation key as the protocol spells it: "0x" and 16 hex digits, or an integer."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 64:

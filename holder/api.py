@@ -129,10 +129,8 @@ class FenceOutcome:
     @classmethod
     def from_json(cls, data: Any) -> "FenceOutcome":
         data = wire.obj(data, "fence outcome")
-        luns = wire.field(data, "luns", list, "fence outcome")
-        if not all(isinstance(lun, str) for lun in luns):
-            raise wire.WireFormatError("fence outcome: luns must be strings")
-        return cls(wire.field(data, "victim", str, "fence outcome"), tuple(luns),
+        return cls(wire.field(data, "victim", str, "fence outcome"),
+                   wire.strings(data, "luns", "fence outcome"),
                    PreemptReport.from_json(data.get("preempt")),
                    VerifyReport.from_json(data.get("verification")))
 

@@ -129,7 +129,7 @@ class LunCheck:
         if paths_up < 0:
             raise wire.WireFormatError(f"{what}: paths_up must not be negative")
         return cls(wire.field(data, "lun", str, what), verdict, paths_up,
-                   tuple(wire.field(data, "paths_down", list, what)))
+                   wire.strings(data, "paths_down", what))
 
 
 @dataclass(frozen=True)
@@ -158,8 +158,5 @@ class VerifyReport:
     @classmethod
     def from_json(cls, data: Any) -> "VerifyReport":
         data = wire.obj(data, "verification")
-        luns = wire.field(data, "luns", list, "verification")
-        if not all(isinstance(lun, str) for lun in luns):
-            raise wire.WireFormatError("verification: luns must be strings")
-        return cls(tuple(luns), wire.items(data, "checks", LunCheck.from_json,
-                                           "verification"))
+        return cls(wire.strings(data, "luns", "verification"),
+                   wire.items(data, "checks", LunCheck.from_json, "verification"))
