@@ -60,9 +60,16 @@ class _Handler(socketserver.StreamRequestHandler):
             response = {"ok": False, **identity, "error": type(exc).__name__,
                         "message": str(exc)}
         except Exception as exc:  # reported to the caller, who fails safe
+            self.server.log.exception("holder: %s failed", line[:80])
             response = {"ok": False, **identity, "error": "InternalError",
                         "message": f"{type(exc).__name__}: {exc}"}
-        self.wfile.write(encode(response))
+        try:
+            answer = encode(response)
+        except (TypeError, ValueError) as exc:  # a bug still gets an answer, never silence
+            self.server.log.exception("holder: cannot encode the answer to %s", line[:80])
+            answer = encode({"ok": False, **identity, "error": "InternalError",
+                             "message": f"the answer cannot be encoded: {exc}"})
+        self.wfile.write(answer)
 
 
 class HolderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -83,6 +90,10 @@ class HolderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             super().__init__(path, _Handler)
         finally:
             os.umask(old_umask)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver's default prints to stderr; the journal gets it through our log.
+        self.log.exception("holder: a request on %s failed", self.server_address)
 
     def serve_in_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="holder-socket", daemon=True)
