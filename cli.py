@@ -45,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
-    from stonewall.handlers import status_cmd, vm_cmd
-    vm_cmd.register(subparsers, views_source=status_cmd.views_source)
+    from stonewall.handlers import vm_cmd
+    from stonewall.holder.views import views_source
+    vm_cmd.register(subparsers, views_source=views_source)
     return parser
 
 

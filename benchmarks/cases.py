@@ -16,7 +16,7 @@ from stonewall.benchmarks.lab import FENCER, VICTIM, HolderStart, Nodes
 from stonewall.benchmarks.measure import (
     BenchFailure, ProcessRun, Stats, expect_exit, repeat, time_process)
 from stonewall.clock import Deadline
-from stonewall.holder.client import HolderError, HolderUnavailable
+from stonewall.holder.api import HolderFailure
 
 STONEWALL_TIMEOUT = 120.0
 FENCE_SCSI_TIMEOUT = 900.0  # 512 x 2 devices x 14 processes, one after another
@@ -174,10 +174,10 @@ def holder_join(nodes: Nodes, runs: int) -> CaseResult:
         began = time.perf_counter()
         try:
             answer = nodes.client(FENCER).join(Deadline.after(STONEWALL_TIMEOUT))
-        except (HolderError, HolderUnavailable) as exc:
+        except HolderFailure as exc:
             raise BenchFailure(f"join: {exc}") from exc
         seconds = time.perf_counter() - began
-        if not answer.get("ok"):
+        if not answer.ok:
             raise BenchFailure(f"join incomplete: {answer}")
         return seconds
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stonewall.benchmarks.lab import FENCER, VICTIM, Nodes
-from stonewall.holder.client import socket_path
 from stonewall.lab.drbd_side import drbd9_handler_env
 
 
@@ -79,6 +78,6 @@ def fence_entry_points(nodes: Nodes, workdir: Path) -> list[EntryPoint]:
     else:
         points.append(EntryPoint("fence_stonewall off", None, f"{module} not in tree"))
     points.append(EntryPoint("holder client", Invocation(
-        [sys.executable, "-m", "stonewall.benchmarks.preempt_client", "--socket",
-         socket_path(str(nodes.cluster.node_dir(FENCER) / "run")), "--victim", VICTIM], 0)))
+        [sys.executable, "-m", "stonewall.benchmarks.preempt_client", "--config",
+         str(nodes.configs[FENCER]), "--victim", VICTIM], 0)))
     return points

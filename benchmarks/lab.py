@@ -17,7 +17,7 @@ from stonewall.benchmarks.measure import BenchFailure
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig
-from stonewall.holder.client import HolderClient, socket_path
+from stonewall.holder.client import HolderClient
 from stonewall.lab.cluster import LabCluster, LabLun
 from stonewall.lab.processes import ProcessStartError, StonewallProcess
 from stonewall.lab.tgtd import TGTD_SOCKET_DIR, Tgtd, TgtdError
@@ -182,8 +182,8 @@ class Nodes:
         self.holders[node] = holder
         rss, fds = process_footprint(holder.pid)
         state = self.client(node).state(Deadline.after(SETUP_SECONDS))
-        paths = state["paths"]
-        unregistered = [p for p in paths if not (p["up"] and p["registered"])]
+        paths = state.paths
+        unregistered = [p for p in paths if not (p.up and p.registered)]
         if unregistered:
             raise BenchFailure(f"{node}: {len(unregistered)} of {len(paths)} paths not "
                                f"joined, e.g. {unregistered[0]}")
@@ -200,7 +200,7 @@ class Nodes:
 
     # -- what the cases use ----------------------------------------------------------------
     def client(self, node: str) -> HolderClient:
-        return HolderClient(socket_path(str(self.cluster.node_dir(node) / "run")))
+        return HolderClient(load_config(str(self.configs[node])), node)
 
     def key(self, node: str) -> int:
         return self.config.node(node).key

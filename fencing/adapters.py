@@ -15,7 +15,6 @@ from stonewall.config.secrets import SecretError, read_secret
 from stonewall.fencing.lock import peer_lock
 from stonewall.fencing.topology import FenceAdapters, PowerAdapterError, PowerOff
 from stonewall.holder.client import HolderClient
-from stonewall.holder.client import socket_path
 from stonewall.power.errors import IpmiSettingsError
 from stonewall.power.fence import PowerFenceResult, power_off_verified
 from stonewall.power.ipmi import IpmiClient
@@ -37,12 +36,13 @@ def ipmi_power_off(clock: Clock, environ: Mapping[str, str]) -> PowerOff:
     return power_off
 
 
-def node_adapters(config: ClusterConfig, clock: Clock,
-                  environ: Mapping[str, str]) -> FenceAdapters:
-    """Adapters acting as the node whose configuration `config` is."""
+def node_adapters(config: ClusterConfig, clock: Clock, environ: Mapping[str, str], *,
+                  node: str | None = None) -> FenceAdapters:
+    """Adapters acting as the node whose configuration `config` is; `node` names it when the
+    caller knows (the holder must then serve that node)."""
     runtime_dir = config.paths.runtime_dir
     return FenceAdapters(
-        storage=HolderClient(socket_path(runtime_dir)),
+        storage=HolderClient(config, node),
         power_off=ipmi_power_off(clock, environ),
         sleep=clock.sleep,
         serialise=partial(peer_lock, runtime_dir, clock=clock),

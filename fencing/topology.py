@@ -17,22 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import FenceLevel, FenceLevelKind, Node
 from stonewall.fencing.lock import PeerLockError, PeerLockTimeout
-from stonewall.holder.client import HolderError, HolderUnavailable, storage_shortfall
+from stonewall.holder.api import Holder, HolderError, HolderUnavailable, HolderUntrusted
 from stonewall.power.fence import PowerFenceResult
-
-
-class StorageFencer(Protocol):
-    """The node's holder (stonewall.holder.client.HolderClient): preempt and verify.
-
-    Raises HolderUnavailable (not running, no answer in time) or HolderError (refused)."""
-
-    def preempt(self, victim_node: str, lun_names: list[str] | None,
-                deadline: Deadline) -> dict[str, Any]: ...
 
 
 class PowerAdapterError(Exception):
@@ -51,7 +42,7 @@ Serialiser = Callable[[str, Deadline], AbstractContextManager[float]]
 class FenceAdapters:
     """The outside world the decision acts on."""
 
-    storage: StorageFencer
+    storage: Holder  # the node's holder; only `preempt` is used here
     power_off: PowerOff | None  # None: no BMC adapter here, a power level cannot verify
     sleep: Sleeper
     serialise: Serialiser
@@ -119,6 +110,19 @@ class FenceResult:
         waited = f", waited {self.lock_wait:.2f} s for the peer lock" if self.lock_wait >= 0.01 \
             else ""
         return f"{head} after {self.elapsed:.3f} s{waited}; " + "; ".join(parts)
+
+    def to_jsonable(self) -> dict[str, Any]:
+        """The record of this fence (event log), the same for every entry point."""
+        return {
+            "verdict": self.verdict.value,
+            "luns": list(self.luns),
+            "elapsed": round(self.elapsed, 3),
+            "lock_wait": round(self.lock_wait, 3),
+            "reason": self.reason,
+            "levels": [{"level": a.kind.value, "started": round(a.started, 3),
+                        "duration": round(a.duration, 3), "verified": a.verified,
+                        "reason": a.reason, **a.details} for a in self.attempts],
+        }
 
 
 def fence_budget(levels: Sequence[FenceLevel], power_delay: float) -> float:
@@ -194,24 +198,25 @@ class _Run:
     def _storage(self, level: FenceLevel) -> tuple[bool, str, dict[str, Any]]:
         deadline = Deadline.after(level.timeout, self.clock)
         try:
-            answer = self.adapters.storage.preempt(self.peer.name, list(self.luns), deadline)
+            outcome = self.adapters.storage.preempt(self.peer.name, list(self.luns), deadline)
         except HolderUnavailable as err:
             return False, f"holder unavailable: {err}", {}
+        except HolderUntrusted as err:
+            return False, f"holder untrusted: {err}", {"holder_error": type(err).__name__}
         except HolderError as err:
-            return False, f"holder refused: {err}", {"holder_error": err.kind}
-        preempt = answer.get("preempt") or {}
-        details = {"preempt": preempt, "verification": answer.get("verification")}
-        if preempt.get("lost_race") is True:
+            return False, f"holder refused: {err}", {"holder_error": type(err).__name__}
+        details = {"preempt": outcome.preempt.to_jsonable(),
+                   "verification": outcome.verification.to_jsonable()}
+        if outcome.preempt.lost_race:
             self.lost_race = True
             return False, ("lost the fence race, our own key is gone: "
-                           f"{preempt.get('lost_detail') or 'no detail'}"), details
-        if any(item.get("ok") is True for item in preempt.get("luns", [])):
+                           f"{outcome.preempt.lost_detail or 'no detail'}"), details
+        if any(item.ok for item in outcome.preempt.luns):
             self.preempted_by = self.clock.monotonic()
-        if answer.get("fenced") is True:
+        if outcome.fenced:
             return True, f"key gone on every path that answered, LUNs {', '.join(self.luns)}", \
                 details
-        return False, "; ".join(storage_shortfall(answer)) or "the holder did not prove it", \
-            details
+        return False, "; ".join(outcome.shortfall()) or "the holder did not prove it", details
 
     # -- power --------------------------------------------------------------------------------
     def _power(self, level: FenceLevel) -> tuple[bool, str, dict[str, Any]]:

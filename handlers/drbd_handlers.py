@@ -28,17 +28,16 @@ from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.model import ClusterConfig, FenceLevelKind, Node
 from stonewall.eventlog import Event, EventLog, EventLogError, read_events
 from stonewall.fencing.adapters import node_adapters
-from stonewall.fencing.split_brain import (
-    commands_text, resolution_commands, storage_owner)
-from stonewall.fencing.topology import FenceResult, Verdict, fence_peer
-from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
-from stonewall.holder.client import socket_path
+from stonewall.fencing.drbd_verdicts import Finding, peer_unfence, split_brain
+from stonewall.fencing.topology import Verdict, fence_peer
+from stonewall.holder.client import HolderClient
 from stonewall.log import decision_fields, decision_logger
+from stonewall.storage.drbd.drbdsetup import ANSWER_SECONDS, DrbdStatusUnavailable, drbd_status
 from stonewall.storage.drbd.env import HandlerEnv, HandlerEnvError, parse_handler_env
 from stonewall.storage.drbd.exitcodes import (
     FenceOutcome, FencePeerExit, advisory_exit_code, exit_code_for)
 from stonewall.storage.drbd.resolve import FenceTarget, ResolveError, resolve_fence_target
-from stonewall.storage.view import view_from_json
+from stonewall.storage.drbd.status import ResourceStatus
 from stonewall.watchdog.timing import t_safe
 
 LOG_IDENT = "stonewall-drbd"
@@ -120,93 +119,49 @@ def decide_fence_peer(call: HandlerCall, clock: Clock, environ: Mapping[str, str
     """Run the topology against the peer; the DRBD status says "fenced" only when verified."""
     config = call.config
     result = fence_peer(call.target.peer, call.luns, config.fencing,
-                        node_adapters(config, clock, environ), clock,
+                        node_adapters(config, clock, environ, node=call.me.name), clock,
                         power_delay=call.me.power_delay, t_safe=t_safe(config.watchdog))
     code = exit_code_for(_DRBD_OUTCOME[result.verdict], call.env.version)
     message = (f"{call.what}: {result.summary()} -> exit {code} "
                f"({FencePeerExit(code).name})")
     return Decision(code, "fenced" if result.fenced else result.verdict.value, message,
-                    _result_details(result))
+                    result.to_jsonable())
 
 
-def _result_details(result: FenceResult) -> dict[str, Any]:
-    return {
-        "verdict": result.verdict.value,
-        "luns": list(result.luns),
-        "elapsed": round(result.elapsed, 3),
-        "lock_wait": round(result.lock_wait, 3),
-        "reason": result.reason,
-        "levels": [{"level": a.kind.value, "started": round(a.started, 3),
-                    "duration": round(a.duration, 3), "verified": a.verified,
-                    "reason": a.reason, **a.details} for a in result.attempts],
-    }
-
-
-# -- unfence-peer -----------------------------------------------------------------------------
+# -- unfence-peer and split-brain (verdicts: fencing/drbd_verdicts.py) ------------------------
 def decide_unfence_peer(call: HandlerCall, clock: Clock, environ: Mapping[str, str]
                         ) -> Decision:
-    """Report whether the peer is registered again; never register anything.
-
-    Only the peer's own holder can register its key (registrations belong to its nexuses),
-    and it refuses to in the boot it was fenced in. So there is nothing for this node to undo:
-    a resync that finished does not prove the peer rebooted."""
-    deadline = Deadline.after(_read_timeout(call.config), clock)
-    try:
-        answer = _holder(call.config).verify(call.target.peer.name, call.luns, True, deadline)
-    except (HolderUnavailable, HolderError) as err:
-        return Decision(advisory_exit_code(False), "unknown",
-                        f"{call.what}: cannot read the peer's registration: {err}", {})
-    if answer.get("proven") is True:
-        return Decision(advisory_exit_code(True), "registered",
-                        f"{call.what}: {call.target.peer.name} is registered on every LUN "
-                        f"({', '.join(call.luns)}); nothing to undo", {"verification": answer})
-    checks = answer.get("checks", [])
-    absent = [str(check.get("lun")) for check in checks if check.get("verdict") is False]
-    silent = [str(check.get("lun")) for check in checks if check.get("verdict") is None]
-    unread = f"; no path answered for {', '.join(silent)}" if silent else ""
-    if not absent:
-        return Decision(advisory_exit_code(False), "unknown",
-                        f"{call.what}: cannot tell whether {call.target.peer.name} is "
-                        f"registered{unread}", {"verification": answer})
-    return Decision(advisory_exit_code(False), "still-fenced",
-                    f"{call.what}: {call.target.peer.name} is not registered on "
-                    f"{', '.join(absent)}{unread}; left as is: it registers again only after "
-                    "a reboot, when its own holder joins (refused in the boot it was fenced "
-                    "in)", {"verification": answer})
+    """Report whether the peer is registered again; never register anything."""
+    finding = peer_unfence(_holder(call), call.target.peer, call.luns,
+                           Deadline.after(_read_timeout(call.config), clock))
+    return _decision(call, finding)
 
 
-# -- split-brain ------------------------------------------------------------------------------
 def decide_split_brain(call: HandlerCall, clock: Clock, environ: Mapping[str, str]
                        ) -> Decision:
     """Say who owns the storage and how to resolve; change nothing (no config allows more)."""
     deadline = Deadline.after(_read_timeout(call.config), clock)
-    peer, resource = call.target.peer, call.env.resource
-    last_fence = _last_fence(call.config, call.me.name, peer.name)
+    finding = split_brain(_holder(call), call.me, call.target.peer, call.env.resource,
+                          call.env.version, call.luns,
+                          _last_fence(call.config, call.me.name, call.target.peer.name),
+                          _drbd_status(call, deadline), dict(call.target.resource.peers),
+                          deadline)
+    return _decision(call, finding)
+
+
+def _drbd_status(call: HandlerCall, deadline: Deadline) -> ResourceStatus | str:
+    """DRBD's status of the resource here, or why it cannot be had."""
     try:
-        answer = _holder(call.config).views(call.luns, deadline)
-        views = {name: view_from_json(data) for name, data in answer.items()}
-    except (HolderUnavailable, HolderError) as err:
-        views, unread = {}, f"cannot read the LUNs: {err}"
-    else:
-        unread = ""
-    ownership = storage_owner(views, call.me, peer)
-    details: dict[str, Any] = {"owner": ownership.owner, "reason": unread or ownership.reason,
-                               "last_fence": last_fence, "resolved": False}
-    if ownership.owner is None or ownership.other is None:
-        template = resolution_commands(resource, call.env.version, "<node that keeps its data>",
-                                       "<node whose changes are discarded>")
-        details["commands"] = {node: list(lines) for node, lines in template.items()}
-        return Decision(advisory_exit_code(False), "ambiguous",
-                        f"{call.what}: split brain, storage ownership is ambiguous "
-                        f"({unread or ownership.reason}); nothing resolved, choose ONE node "
-                        f"whose changes are discarded: {commands_text(template)}", details)
-    commands = resolution_commands(resource, call.env.version, ownership.owner,
-                                   ownership.other)
-    details["commands"] = {node: list(lines) for node, lines in commands.items()}
-    return Decision(advisory_exit_code(True), "owner-found",
-                    f"{call.what}: split brain, {ownership.owner} owns the storage "
-                    f"({ownership.reason}); not resolved automatically; to keep "
-                    f"{ownership.owner}'s data: {commands_text(commands)}", details)
+        found = drbd_status(deadline.earlier(ANSWER_SECONDS), call.env.resource)
+    except DrbdStatusUnavailable as err:
+        return str(err)
+    return next((status for status in found if status.name == call.env.resource),
+                f"drbdsetup does not know resource {call.env.resource}")
+
+
+def _decision(call: HandlerCall, finding: Finding) -> Decision:
+    return Decision(advisory_exit_code(finding.affirmative), finding.outcome,
+                    f"{call.what}: {finding.message}", finding.details)
 
 
 def _last_fence(config: ClusterConfig, me: str, peer: str) -> dict[str, Any] | None:
@@ -217,8 +172,9 @@ def _last_fence(config: ClusterConfig, me: str, peer: str) -> dict[str, Any] | N
     return fences[-1] if fences else None
 
 
-def _holder(config: ClusterConfig) -> HolderClient:
-    return HolderClient(socket_path(config.paths.runtime_dir))
+def _holder(call: HandlerCall) -> HolderClient:
+    """This node's holder; it must serve the node DRBD names as us."""
+    return HolderClient(call.config, call.me.name)
 
 
 def _read_timeout(config: ClusterConfig) -> float:

@@ -15,7 +15,9 @@ Actions and exit statuses (fence-agents FenceAgentAPI.md, reference/pacemaker.md
   manpage       this agent's manual page, fence_stonewall(8), in roff: always 0, reads nothing.
   validate-all  parameters and configuration only, no holder or SAN contact: 0 valid, 1 not.
 
-Every decision is one line on stderr (Pacemaker copies it into its log); `off` and `on` also
+The decisions live in fencing/agent_actions.py (`off` runs fencing.topology's storage level,
+the decision DRBD's fence-peer runs too); this module parses, calls one, and maps it to an
+exit status and one line on stderr (Pacemaker copies it into its log). `off` and `on` also
 append a record to the event log (`paths.event_log`).
 """
 from __future__ import annotations
@@ -24,57 +26,29 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from dataclasses import dataclass
+from typing import TextIO
 
 from stonewall import __version__
 from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.errors import ConfigError
-from stonewall.config.keys import format_key
 from stonewall.config.loader import load_config, resolve_config_path
-from stonewall.config.model import ClusterConfig, Node
+from stonewall.config.model import ClusterConfig
 from stonewall.eventlog import Event, EventLog, EventLogError
+from stonewall.fencing.agent_actions import (
+    EXIT_FAILED, EXIT_OK, Outcome, device_monitor, fence_off, lun_names, target_status,
+    unfence_on)
 from stonewall.handlers.fence_agent_metadata import AGENT_NAME, metadata_xml
 from stonewall.handlers.fence_agent_params import (
     MAX_STDIN_BYTES, AgentRequest, AgentUsageError, read_request)
-from stonewall.holder.client import (HolderClient, HolderError, HolderUnavailable,
-                                     storage_shortfall)
-from stonewall.holder.client import socket_path
+from stonewall.holder.api import Holder
+from stonewall.holder.client import HolderClient
 from stonewall.log import decision_fields, decision_logger
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_OFF = 2  # status only: reachable, and the target is off (fenced)
-
-
-class Holder(Protocol):
-    """What the agent asks of the node's session holder (stonewall.holder.client)."""
-
-    def state(self, deadline: Deadline) -> dict[str, Any]: ...
-
-    def join(self, deadline: Deadline) -> dict[str, Any]: ...
-
-    def verify(self, node: str, lun_names: list[str] | None, present: bool,
-               deadline: Deadline) -> dict[str, Any]: ...
-
-    def preempt(self, victim_node: str, lun_names: list[str] | None,
-                deadline: Deadline) -> dict[str, Any]: ...
 
 
 def holder_for(config: ClusterConfig) -> Holder:
     """The client of this node's holder, at `<paths.runtime_dir>/holder.sock`."""
-    return HolderClient(socket_path(config.paths.runtime_dir))
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one action ended: exit status, a one-word result, and one line for stderr."""
-
-    exit_code: int
-    result: str  # fenced, not-fenced, refused, unfenced, on, off, unknown, usable, ...
-    message: str
-    actor: str | None = None  # this node, once the holder said who it is
-    details: Mapping[str, Any] = field(default_factory=dict)
+    return HolderClient(config)
 
 
 # -- the LUNs a device covers ----------------------------------------------------------------
@@ -100,16 +74,6 @@ def covered_luns(config: ClusterConfig, request: AgentRequest) -> list[str] | No
     return [lun.name for lun in ordered]
 
 
-def _lun_names(config: ClusterConfig, luns: list[str] | None) -> list[str]:
-    """The covered LUNs by name, arbiter first (None = every configured LUN)."""
-    return luns if luns is not None else [lun.name for lun in config.luns_in_arbiter_order()]
-
-
-def _lun_text(config: ClusterConfig, luns: list[str] | None) -> str:
-    names = _lun_names(config, luns)
-    return f"{len(names)} LUNs ({', '.join(names)})"
-
-
 def _configured_node(config: ClusterConfig, target: str | None, action: str) -> str:
     if not target:
         raise AgentUsageError(f"action {action!r} needs a target: plug, port or nodename")
@@ -119,123 +83,6 @@ def _configured_node(config: ClusterConfig, target: str | None, action: str) -> 
         known = ", ".join(node.name for node in config.nodes)
         raise AgentUsageError(f"node {target!r} is not in {config.source} (nodes: {known}); "
                               "map cluster names with pcmk_host_map") from None
-
-
-def _local_node(config: ClusterConfig, holder: Holder, deadline: Deadline) -> Node:
-    """The node the holder serves: this node, as far as the SAN is concerned."""
-    name = str(holder.state(deadline).get("node"))
-    try:
-        return config.node(name)
-    except KeyError:
-        raise AgentUsageError(f"the holder serves node {name!r}, which is not in "
-                              f"{config.source}; holder and agent read different "
-                              "configurations") from None
-
-
-def _holder_failure(err: Exception, actor: str | None, what: str) -> Outcome:
-    """A holder that is down, timed out or refused: never success."""
-    if isinstance(err, HolderError) and err.kind in ("Refused", "FencedBoot"):
-        return Outcome(EXIT_FAILED, "refused", f"{what}: refused by the holder: {err}", actor)
-    return Outcome(EXIT_FAILED, "failed", f"{what}: {err}", actor)
-
-
-# -- the actions that need the holder --------------------------------------------------------
-def fence_off(config: ClusterConfig, target: str, luns: list[str] | None, holder: Holder,
-              deadline: Deadline) -> Outcome:
-    """Preempt `target` on the covered LUNs through the holder; 0 only when verified gone."""
-    what = f"off {target}"
-    actor = None
-    try:
-        local = _local_node(config, holder, deadline)
-        actor = local.name
-        if config.node(target).key == local.key:
-            return Outcome(EXIT_FAILED, "refused",
-                           f"{what}: refused: {target} is this node; a node never fences its "
-                           f"own key {format_key(local.key)}", actor)
-        result = holder.preempt(target, luns, deadline)
-    except (HolderUnavailable, HolderError) as err:
-        return _holder_failure(err, actor, what)
-    details = {"luns": _lun_names(config, luns), "preempt": result.get("preempt"),
-               "verification": result.get("verification")}
-    if result.get("fenced") is True:
-        return Outcome(EXIT_OK, "fenced", f"{what}: fenced: key "
-                       f"{format_key(config.node(target).key)} verified gone from "
-                       f"{_lun_text(config, luns)}", actor, details)
-    preempt = result.get("preempt") or {}
-    if preempt.get("lost_race"):
-        reason = f"this node lost the race: {preempt.get('lost_detail') or 'own key gone'}"
-    else:
-        reason = "; ".join(storage_shortfall(result)) or "the holder did not prove it"
-    return Outcome(EXIT_FAILED, "not-fenced", f"{what}: NOT fenced: {reason}", actor, details)
-
-
-def unfence_on(config: ClusterConfig, target: str, holder: Holder, deadline: Deadline) -> Outcome:
-    """Join the cluster's LUNs as this node; only the target may unfence itself."""
-    what = f"on {target}"
-    actor = None
-    try:
-        local = _local_node(config, holder, deadline)
-        actor = local.name
-        if target != actor:
-            return Outcome(EXIT_FAILED, "refused",
-                           f"{what}: refused: unfencing registers this node's own key, so it "
-                           f"runs on {target} itself, not on {actor}", actor)
-        result = holder.join(deadline)
-    except (HolderUnavailable, HolderError) as err:
-        return _holder_failure(err, actor, what)
-    details = {"registered": result.get("registered"), "reserved": result.get("reserved")}
-    if result.get("ok") is True:
-        return Outcome(EXIT_OK, "unfenced", f"{what}: unfenced: key "
-                       f"{format_key(local.key)} registered on every path of "
-                       f"{_lun_text(config, None)}", actor, details)
-    failures = [f"{item.get('lun')} via {item.get('path')}: {item.get('detail')}"
-                for report in (result.get("registered"), result.get("reserved")) if report
-                for item in report.get("outcomes", []) if not item.get("ok")]
-    return Outcome(EXIT_FAILED, "not-unfenced",
-                   f"{what}: NOT unfenced: {'; '.join(failures) or 'the holder reported failure'}",
-                   actor, details)
-
-
-def target_status(config: ClusterConfig, target: str, luns: list[str] | None, holder: Holder,
-                  deadline: Deadline) -> Outcome:
-    """0 registered somewhere, 2 verified absent on every covered LUN, 1 cannot tell."""
-    what = f"status {target}"
-    try:
-        report = holder.verify(target, luns, False, deadline)
-    except (HolderUnavailable, HolderError) as err:
-        return _holder_failure(err, None, what)
-    checks = report.get("checks", [])
-    verdicts = [check.get("verdict") for check in checks]
-    if False in verdicts:
-        where = [str(check.get("lun")) for check in checks if check.get("verdict") is False]
-        return Outcome(EXIT_OK, "on", f"{what}: on (key registered on {', '.join(where)})",
-                       details=report)
-    if verdicts and all(verdict is True for verdict in verdicts):
-        return Outcome(EXIT_OFF, "off", f"{what}: off (key absent from "
-                       f"{_lun_text(config, luns)})", details=report)
-    return Outcome(EXIT_FAILED, "unknown", f"{what}: cannot tell (a LUN did not answer)",
-                   details=report)
-
-
-def device_monitor(config: ClusterConfig, luns: list[str] | None, holder: Holder,
-                   deadline: Deadline) -> Outcome:
-    """0 when the holder answers and every covered LUN is readable on at least one path.
-
-    This node's own registration is not required: Pacemaker starts the device (a monitor)
-    before it unfences the node."""
-    try:
-        actor = _local_node(config, holder, deadline).name
-        report = holder.verify(actor, luns, True, deadline)
-    except (HolderUnavailable, HolderError) as err:
-        return _holder_failure(err, None, "monitor")
-    unreadable = [check.get("lun") for check in report.get("checks", [])
-                  if not check.get("paths_up")]
-    if unreadable or not report.get("checks"):
-        return Outcome(EXIT_FAILED, "unusable",
-                       f"monitor: no path answered for {', '.join(map(str, unreadable)) or 'any LUN'}",
-                       actor, report)
-    return Outcome(EXIT_OK, "usable", f"monitor: holder of {actor} answers, "
-                   f"{_lun_text(config, luns)} readable", actor, report)
 
 
 # -- the entry point ---------------------------------------------------------------------------
@@ -272,8 +119,9 @@ def run_agent(request: AgentRequest, services: AgentServices, out: TextIO,
         log.error("%s: %s", request.action, problem)
         return EXIT_FAILED
     if request.action == "validate-all":
-        log.info("validate-all: parameters valid; %s, %d nodes in %s", _lun_text(config, luns),
-                 len(config.nodes), path)
+        names = lun_names(config, luns)
+        log.info("validate-all: parameters valid; %d LUNs (%s), %d nodes in %s", len(names),
+                 ", ".join(names), len(config.nodes), path)
         return EXIT_OK
     if request.action == "list":
         out.write("".join(f"{node.name}\n" for node in config.nodes))
@@ -284,7 +132,7 @@ def run_agent(request: AgentRequest, services: AgentServices, out: TextIO,
         outcome = Outcome(EXIT_FAILED, "refused", f"{request.action}: {problem}")
     (log.info if outcome.exit_code != EXIT_FAILED else log.error)(
         "%s", outcome.message, extra=decision_fields(
-            peer=request.target, luns=_lun_names(config, luns), outcome=outcome.result))
+            peer=request.target, luns=lun_names(config, luns), outcome=outcome.result))
     if request.action in ("off", "on"):
         _record(config, request, outcome, services.clock, log)
     return outcome.exit_code
@@ -297,7 +145,7 @@ def _run_holder_action(request: AgentRequest, config: ClusterConfig, luns: list[
     target = _configured_node(config, request.target, request.action)
     holder = services.connect_holder(config)
     if request.action == "off":
-        return fence_off(config, target, luns, holder, deadline)
+        return fence_off(config, target, luns, holder, deadline, services.clock)
     if request.action == "on":
         return unfence_on(config, target, holder, deadline)
     return target_status(config, target, luns, holder, deadline)

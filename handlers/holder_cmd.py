@@ -64,8 +64,8 @@ def run_holder(args: argparse.Namespace) -> int:
             log.error("join refused: %s", exc)
             holder.close()
             return 1
-        log.info("join: %s", "ok" if result["ok"] else "incomplete")
-    server = HolderServer(socket_path(config.paths.runtime_dir), holder)
+        log.info("join: %s", "ok" if result.ok else "incomplete")
+    server = HolderServer(socket_path(config.paths.runtime_dir), holder, log)
     server.serve_in_thread()
     print("READY", flush=True)
     stop.wait()

@@ -1,27 +1,24 @@
 """`stonewall status`: who is registered on each LUN and path, and who holds the reservation.
 
-It only reads (PERSISTENT RESERVE IN). It asks the node's holder when one runs (its
-sessions are already logged in), else logs in its own reader sessions."""
+It only reads (PERSISTENT RESERVE IN), through holder/views.py: the node's holder when one
+runs, else reader sessions of its own."""
 from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import time
-from typing import Callable, Mapping, Sequence
 
-from stonewall.clock import SYSTEM_CLOCK, Deadline
+from stonewall.clock import Deadline
 from stonewall.config.errors import ConfigError
-from stonewall.config.identity import UnknownLocalNode, local_node
 from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.model import ClusterConfig
-from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
-from stonewall.holder.client import socket_path
-from stonewall.storage import ownership, status_report
-from stonewall.storage.paths import (KernelRoots, PathSetupError, close_paths,
-                                     plan_paths)
-from stonewall.storage.view import LunView, view_from_json
+from stonewall.holder.views import read_views
+from stonewall.storage import status_report
+from stonewall.storage.drbd.drbdsetup import ANSWER_SECONDS, DrbdStatusUnavailable, drbd_status
+from stonewall.storage.drbd.status import attention as drbd_attention
+from stonewall.storage.drbd.status import summary as drbd_summary
+from stonewall.storage.paths import PathSetupError
 from stonewall.watchdog.snapshot import (Health, SnapshotMissing, SnapshotUnreadable,
                                           current_reading)
 
@@ -30,7 +27,8 @@ exit status:
   0  every LUN is as expected (all nodes registered on every path, reservation held)
   1  something needs attention (a fenced node, a path down, split keys, a foreign key,
      no reservation, an unreachable LUN), or this node's watchdog service does
-     (self-fencing, not petting, stopped writing its status)
+     (self-fencing, not petting, stopped writing its status), or DRBD here reports a
+     configured resource suspended, disconnected from a peer or not UpToDate
   2  nothing could be read (bad configuration, or no LUN answered on any path)
 """
 
@@ -55,38 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.set_defaults(func=run_status)
 
 
-def read_views(config: ClusterConfig, lun_names: list[str] | None, node_name: str | None,
-               direct: bool, deadline: Deadline) -> dict[str, LunView]:
-    """The LUN views, from the holder or from fresh reader sessions."""
-    if not direct:
-        try:
-            answer = HolderClient(socket_path(config.paths.runtime_dir)).views(lun_names,
-                                                                                deadline)
-            return {name: view_from_json(data) for name, data in answer.items()}
-        except (HolderUnavailable, HolderError):
-            pass
-    try:
-        initiator = local_node(config, node_name, os.environ).initiator
-    except UnknownLocalNode:
-        initiator = f"iqn.2026-11.org.stonewall:status-{socket.gethostname()}"
-    luns = config.luns_in_arbiter_order(tuple(lun_names) if lun_names else None)
-    kernel = KernelRoots.of(config.paths)
-    paths = plan_paths(luns, initiator, role="reader", discovery=kernel.discover,
-                       dev_root=kernel.dev)
-    try:
-        return ownership.read_views(paths, deadline, SYSTEM_CLOCK, log_in=True)
-    finally:
-        close_paths(paths)
-
-
-def views_source(config: ClusterConfig) -> Callable[[Sequence[str], Deadline],
-                                                    Mapping[str, LunView]]:
-    """LUN views for the libvirt hook and `vm list`: from the holder, else reader sessions."""
-    def read(lun_names: Sequence[str], deadline: Deadline) -> Mapping[str, LunView]:
-        return read_views(config, list(lun_names) or None, None, False, deadline)
-    return read
-
-
 def watchdog_section(config: ClusterConfig) -> dict[str, object]:
     """This node's watchdog service as its status file says (no file: not running here,
     which is no fault of the LUNs: status may run on any machine)."""
@@ -109,6 +75,33 @@ def watchdog_section(config: ClusterConfig) -> dict[str, object]:
                        f"{settings.get('timeout')}s)"}
 
 
+def drbd_section(config: ClusterConfig, deadline: Deadline) -> dict[str, object] | None:
+    """DRBD's own view of the configured resources here (`drbdsetup status --json`); None
+    when the configuration names no DRBD resource. Unreadable (no DRBD 9 here) is no fault
+    of the LUNs: status may run on any machine."""
+    if not config.drbd_resources:
+        return None
+    try:
+        found = {status.name: status for status in drbd_status(deadline)}
+    except DrbdStatusUnavailable as exc:
+        return {"available": False, "attention": False, "resources": [],
+                "summary": f"cannot read DRBD's status here: {exc}"}
+    resources, lines, problems = [], [], []
+    for resource in config.drbd_resources:
+        status = found.get(resource.name)
+        if status is None:
+            lines.append(f"{resource.name}: not up here")
+            resources.append({"name": resource.name, "up": False})
+            continue
+        lines.append(drbd_summary(status, dict(resource.peers)))
+        problems += drbd_attention(status)
+        resources.append({"name": resource.name, "up": True,
+                          "role": status.role.value if status.role else None,
+                          "summary": lines[-1], "attention": drbd_attention(status)})
+    return {"available": True, "attention": bool(problems), "resources": resources,
+            "summary": " | ".join(lines)}
+
+
 def run_status(args: argparse.Namespace) -> int:
     try:
         config = load_config(resolve_config_path(args.config, os.environ))
@@ -129,13 +122,16 @@ def run_status(args: argparse.Namespace) -> int:
             return 2
         statuses = status_report.build(config, views)
         watchdog = watchdog_section(config)
-        text = (status_report.to_json(config, statuses, watchdog) if args.json
+        drbd = drbd_section(config, Deadline.after(min(args.timeout, ANSWER_SECONDS)))
+        text = (status_report.to_json(config, statuses, watchdog, drbd) if args.json
                 else status_report.to_table(config, statuses, args.paths)
-                + f"\nwatchdog: {watchdog['summary']}")
+                + f"\nwatchdog: {watchdog['summary']}"
+                + (f"\ndrbd: {drbd['summary']}" if drbd is not None else ""))
         if args.watch:
             print("\033[H\033[2J" + time.strftime("%H:%M:%S ") + config.cluster, flush=True)
         print(text, flush=True)
         if not args.watch:
             status = status_report.exit_status(statuses)
-            return max(status, 1) if watchdog["attention"] else status
+            attention = watchdog["attention"] or (drbd is not None and drbd["attention"])
+            return max(status, 1) if attention else status
         time.sleep(args.watch)

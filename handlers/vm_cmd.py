@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 from stonewall.clock import Deadline
 from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.model import ClusterConfig, Node
+from stonewall.holder.api import Holder
 from stonewall.holder.client import HolderClient
-from stonewall.vm.hook import DEFAULT_TIMEOUT, ReadViews, hook_main
+from stonewall.handlers.qemu_hook import hook_main
+from stonewall.storage.view import ReadViews
+from stonewall.vm.hook import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
     from stonewall.vm.control import StartReport, StopReport
@@ -205,26 +208,35 @@ class _Control:
 
     config: ClusterConfig
     node: Node
-    holder: HolderClient
+    holder: Holder
     conn: LibvirtConnection
 
 
-def _control(args: argparse.Namespace, deadline: Deadline) -> _Control:
+def _setup(args: argparse.Namespace) -> tuple[ClusterConfig, Node]:
     from stonewall.config.errors import ConfigError
     from stonewall.config.identity import UnknownLocalNode, local_node
-    from stonewall.holder.client import socket_path
-    from stonewall.vm.libvirt_conn import LibvirtConnection, LibvirtError
 
     try:
         config = load_config(resolve_config_path(getattr(args, "config", None), os.environ))
-        node = local_node(config, args.node, os.environ)
+        return config, local_node(config, args.node, os.environ)
     except (ConfigError, UnknownLocalNode) as error:
         raise _SetupFailed(str(error), EXIT_ERROR) from error
+
+
+def _open(config: ClusterConfig, node: Node, args: argparse.Namespace,
+          deadline: Deadline) -> _Control:
+    from stonewall.vm.libvirt_conn import LibvirtConnection, LibvirtError
+
     try:
         conn = LibvirtConnection.open(args.uri or config.libvirt_uri, deadline)
     except LibvirtError as error:
         raise _SetupFailed(str(error), EXIT_CANNOT_TELL) from error
-    return _Control(config, node, HolderClient(socket_path(config.paths.runtime_dir)), conn)
+    return _Control(config, node, HolderClient(config, node.name), conn)
+
+
+def _control(args: argparse.Namespace, deadline: Deadline) -> _Control:
+    config, node = _setup(args)
+    return _open(config, node, args, deadline)
 
 
 def run_start(args: argparse.Namespace) -> int:
@@ -295,45 +307,41 @@ def stop_exit_status(report: StopReport) -> int:
 
 def run_takeover(args: argparse.Namespace) -> int:
     from stonewall.clock import SYSTEM_CLOCK
-    from stonewall.holder.client import HolderError, HolderUnavailable
-    from stonewall.vm.takeover import FenceEvidence, take_over
+    from stonewall.vm.takeover import take_over_fenced_peer
     from stonewall.watchdog.timing import t_safe
 
+    started = SYSTEM_CLOCK.monotonic()
     try:
-        ctl = _control(args, Deadline.after(args.timeout))
+        config, node = _setup(args)
+        peer = config.node(args.peer)
+    except _SetupFailed as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return error.status
+    except KeyError:
+        print(f"stonewall: unknown node {args.peer!r}", file=sys.stderr)
+        return EXIT_ERROR
+    if peer.name == node.name:
+        print("stonewall: a node does not take over its own guests", file=sys.stderr)
+        return EXIT_ERROR
+    safe = t_safe(config.watchdog)
+    # One deadline for the whole command: --timeout on top of T_safe, from its start.
+    deadline = Deadline(started + args.timeout + safe, SYSTEM_CLOCK)
+    try:
+        ctl = _open(config, node, args, deadline)
     except _SetupFailed as error:
         print(f"stonewall: {error}", file=sys.stderr)
         return error.status
     with ctl.conn:
-        try:
-            peer = ctl.config.node(args.peer)
-        except KeyError:
-            print(f"stonewall: unknown node {args.peer!r}", file=sys.stderr)
-            return EXIT_ERROR
-        if peer.name == ctl.node.name:
-            print("stonewall: a node does not take over its own guests", file=sys.stderr)
-            return EXIT_ERROR
-        # The fence happened earlier; verifying the key gone now gives a later reference
-        # point for T_safe, which only makes the wait longer.
-        try:
-            verified = ctl.holder.verify(peer.name, None, False,
-                                         Deadline.after(args.timeout))["proven"] is True
-        except (HolderUnavailable, HolderError) as error:
-            print(f"stonewall: cannot verify {peer.name}'s key gone: {error}", file=sys.stderr)
-            verified = False
-        fence = FenceEvidence(args.power_off_verified,
-                              SYSTEM_CLOCK.monotonic() if verified else None)
-        if not fence.fenced:
-            print(f"stonewall: {peer.name} is not proven fenced (its key is not verified gone "
-                  "on every LUN, and --power-off-verified was not given): nothing started",
-                  file=sys.stderr)
-            return EXIT_CANNOT_TELL
-        safe = t_safe(ctl.config.watchdog)
-        report = take_over(peer, ctl.config, ctl.holder, ctl.conn, SYSTEM_CLOCK, fence, safe,
-                           node=ctl.node, deadline=Deadline.after(safe + args.timeout))
-    for guest in report.guests:
+        run = take_over_fenced_peer(peer, config, ctl.holder, ctl.conn, SYSTEM_CLOCK, safe,
+                                    node=node, power_off_verified=args.power_off_verified,
+                                    deadline=deadline)
+    if run.report is None:
+        print(f"stonewall: {peer.name} is not proven fenced ({run.problem}, and "
+              "--power-off-verified was not given): nothing started", file=sys.stderr)
+        return EXIT_CANNOT_TELL
+    for guest in run.report.guests:
         print(guest.describe(), file=sys.stdout if guest.running else sys.stderr)
-    return EXIT_OK if report.all_running else EXIT_PROBLEM
+    return EXIT_OK if run.report.all_running else EXIT_PROBLEM
 
 
 def list_exit_status(rows: Sequence[GuestRow]) -> int:

@@ -1,14 +1,37 @@
-"""Ask the node's holder over its socket. Entry points that act with the node's registration
-use this; when the holder is not running they fail safe (HolderUnavailable)."""
+"""Ask the node's holder over its socket (the `Holder` of holder/api.py). Entry points that
+act with the node's registration use this; when the holder is not running they fail safe
+(HolderUnavailable), and they never register afresh.
+
+What answers is checked before anything it says counts: the socket's peer must be root or
+the service's user (SO_PEERCRED; the service's user is whoever owns the runtime directory,
+which the holder creates mode 0700 and which lives under root's /run in production), and
+every answer must name a node of the configuration with that node's key (and this node, when
+the caller knows which node it is). Answers are rebuilt into the typed values of
+holder/api.py, so every verdict is recomputed here from the per-LUN evidence, over the LUNs
+this client asked for."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import socket
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from stonewall import wire
 from stonewall.clock import Deadline
-from stonewall.holder.protocol import MAX_LINE
+from stonewall.holder.api import (
+    WIRE_ERRORS, FenceOutcome, HolderError, HolderState, HolderUnavailable, HolderUntrusted,
+    JoinOutcome)
+from stonewall.holder.protocol import MAX_LINE, peer_credentials, trusted_uid
+from stonewall.storage.reports import ClaimOutcome, VerifyReport
+from stonewall.storage.view import LunView
+
+if TYPE_CHECKING:
+    from stonewall.config.model import ClusterConfig, Node
+
+T = TypeVar("T")
 
 
 def socket_path(runtime_dir: str) -> str:
@@ -16,24 +39,83 @@ def socket_path(runtime_dir: str) -> str:
     return str(Path(runtime_dir) / "holder.sock")
 
 
-class HolderUnavailable(Exception):
-    """The holder is not running, or did not answer before the deadline."""
-
-
-class HolderError(Exception):
-    """The holder answered with an error; `kind` is its type name (Refused, FencedBoot, ...)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-
-
 class HolderClient:
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
+    """The holder of the node whose configuration `config` is, at
+    `<paths.runtime_dir>/holder.sock`. `node`: the node this caller knows it is (None: any
+    configured node, with its own key; the first answer then pins it)."""
 
-    def call(self, op: str, deadline: Deadline, **args: Any) -> Any:
-        """Send one request; the holder gets the time left minus a little for the reply."""
+    def __init__(self, config: ClusterConfig, node: str | None = None) -> None:
+        self.config = config
+        self.socket_path = socket_path(config.paths.runtime_dir)
+        self.expected_node = node
+        self.serves: Node | None = None  # the node the holder named, once it answered
+
+    # -- the operations (holder.api.Holder) -------------------------------------------------
+    def state(self, deadline: Deadline) -> HolderState:
+        state = self._decode("state", HolderState.from_json, self._call("state", deadline))
+        if self.serves is None or state.node != self.serves.name:
+            raise HolderUntrusted(f"the holder's state names node {state.node!r}, but its "
+                                  "answer came from another")
+        return state
+
+    def join(self, deadline: Deadline) -> JoinOutcome:
+        return self._decode("join", JoinOutcome.from_json, self._call("join", deadline))
+
+    def views(self, lun_names: Sequence[str] | None,
+              deadline: Deadline) -> dict[str, LunView]:
+        asked = self._lun_names(lun_names)
+        answer = self._decode("views", lambda data: {
+            name: LunView.from_json(view) for name, view in wire.obj(data, "views").items()},
+            self._call("views", deadline, luns=asked))
+        for name, view in answer.items():
+            if view.lun != name or name not in asked:
+                raise HolderUntrusted(f"the holder answered views for {name!r}, which was not "
+                                      "asked for")
+        return answer
+
+    def verify(self, node: str, lun_names: Sequence[str] | None, present: bool,
+               deadline: Deadline) -> VerifyReport:
+        asked = self._lun_names(lun_names)
+        report = self._decode("verify", VerifyReport.from_json,
+                              self._call("verify", deadline, node=node, present=present,
+                                         luns=asked))
+        # `proven` then covers exactly what was asked: a LUN without a check is unproven.
+        return dataclasses.replace(report, luns=tuple(asked))
+
+    def preempt(self, victim_node: str, lun_names: Sequence[str] | None,
+                deadline: Deadline) -> FenceOutcome:
+        asked = self._lun_names(lun_names)
+        outcome = self._decode("preempt", FenceOutcome.from_json,
+                               self._call("preempt", deadline, victim=victim_node, luns=asked))
+        if outcome.victim != victim_node:
+            raise HolderUntrusted(f"the holder answered a fence of {outcome.victim!r}, not of "
+                                  f"{victim_node!r}")
+        return dataclasses.replace(outcome, luns=tuple(asked))
+
+    def claim(self, lun: str, deadline: Deadline) -> ClaimOutcome:
+        """Register this node on a guest LUN before its guest starts (NodeHolder.claim)."""
+        return self._claimed("claim", lun, deadline)
+
+    def release(self, lun: str, deadline: Deadline) -> ClaimOutcome:
+        """Unregister this node from a guest LUN whose guest is off."""
+        return self._claimed("release", lun, deadline)
+
+    def _claimed(self, op: str, lun: str, deadline: Deadline) -> ClaimOutcome:
+        outcome = self._decode(op, ClaimOutcome.from_json, self._call(op, deadline, lun=lun))
+        if outcome.lun != lun:
+            raise HolderUntrusted(f"the holder answered {op} for {outcome.lun!r}, not {lun!r}")
+        return outcome
+
+    # -- one request ------------------------------------------------------------------------
+    def _lun_names(self, lun_names: Sequence[str] | None) -> list[str]:
+        """The LUNs asked for, always named: None is every configured LUN, arbiter first."""
+        if lun_names is None:
+            return [lun.name for lun in self.config.luns_in_arbiter_order()]
+        return list(lun_names)
+
+    def _call(self, op: str, deadline: Deadline, **args: Any) -> Any:
+        """Send one request; the holder gets the time left minus a little for the reply.
+        Returns the result of a trusted answer."""
         timeout = deadline.remaining()
         if timeout <= 0.05:
             raise HolderUnavailable("no time left to ask the holder")
@@ -42,6 +124,7 @@ class HolderClient:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(timeout)
                 conn.connect(self.socket_path)
+                self._check_peer(conn)
                 conn.sendall(json.dumps(request).encode() + b"\n")
                 reply = _read_line(conn)
         except FileNotFoundError:
@@ -50,39 +133,53 @@ class HolderClient:
         except (ConnectionError, socket.timeout, OSError) as exc:
             raise HolderUnavailable(f"the holder did not answer: {exc}") from None
         try:
-            response = json.loads(reply)
+            response = wire.obj(json.loads(reply), "answer")
         except ValueError:
-            raise HolderUnavailable("the holder's answer was not JSON") from None
-        if not response.get("ok"):
-            raise HolderError(str(response.get("error")), str(response.get("message")))
-        return response.get("result")
+            raise HolderUntrusted(f"the answer on {self.socket_path} is not a JSON object") \
+                from None
+        self._check_identity(response)
+        if response.get("ok") is True:
+            return response.get("result")
+        if response.get("ok") is False:
+            error = WIRE_ERRORS.get(str(response.get("error")), HolderError)
+            raise error(f"{response.get('error')}: {response.get('message')}")
+        raise HolderUntrusted("the answer says neither ok true nor ok false")
 
-    def join(self, deadline: Deadline) -> dict[str, Any]:
-        return self.call("join", deadline)
+    def _check_peer(self, conn: socket.socket) -> None:
+        service_uid = os.stat(os.path.dirname(self.socket_path)).st_uid
+        peer = peer_credentials(conn)
+        if not trusted_uid(peer.uid, service_uid):
+            raise HolderUntrusted(f"{self.socket_path} is served by pid {peer.pid} as uid "
+                                  f"{peer.uid}, neither root nor the service's user (uid "
+                                  f"{service_uid}, owner of the runtime directory)")
 
-    def state(self, deadline: Deadline) -> dict[str, Any]:
-        return self.call("state", deadline)
+    def _check_identity(self, response: dict[str, Any]) -> None:
+        name = response.get("node")
+        if not isinstance(name, str):
+            raise HolderUntrusted(f"the answer on {self.socket_path} names no node")
+        try:
+            node = self.config.node(name)
+        except KeyError:
+            raise HolderUntrusted(f"the answer is from node {name!r}, which is not in "
+                                  f"{self.config.source}") from None
+        try:
+            key = wire.key(response.get("key"), "answer")
+        except wire.WireFormatError:
+            raise HolderUntrusted(f"the answer from {name} names no key") from None
+        if key != node.key:
+            raise HolderUntrusted(f"the holder serves {name} with key 0x{key:016x}, but "
+                                  f"{self.config.source} gives {name} 0x{node.key:016x}")
+        wanted = self.expected_node or (self.serves.name if self.serves else None)
+        if wanted is not None and name != wanted:
+            raise HolderUntrusted(f"the holder serves {name}, not {wanted}")
+        self.serves = node
 
-    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, Any]:
-        return self.call("views", deadline, **({"luns": lun_names} if lun_names else {}))
-
-    def verify(self, node: str, lun_names: list[str] | None, present: bool,
-               deadline: Deadline) -> dict[str, Any]:
-        return self.call("verify", deadline, node=node, present=present,
-                         **({"luns": lun_names} if lun_names else {}))
-
-    def preempt(self, victim_node: str, lun_names: list[str] | None,
-                deadline: Deadline) -> dict[str, Any]:
-        return self.call("preempt", deadline, victim=victim_node,
-                         **({"luns": lun_names} if lun_names else {}))
-
-    def claim(self, lun: str, deadline: Deadline) -> dict[str, Any]:
-        """Register this node on a guest LUN before its guest starts (NodeHolder.claim)."""
-        return self.call("claim", deadline, lun=lun)
-
-    def release(self, lun: str, deadline: Deadline) -> dict[str, Any]:
-        """Unregister this node from a guest LUN whose guest is off."""
-        return self.call("release", deadline, lun=lun)
+    @staticmethod
+    def _decode(op: str, decode: Callable[[Any], T], result: Any) -> T:
+        try:
+            return decode(result)
+        except wire.WireFormatError as exc:
+            raise HolderUntrusted(f"malformed answer to {op}: {exc}") from None
 
 
 def _read_line(conn: socket.socket) -> bytes:
@@ -96,18 +193,3 @@ def _read_line(conn: socket.socket) -> bytes:
         if chunk.endswith(b"\n") or size > 64 * MAX_LINE:
             break
     return b"".join(chunks)
-
-
-def storage_shortfall(answer: Mapping[str, Any]) -> list[str]:
-    """One phrase per LUN the holder's preempt answer did not preempt or did not verify."""
-    preempt = answer.get("preempt") or {}
-    phrases = [f"{item.get('lun')}: {item.get('action')} {item.get('detail') or ''}".rstrip()
-               for item in preempt.get("luns", []) if item.get("ok") is not True]
-    for check in (answer.get("verification") or {}).get("checks", []):
-        verdict = check.get("verdict")
-        if verdict is not True:
-            state = "key still present" if verdict is False else "no path answered"
-            down = check.get("paths_down") or []
-            phrases.append(f"{check.get('lun')}: {state}"
-                           + (f" (down: {', '.join(down)})" if down else ""))
-    return phrases

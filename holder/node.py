@@ -7,11 +7,13 @@ here, on sessions logged in once with a stable identity. The holder never re-reg
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 
 from stonewall.clock import Clock, Deadline
 from stonewall.config.keys import describe_key
 from stonewall.config.model import ClusterConfig, Lun, LunRole, Node, Transport
+from stonewall.holder.api import FenceOutcome, HolderRefused, HolderState, JoinOutcome, PathState
 from stonewall.storage import ownership
 from stonewall.storage.bootid import BootRecords, FencedBoot
 from stonewall.storage.multipath.errors import MultipathError
@@ -21,22 +23,8 @@ from stonewall.storage.scsi.errors import ScsiError
 from stonewall.storage.view import LunView
 
 
-class Refused(Exception):
+class Refused(HolderRefused):
     """The request is not allowed (fencing ourselves, unknown node or LUN, fenced boot)."""
-
-
-@dataclass(frozen=True)
-class FenceOutcome:
-    """What `preempt` did and proved."""
-
-    victim: str
-    preempt: ownership.PreemptReport
-    verification: ownership.VerifyReport
-
-    @property
-    def fenced(self) -> bool:
-        return (not self.preempt.lost_race and self.preempt.ok
-                and self.verification.proven)
 
 
 class NodeHolder:
@@ -92,7 +80,7 @@ class NodeHolder:
         return lost
 
     # -- helpers -------------------------------------------------------------------------
-    def _luns(self, names: list[str] | None) -> list[Lun]:
+    def _luns(self, names: Sequence[str] | None) -> list[Lun]:
         try:
             return self.config.luns_in_arbiter_order(tuple(names) if names else None)
         except KeyError as exc:
@@ -108,7 +96,7 @@ class NodeHolder:
             raise Refused(f"unknown node {name!r}") from None
 
     # -- operations ----------------------------------------------------------------------
-    def join(self, deadline: Deadline) -> dict[str, object]:
+    def join(self, deadline: Deadline) -> JoinOutcome:
         """Register on every path of every arbiter and shared LUN and reserve the unreserved
         ones; refused in a boot in which this node was fenced. Guest LUNs are claimed one by
         one with their guest (`claim`); a registration this node's data path still carries
@@ -135,8 +123,7 @@ class NodeHolder:
             reserved = ownership.reserve_unreserved(node_wide, self.node.key, deadline,
                                                     self.clock)
             self._find_held_guest_luns(deadline)
-            return {"registered": registered, "reserved": reserved,
-                    "ok": registered.ok and reserved.ok}
+            return JoinOutcome(registered, reserved)
 
     def _find_held_guest_luns(self, deadline: Deadline) -> None:
         """Mark the data paths of guest LUNs that carry our key (probed per nexus)."""
@@ -156,16 +143,17 @@ class NodeHolder:
         return [lun.name for lun in self.config.luns if lun.role is LunRole.GUEST
                 and any(p.registered for p in self.paths[lun.name])]
 
-    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, LunView]:
+    def views(self, lun_names: Sequence[str] | None,
+              deadline: Deadline) -> dict[str, LunView]:
         return ownership.read_views(self._subset(self._luns(lun_names)), deadline, self.clock)
 
-    def verify(self, node_name: str, lun_names: list[str] | None, present: bool,
+    def verify(self, node_name: str, lun_names: Sequence[str] | None, present: bool,
                deadline: Deadline) -> ownership.VerifyReport:
         key = self._node(node_name).key
         return ownership.verify(self._subset(self._luns(lun_names)), key, present, deadline,
                                 self.clock)
 
-    def preempt(self, victim_name: str, lun_names: list[str] | None,
+    def preempt(self, victim_name: str, lun_names: Sequence[str] | None,
                 deadline: Deadline) -> FenceOutcome:
         """Fence `victim_name` on the LUNs (arbiter first) and verify its key gone."""
         victim = self._node(victim_name)
@@ -180,7 +168,8 @@ class NodeHolder:
                 self.boot_records.mark_fenced()
             verification = ownership.verify(self._subset(luns), victim.key, False, deadline,
                                             self.clock)
-            return FenceOutcome(victim.name, report, verification)
+            return FenceOutcome(victim.name, tuple(lun.name for lun in luns), report,
+                                verification)
 
     def claim(self, lun_name: str, deadline: Deadline) -> ownership.ClaimOutcome:
         """Make this node the registrant of a guest LUN before its guest starts here
@@ -262,17 +251,14 @@ class NodeHolder:
             return ""
         return f"{where}: new path {result.value}"
 
-    def state(self) -> dict[str, object]:
-        """Sessions and registration as the holder knows them (no I/O)."""
+    def state(self, deadline: Deadline | None = None) -> HolderState:
+        """Sessions and registration as the holder knows them (no I/O, so no deadline
+        is needed; the Holder protocol passes one)."""
         record = self.boot_records.read()
-        return {
-            "node": self.node.name,
-            "key": f"0x{self.node.key:016x}",
-            "boot_id": self.boot_records.boot_id,
-            "fenced_in_this_boot": record.fenced_boot == self.boot_records.boot_id,
-            "joined_in_this_boot": record.registered_boot == self.boot_records.boot_id,
-            "paths": [{"lun": lun, "path": p.name, "kind": p.kind.value, "up": p.up,
-                       "registered": p.registered, "error": p.error}
-                      for lun, ps in self.paths.items() for p in ps],
-            "guest_luns_held": self.held_guest_luns(),
-        }
+        return HolderState(
+            self.node.name, self.node.key, self.boot_records.boot_id,
+            record.fenced_boot == self.boot_records.boot_id,
+            record.registered_boot == self.boot_records.boot_id,
+            tuple(PathState(lun, p.name, p.up, p.registered, p.error, p.kind.value)
+                  for lun, ps in self.paths.items() for p in ps),
+            tuple(lun.name for lun in self.config.luns if lun.role is LunRole.GUEST))

@@ -1,15 +1,20 @@
 """The holder's local protocol: one JSON object per line each way.
 
 Request:  {"op": "preempt", "args": {...}, "timeout": 10.0}
-Response: {"ok": true, "result": {...}}  or  {"ok": false, "error": "Refused", "message": "..."}
+Response: {"ok": true, "node": "kvm-a", "key": "0x5357...0001", "result": {...}}
+      or  {"ok": false, "node": ..., "key": ..., "error": "Refused", "message": "..."}
+
+Every response names the node and the key the holder serves; the client refuses an answer
+for another node or key (holder/client.py). A result is the `to_jsonable` form of the typed
+value the operation returns (holder/api.py): facts only, never a computed verdict.
 
 The operations and their arguments are listed in OPERATIONS; anything else is refused before
 any I/O. A request line is at most MAX_LINE bytes."""
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
+import socket
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,21 +80,38 @@ def parse_request(line: bytes) -> Request:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Dataclasses, enums and containers as plain JSON values."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        data = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        for name in ("ok", "proven", "fenced"):
-            if hasattr(type(value), name) and isinstance(getattr(type(value), name), property):
-                data[name] = getattr(value, name)
-        return data
-    if isinstance(value, enum.Enum):
-        return value.name
+    """A result as plain JSON values: each typed value by its own `to_jsonable`."""
+    method = getattr(value, "to_jsonable", None)
+    if callable(method):
+        return method()
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
+    if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
-    return value
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise TypeError(f"{type(value).__name__} has no JSON form")
 
 
 def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(to_jsonable(message), separators=(",", ":")).encode() + b"\n"
+
+
+@dataclass(frozen=True)
+class PeerCredentials:
+    """Who is at the other end of a unix socket, as the kernel says (SO_PEERCRED, unix(7)):
+    the credentials the peer had when it called connect() or listen()."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_credentials(conn: socket.socket) -> PeerCredentials:
+    raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return PeerCredentials(*struct.unpack("3i", raw))
+
+
+def trusted_uid(uid: int, service_uid: int) -> bool:
+    """Root, or the user the holder service runs as."""
+    return uid in (0, service_uid)

@@ -1,6 +1,9 @@
-"""Serve a NodeHolder on a unix socket (mode 0600 in a 0700 directory: root only)."""
+"""Serve a NodeHolder on a unix socket (mode 0600 in a 0700 directory), answering only
+root and the service's own user (SO_PEERCRED), naming in every answer the node and key it
+serves."""
 from __future__ import annotations
 
+import logging
 import os
 import socketserver
 import threading
@@ -9,7 +12,8 @@ from typing import Any, Callable
 
 from stonewall.clock import Deadline
 from stonewall.holder.node import NodeHolder, Refused
-from stonewall.holder.protocol import MAX_LINE, BadRequest, Request, encode, parse_request
+from stonewall.holder.protocol import (
+    MAX_LINE, BadRequest, Request, encode, parse_request, peer_credentials, trusted_uid)
 from stonewall.storage.bootid import FencedBoot
 
 
@@ -20,7 +24,7 @@ def dispatch(holder: NodeHolder, request: Request) -> Any:
     holder.refresh(deadline.earlier(request.timeout / 2))
     operations: dict[str, Callable[[], Any]] = {
         "join": lambda: holder.join(deadline),
-        "state": holder.state,
+        "state": lambda: holder.state(deadline),
         "views": lambda: holder.views(args.get("luns"), deadline),
         "verify": lambda: holder.verify(args["node"], args.get("luns"), args["present"],
                                         deadline),
@@ -35,23 +39,46 @@ class _Handler(socketserver.StreamRequestHandler):
     server: "HolderServer"
 
     def handle(self) -> None:
+        peer = peer_credentials(self.request)
+        if not trusted_uid(peer.uid, self.server.service_uid):
+            # The socket's modes already keep others out; this holds even when an operator
+            # loosened them. Nothing is read or done for such a client.
+            self.server.log.warning("refused a client on %s: pid %d uid %d is neither root "
+                                    "nor the service's user (uid %d)", self.server.server_address,
+                                    peer.pid, peer.uid, self.server.service_uid)
+            self.wfile.write(encode({"ok": False, "error": "Refused",
+                                     "message": f"uid {peer.uid} may not use the holder"}))
+            return
+        holder = self.server.holder
+        identity = {"node": holder.node.name, "key": f"0x{holder.node.key:016x}"}
         line = self.rfile.readline(MAX_LINE + 1)
         try:
             request = parse_request(line)
-            response = {"ok": True, "result": dispatch(self.server.holder, request)}
+            response = {"ok": True, **identity, "result": dispatch(holder, request)}
         except (BadRequest, Refused, FencedBoot) as exc:
-            response = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+            response = {"ok": False, **identity, "error": type(exc).__name__,
+                        "message": str(exc)}
         except Exception as exc:  # reported to the caller, who fails safe
-            response = {"ok": False, "error": "InternalError",
+            self.server.log.exception("holder: %s failed", line[:80])
+            response = {"ok": False, **identity, "error": "InternalError",
                         "message": f"{type(exc).__name__}: {exc}"}
-        self.wfile.write(encode(response))
+        try:
+            answer = encode(response)
+        except (TypeError, ValueError) as exc:  # a bug still gets an answer, never silence
+            self.server.log.exception("holder: cannot encode the answer to %s", line[:80])
+            answer = encode({"ok": False, **identity, "error": "InternalError",
+                             "message": f"the answer cannot be encoded: {exc}"})
+        self.wfile.write(answer)
 
 
 class HolderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: str, holder: NodeHolder) -> None:
+    def __init__(self, path: str, holder: NodeHolder,
+                 log: logging.Logger | None = None) -> None:
         self.holder = holder
+        self.log = log or logging.getLogger("stonewall.holder")
+        self.service_uid = os.geteuid()  # the service's user: whoever runs the holder
         directory = Path(path).parent
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(directory, 0o700)
@@ -62,6 +89,10 @@ class HolderServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             super().__init__(path, _Handler)
         finally:
             os.umask(old_umask)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver's default prints to stderr; the journal gets it through our log.
+        self.log.exception("holder: a request on %s failed", self.server_address)
 
     def serve_in_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.serve_forever, name="holder-socket", daemon=True)

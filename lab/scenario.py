@@ -35,7 +35,6 @@ from stonewall.config.loader import load_config
 from stonewall.config.document import parse_portal
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient
-from stonewall.holder.client import socket_path
 from stonewall.lab.bmc_process import BmcProcess
 from stonewall.lab.cluster import LabCluster, LabLun, control_path_luns
 from stonewall.lab.drbd_side import drbd9_handler_env
@@ -265,7 +264,7 @@ class ScenarioLab:
                 "</disk></devices></domain>")
 
     def holder(self, node: str) -> HolderClient:
-        return HolderClient(socket_path(self.config(node).paths.runtime_dir))
+        return HolderClient(self.config(node), node)
 
     # -- guests ----------------------------------------------------------------------------
     def start_guest(self, guest_name: str, node_name: str) -> None:

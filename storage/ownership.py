@@ -3,7 +3,8 @@ verify, release. Every caller (holder, handlers, agent, vm) goes through here, s
 caller gets arbiter-first ordering and the same verification.
 
 All operations take the node's paths (`PathSet`), its key, a deadline and a clock; they
-return reports that say what happened per LUN and per path. They never print or exit."""
+return reports that say what happened per LUN and per path (storage/reports.py, the values
+that cross the holder's socket). They never print or exit."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from stonewall.clock import Clock, Deadline
 from stonewall.config.model import Lun, LunRole
 from stonewall.storage.parallel import map_bounded
 from stonewall.storage.paths import LunPath, PathKind, PathSet, data_paths
+from stonewall.storage.reports import (
+    ClaimOutcome, LunCheck, LunFence, PathOutcome, PreemptReport, Report, VerifyReport)
 from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.errors import (
     ReservationConflict, ScsiError, UnsupportedServiceAction)
@@ -67,29 +70,6 @@ def read_views(paths: PathSet, deadline: Deadline, clock: Clock, log_in: bool = 
 
 
 # -- joining ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PathOutcome:
-    lun: str
-    path: str
-    ok: bool
-    detail: str
-
-
-@dataclass
-class Report:
-    """Per-path outcomes of one operation."""
-
-    outcomes: list[PathOutcome] = field(default_factory=list)
-    unit_attentions: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return all(o.ok for o in self.outcomes) and bool(self.outcomes)
-
-    def failures(self) -> list[PathOutcome]:
-        return [o for o in self.outcomes if not o.ok]
-
-
 def register_paths(paths: PathSet, key: int, deadline: Deadline, clock: Clock) -> Report:
     """REGISTER AND IGNORE EXISTING KEY on every path (one registration per I_T nexus;
     tgtd reports no ATP_C, so ALL_TG_PT is used only where REPORT CAPABILITIES offers it)."""
@@ -220,17 +200,6 @@ def probe_registration(path: LunPath, key: int, deadline: Deadline, clock: Clock
     return True
 
 
-@dataclass(frozen=True)
-class ClaimOutcome:
-    """What claiming (or releasing) one guest LUN did."""
-
-    lun: str
-    ok: bool
-    detail: str
-    others: tuple[int, ...] = ()  # keys of other nodes registered on the LUN
-    registered: Report = field(default_factory=Report)
-
-
 def claim_lun(lun_paths: list[LunPath], lun: Lun, key: int, deadline: Deadline,
               clock: Clock) -> ClaimOutcome:
     """Make this node the guest LUN's one registrant: refuse while another key is registered
@@ -331,26 +300,6 @@ def _other_keys(view: LunView, key: int) -> tuple[int, ...]:
 # -- fencing a peer ---------------------------------------------------------------------------
 class LostRegistration(Exception):
     """Our own key is gone: we were preempted (we lost a fence race). Stop; never retry."""
-
-
-@dataclass(frozen=True)
-class LunFence:
-    lun: str
-    action: str  # "preempt-and-abort", "preempt", "already absent", "failed"
-    path: str
-    ok: bool
-    detail: str = ""
-
-
-@dataclass
-class PreemptReport:
-    luns: list[LunFence] = field(default_factory=list)
-    lost_race: bool = False
-    lost_detail: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.lost_race and bool(self.luns) and all(f.ok for f in self.luns)
 
 
 class AbortSupport:
@@ -533,24 +482,6 @@ def _preempt_through(path: LunPath, lun: Lun, my_key: int, victim_key: int,
 
 
 # -- verifying --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LunCheck:
-    lun: str
-    verdict: bool | None  # True proven, False disproven, None cannot tell
-    paths_up: int
-    paths_down: tuple[str, ...]
-
-
-@dataclass
-class VerifyReport:
-    checks: list[LunCheck] = field(default_factory=list)
-
-    @property
-    def proven(self) -> bool:
-        """Every LUN answered on at least one path and showed what was asked."""
-        return bool(self.checks) and all(c.verdict is True for c in self.checks)
-
-
 @dataclass
 class OwnCheck:
     """verify_own's answer: the verdict per LUN, and the data paths that answered "not
@@ -569,7 +500,8 @@ def verify_own(paths: PathSet, key: int, deadline: Deadline, clock: Clock) -> Ow
     probed = {lun: [p for p in data_paths(ps) if p.registered and p.up]
               for lun, ps in paths.items()}
     read = {lun: ps for lun, ps in paths.items() if not probed[lun]}
-    check = OwnCheck(verify(read, key, True, deadline, clock) if read else VerifyReport())
+    checks = list(verify(read, key, True, deadline, clock).checks) if read else []
+    lapsed: list[LunPath] = []
     flat = [p for ps in probed.values() for p in ps]
     answers = map_bounded(lambda p: probe_registration(p, key, deadline, clock), flat,
                           deadline)
@@ -583,18 +515,18 @@ def verify_own(paths: PathSet, key: int, deadline: Deadline, clock: Clock) -> Ow
                      if p not in carried and p not in refused)
         verdict = True if carried else (False if refused else None)
         if carried:
-            check.lapsed += refused
-        check.report.checks.append(LunCheck(lun, verdict, len(carried) + len(refused), down))
-    return check
+            lapsed += refused
+        checks.append(LunCheck(lun, verdict, len(carried) + len(refused), down))
+    return OwnCheck(VerifyReport(tuple(paths), tuple(checks)), lapsed)
 
 
 def verify(paths: PathSet, key: int, present: bool, deadline: Deadline,
            clock: Clock) -> VerifyReport:
     """Check that `key` is present (or absent) on every reachable path of every LUN."""
-    report = VerifyReport()
+    checks = []
     for lun, view in read_views(paths, deadline, clock, reservation=False).items():
         verdict = (view.registered_everywhere(key) if present
                    else view.absent_everywhere(key))
         down = tuple(p.path for p in view.paths if not p.up)
-        report.checks.append(LunCheck(lun, verdict, len(view.up_paths), down))
-    return report
+        checks.append(LunCheck(lun, verdict, len(view.up_paths), down))
+    return VerifyReport(tuple(paths), tuple(checks))

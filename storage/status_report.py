@@ -94,7 +94,8 @@ def build(config: ClusterConfig, views: dict[str, LunView]) -> list[LunStatus]:
 
 
 def to_json(config: ClusterConfig, statuses: list[LunStatus],
-            watchdog: dict[str, object] | None = None) -> str:
+            watchdog: dict[str, object] | None = None,
+            drbd: dict[str, object] | None = None) -> str:
     """The documented JSON form."""
     luns = []
     for status in statuses:
@@ -121,8 +122,10 @@ def to_json(config: ClusterConfig, statuses: list[LunStatus],
             "verdict": status.verdict,
             "attention": status.attention,
         })
-    return json.dumps({"cluster": config.cluster, "luns": luns, "watchdog": watchdog},
-                      indent=2)
+    document = {"cluster": config.cluster, "luns": luns, "watchdog": watchdog}
+    if drbd is not None:
+        document["drbd"] = drbd
+    return json.dumps(document, indent=2)
 
 
 def to_table(config: ClusterConfig, statuses: list[LunStatus], per_path: bool) -> str:

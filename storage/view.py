@@ -2,10 +2,16 @@
 `may_run`, the watchdog checker and fence verification all judge from."""
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from stonewall import wire
 from stonewall.storage.scsi.responses import Reservation
 from stonewall.storage.scsi.types import ReservationType
+
+if TYPE_CHECKING:
+    from stonewall.clock import Deadline
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,26 @@ class PathView:
     @property
     def up(self) -> bool:
         return self.error is None and self.keys is not None
+
+    def to_jsonable(self) -> dict[str, Any]:
+        held = self.reservation
+        return {"path": self.path, "keys": None if self.keys is None else list(self.keys),
+                "reservation": None if held is None else {
+                    "generation": held.generation, "holder": held.holder,
+                    "type": held.type.name if held.type is not None else None,
+                    "scope": held.scope},
+                "error": self.error}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "PathView":
+        data = wire.obj(data, "path view")
+        what = f"path {data.get('path')!r}"
+        keys = wire.optional(data, "keys", list, what)
+        held = wire.optional(data, "reservation", dict, what)
+        return cls(wire.field(data, "path", str, what),
+                   None if keys is None else tuple(wire.key(k, what) for k in keys),
+                   None if held is None else _reservation(held, what),
+                   wire.optional(data, "error", str, what))
 
 
 @dataclass(frozen=True)
@@ -60,17 +86,31 @@ class LunView:
             return path.reservation
         return None
 
+    def to_jsonable(self) -> dict[str, Any]:
+        return {"lun": self.lun, "paths": [path.to_jsonable() for path in self.paths]}
 
-def view_from_json(data: dict) -> LunView:
-    """A LunView from its JSON form (as the holder sends it)."""
-    paths = []
-    for path in data["paths"]:
-        reservation = path.get("reservation")
-        paths.append(PathView(
-            path["path"],
-            tuple(path["keys"]) if path.get("keys") is not None else None,
-            Reservation(reservation["generation"], reservation["holder"],
-                        ReservationType[reservation["type"]] if reservation["type"] else None,
-                        reservation.get("scope", 0)) if reservation else None,
-            path.get("error")))
-    return LunView(data["lun"], tuple(paths))
+    @classmethod
+    def from_json(cls, data: Any) -> "LunView":
+        """A LunView from its JSON form (as the holder sends it); WireFormatError if the
+        shape is wrong."""
+        data = wire.obj(data, "LUN view")
+        what = f"LUN view {data.get('lun')!r}"
+        return cls(wire.field(data, "lun", str, what),
+                   wire.items(data, "paths", PathView.from_json, what))
+
+
+# A source of views: (LUN names, deadline) -> views by LUN name (holder/views.py in
+# production; the hook and `vm list` take one as a parameter).
+ReadViews = Callable[[Sequence[str], "Deadline"], Mapping[str, LunView]]
+
+
+def _reservation(data: dict[str, Any], what: str) -> Reservation:
+    holder = wire.optional(data, "holder", int, what)
+    rtype = wire.optional(data, "type", str, what)
+    try:
+        kind = ReservationType[rtype] if rtype is not None else None
+    except KeyError:
+        raise wire.WireFormatError(f"{what}: unknown reservation type {rtype!r}") from None
+    return Reservation(wire.field(data, "generation", int, what),
+                       None if holder is None else wire.key(holder, what), kind,
+                       wire.optional(data, "scope", int, what) or 0)

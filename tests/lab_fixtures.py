@@ -16,7 +16,6 @@ from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient
-from stonewall.holder.client import socket_path
 from stonewall.lab.cluster import LabCluster, LabLun, control_path_luns
 from stonewall.lab.guest import load_map
 from stonewall.lab.stamps import Stamp, encode
@@ -64,7 +63,7 @@ class Lab:
         return process
 
     def client(self, node: str) -> HolderClient:
-        return HolderClient(socket_path(self.config(node).paths.runtime_dir))
+        return HolderClient(self.config(node), node)
 
     def write_on_every_path(self, node: str, lun: str) -> dict[str, str]:
         """One WRITE(10) down each path of `node`'s map of `lun`, as the node's kernel would

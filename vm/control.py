@@ -21,12 +21,12 @@ from typing import Sequence
 
 from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig, Lun, Node
-from stonewall.holder.client import HolderError, HolderUnavailable
+from stonewall.holder.api import Holder, HolderFailure
 from stonewall.storage.view import LunView
 from stonewall.storage.parallel import map_bounded
 from stonewall.vm import guest_registration as registration
 from stonewall.vm.disks import DomainXmlError
-from stonewall.vm.guest_registration import GuestLunHolder, LunResult
+from stonewall.vm.guest_registration import LunResult
 from stonewall.vm.libvirt_conn import (
     DestroyFailed, DestroyTimeout, DomainAlreadyRunning, DomainNotFound, DomainState,
     LibvirtConnection, LibvirtError, LibvirtUnavailable, StopOutcome)
@@ -75,7 +75,7 @@ class StartReport:
         return self.details + refused + kept
 
 
-def start_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunHolder,
+def start_guest(guest: str, node: Node, config: ClusterConfig, holder: Holder,
                 conn: LibvirtConnection, deadline: Deadline) -> StartReport:
     """Start `guest` on `node` (this node) if, after claiming its guest LUNs, the
     SAN shows that `node` owns all of its LUNs. A guest already running here is left alone."""
@@ -103,7 +103,7 @@ def start_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunH
 class _Start:
     """One start: what it claimed so far, so that every failure gives back the same set."""
 
-    def __init__(self, guest: str, node: Node, config: ClusterConfig, holder: GuestLunHolder,
+    def __init__(self, guest: str, node: Node, config: ClusterConfig, holder: Holder,
                  conn: LibvirtConnection, deadline: Deadline, storage: GuestStorage) -> None:
         self.guest, self.node, self.config = guest, node, config
         self.holder, self.conn, self.deadline, self.storage = holder, conn, deadline, storage
@@ -132,7 +132,7 @@ class _Start:
             placement = self._judge()  # fresh views: what the SAN shows now decides
             if not placement.allowed:
                 return self._give_back(StartOutcome.REFUSED, placement=placement)
-        except (HolderUnavailable, HolderError) as error:
+        except HolderFailure as error:
             return self._give_back(StartOutcome.HOLDER_UNAVAILABLE, str(error))
         return self._start(placement)
 
@@ -174,7 +174,7 @@ class _Start:
             release_deadline = Deadline.after(DEFAULT_RELEASE_TIMEOUT, self.deadline.clock)
             try:
                 released = registration.release(self.holder, self.taken, release_deadline)
-            except (HolderUnavailable, HolderError) as error:
+            except HolderFailure as error:
                 released = tuple(LunResult(lun.name, False, f"not released: {error}")
                                  for lun in self.taken)
         return StartReport(self.guest, self.node.name, outcome, (), released, placement,
@@ -212,7 +212,7 @@ class StopReport:
         return tuple(r for r in self.released if not r.ok)
 
 
-def stop_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunHolder,
+def stop_guest(guest: str, node: Node, config: ClusterConfig, holder: Holder,
                conn: LibvirtConnection, stop_deadline: Deadline, *, destroy: bool = False,
                release_timeout: float = DEFAULT_RELEASE_TIMEOUT) -> StopReport:
     """Shut `guest` down (ACPI; `destroy` kills it instead) before `stop_deadline`, then, once
@@ -232,7 +232,7 @@ def stop_guest(guest: str, node: Node, config: ClusterConfig, holder: GuestLunHo
     try:
         released = registration.release(holder, registration.guest_role_luns(config, storage),
                                         release_deadline)
-    except (HolderUnavailable, HolderError) as error:
+    except HolderFailure as error:
         released = tuple(LunResult(lun.name, False, f"not released: {error}")
                          for lun in registration.guest_role_luns(config, storage))
     return StopReport(guest, node.name, result, released, details)

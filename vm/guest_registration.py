@@ -10,24 +10,13 @@ is what counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Sequence
 
 from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig, Lun, LunRole
-from stonewall.storage.view import LunView, view_from_json
+from stonewall.holder.api import Holder
+from stonewall.storage.view import LunView
 from stonewall.vm.mapping import GuestStorage
-
-
-class GuestLunHolder(Protocol):
-    """What the vm decisions ask of the node's holder (stonewall.holder.client.HolderClient).
-
-    Each call raises HolderUnavailable (not running, no answer in time) or HolderError."""
-
-    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, Any]: ...
-
-    def claim(self, lun: str, deadline: Deadline) -> dict[str, Any]: ...
-
-    def release(self, lun: str, deadline: Deadline) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -44,28 +33,26 @@ def guest_role_luns(config: ClusterConfig, storage: GuestStorage) -> tuple[Lun, 
                  if lun.role is LunRole.GUEST)
 
 
-def read_views(holder: GuestLunHolder, lun_names: Sequence[str],
+def read_views(holder: Holder, lun_names: Sequence[str],
                deadline: Deadline) -> dict[str, LunView]:
-    """The SAN's view of `lun_names` through the holder's sessions."""
+    """The SAN's view of `lun_names` through the holder's sessions (each call to the holder
+    raises holder.api.HolderFailure when it cannot be had)."""
     if not lun_names:
         return {}
-    answer = holder.views(list(lun_names), deadline)
-    return {name: view_from_json(data) for name, data in answer.items()}
+    return holder.views(list(lun_names), deadline)
 
 
-def claim(holder: GuestLunHolder, lun: Lun, deadline: Deadline) -> LunResult:
+def claim(holder: Holder, lun: Lun, deadline: Deadline) -> LunResult:
     """Register this node on the guest LUN (NodeHolder.claim)."""
     answer = holder.claim(lun.name, deadline)
-    return LunResult(lun.name, answer.get("ok") is True, str(answer.get("detail", "")))
+    return LunResult(lun.name, answer.ok, answer.detail)
 
 
-def release(holder: GuestLunHolder, luns: Sequence[Lun],
-            deadline: Deadline) -> tuple[LunResult, ...]:
+def release(holder: Holder, luns: Sequence[Lun], deadline: Deadline) -> tuple[LunResult, ...]:
     """Unregister this node from each guest LUN; the holder reads the keys back, and a LUN
     that still shows our key, or that no path answered for, is a failure."""
     results = []
     for lun in luns:
         answer = holder.release(lun.name, deadline)
-        results.append(LunResult(lun.name, answer.get("ok") is True,
-                                 str(answer.get("detail", ""))))
+        results.append(LunResult(lun.name, answer.ok, answer.detail))
     return tuple(results)

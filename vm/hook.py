@@ -16,21 +16,22 @@ stdin, synchronously, for every operation (reference vm.md section 1). Rules kep
   time, or any error, refuses the start.
 - Nothing is written to stdout: for `migrate` and `restore` stdout replaces the domain XML,
   and empty output means "unchanged".
+
+The entry point libvirt runs (read stdin, decide, one line, exit status) is
+handlers/qemu_hook.py.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Mapping, Sequence, TextIO
+from typing import Callable, Sequence
 
-from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
+from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig
-from stonewall.storage.view import LunView
+from stonewall.storage.view import ReadViews
 from stonewall.vm.bounded import DeadlineExceeded, call_before
 from stonewall.vm.mapping import guest_luns
 from stonewall.vm.placement import Placement, may_run
-
-ReadViews = Callable[[Sequence[str], Deadline], Mapping[str, LunView]]
 
 DEFAULT_TIMEOUT = 10.0  # seconds the hook may block a start while it reads ownership
 
@@ -125,29 +126,3 @@ def decide(call: HookCall, domain_xml: str, *, load_config: Callable[[], Cluster
     if placement.allowed:
         return HookDecision(EXIT_ALLOWED, placement=placement)
     return refuse("; ".join(placement.reasons), placement)
-
-
-def hook_main(argv: Sequence[str], stdin: TextIO, stderr: TextIO, *,
-              load_config: Callable[[], ClusterConfig], node_name: str, read_views: ReadViews,
-              timeout: float = DEFAULT_TIMEOUT, clock: Clock = SYSTEM_CLOCK) -> int:
-    """The hook's entry: read stdin, decide, print at most one line to stderr, return the
-    exit status for libvirt."""
-    deadline = Deadline.after(timeout, clock)
-    # Read all of stdin even when the operation is let through, so libvirt's write of the XML
-    # never meets a closed pipe.
-    domain_xml = stdin.read()
-    try:
-        call = parse_hook_argv(argv)
-    except HookUsageError as error:
-        print(f"stonewall: {error}", file=stderr)
-        return EXIT_USAGE
-    try:
-        decision = decide(call, domain_xml, load_config=load_config, node_name=node_name,
-                          read_views=read_views, deadline=deadline)
-    except Exception as error:  # a bug must not let a start through; decide() returns
-        # before anything can fail for the operations it lets through, so only judged ones get here
-        decision = HookDecision(EXIT_REFUSED, f"stonewall: internal error judging {call.operation} "
-                                              f"{call.sub_operation} of {call.guest}: {error!r}")
-    if decision.message:
-        print(decision.message, file=stderr)
-    return decision.exit_code

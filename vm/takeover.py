@@ -21,8 +21,8 @@ from enum import Enum
 
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import ClusterConfig, Guest, Node, StartPolicy
+from stonewall.holder.api import Holder, HolderFailure
 from stonewall.vm.control import StartReport, start_guest
-from stonewall.vm.guest_registration import GuestLunHolder
 from stonewall.vm.libvirt_conn import LibvirtConnection
 
 DEFAULT_START_TIMEOUT = 30.0  # seconds for one guest's claim and start
@@ -104,7 +104,7 @@ def start_condition(guest: Guest, fence: FenceEvidence, t_safe: float) -> float 
     return fence.storage_verified_at + t_safe
 
 
-def take_over(peer: Node, config: ClusterConfig, holder: GuestLunHolder,
+def take_over(peer: Node, config: ClusterConfig, holder: Holder,
               conn: LibvirtConnection, clock: Clock, fence: FenceEvidence, t_safe: float, *,
               node: Node, deadline: Deadline,
               start_timeout: float = DEFAULT_START_TIMEOUT) -> TakeoverReport:
@@ -122,7 +122,7 @@ def take_over(peer: Node, config: ClusterConfig, holder: GuestLunHolder,
                                          skipped=Skipped.PEER_NOT_FENCED))
             continue
         wait = max(0.0, ready_at - now)
-        if wait > deadline.remaining():
+        if wait > 0 and wait >= deadline.remaining():  # no time would be left to start it
             results.append(GuestTakeover(guest.name, guest.start_policy, 0.0, now,
                                          skipped=Skipped.T_SAFE_AFTER_DEADLINE))
             continue
@@ -133,3 +133,35 @@ def take_over(peer: Node, config: ClusterConfig, holder: GuestLunHolder,
                              deadline.earlier(start_timeout))
         results.append(GuestTakeover(guest.name, guest.start_policy, wait, started_at, report))
     return TakeoverReport(peer.name, node.name, tuple(results))
+
+
+@dataclass(frozen=True)
+class TakeoverRun:
+    """What `vm takeover PEER` did. `report` is None when the peer was not proven fenced:
+    then nothing was started, and `problem` says why."""
+
+    peer: str
+    fence: FenceEvidence
+    report: TakeoverReport | None
+    problem: str = ""
+
+
+def take_over_fenced_peer(peer: Node, config: ClusterConfig, holder: Holder,
+                          conn: LibvirtConnection, clock: Clock, t_safe: float, *, node: Node,
+                          power_off_verified: bool, deadline: Deadline) -> TakeoverRun:
+    """Verify `peer`'s key gone on every LUN (the fence happened earlier: verifying now gives
+    a later reference point for T_safe, which only makes the wait longer), then start its
+    guests here; all of it before `deadline`."""
+    if peer.name == node.name:
+        raise ValueError("a node does not take over its own guests")
+    try:
+        verified = holder.verify(peer.name, None, False, deadline).proven
+        problem = "" if verified else "its key is not verified gone on every LUN"
+    except HolderFailure as err:
+        verified, problem = False, f"cannot verify its key gone: {err}"
+    fence = FenceEvidence(power_off_verified, clock.monotonic() if verified else None)
+    if not fence.fenced:
+        return TakeoverRun(peer.name, fence, None, problem)
+    return TakeoverRun(peer.name, fence, take_over(peer, config, holder, conn, clock, fence,
+                                                   t_safe, node=node, deadline=deadline),
+                       problem)

@@ -1,5 +1,6 @@
 """The guests on this node that depend on the cluster's LUNs, as the watchdog service sees
-them: are any running (a clean stop must wait), and destroy them all (self-fencing).
+them: are any running (a clean stop must wait), and destroy them all (self-fencing, through
+the same concurrent, retried eviction as every lost ownership: vm.control).
 
 A domain depends on the LUNs when it is configured under `guests:` or one of its disks maps
 to a configured LUN (vm.mapping). A domain whose XML cannot be read or parsed is counted as
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field
 
 from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.model import ClusterConfig
+from stonewall.vm.control import Eviction, destroy_guests_for_lost_ownership
 from stonewall.vm.disks import DomainXmlError
 from stonewall.vm.libvirt_conn import (
-    DomainInfo, DomainNotFound, LibvirtConnection, LibvirtError, LibvirtUnavailable, StopOutcome)
+    DomainInfo, DomainNotFound, LibvirtConnection, LibvirtError, LibvirtUnavailable)
 from stonewall.vm.mapping import guest_luns
 
 Connect = Callable[[Deadline], LibvirtConnection]
@@ -100,7 +102,8 @@ class LocalGuests:
         return bool(self.dependent_active(Deadline.after(self.call_seconds, self.clock)))
 
     def destroy_all(self, reason: str, stop_deadline: Deadline) -> GuestStopReport:
-        """Destroy every dependent active guest before `stop_deadline`; one log line each."""
+        """Destroy every dependent active guest before `stop_deadline`, all at once and
+        retried (vm.control.destroy_guests_for_lost_ownership); one log line each."""
         report = GuestStopReport(reason)
         try:
             names = self.dependent_active(stop_deadline)
@@ -108,26 +111,23 @@ class LocalGuests:
             report.failed["*"] = f"{type(exc).__name__}: {exc}"
             self.log.critical("cannot list guests to stop them: %s", exc)
             names = []
-        for name in names:
-            try:
-                outcome = self._destroy(name, stop_deadline)
-            except LibvirtError as exc:
-                report.failed[name] = f"{type(exc).__name__}: {exc}"
-                self.log.critical("guest %s NOT stopped: %s", name, exc)
-                continue
-            report.destroyed.append(name)
-            self.log.critical("guest %s destroyed (%s): %s", name, outcome.value, reason)
+        if names:
+            conn = self._connection(stop_deadline)
+            eviction = destroy_guests_for_lost_ownership(conn, names, stop_deadline)
+            for guest in eviction.guests:
+                if guest.outcome.off:
+                    report.destroyed.append(guest.guest)
+                    self.log.critical("guest %s destroyed (%s): %s", guest.guest,
+                                      guest.outcome.value, reason)
+                else:
+                    report.failed[guest.guest] = f"{guest.outcome.value}: {guest.detail}"
+                    self.log.critical("guest %s NOT stopped: %s (%s)", guest.guest,
+                                      guest.outcome.value, guest.detail)
+            if any(g.outcome is Eviction.CANNOT_TELL for g in eviction.guests):
+                self._forget_broken(conn)  # a hung or dead connection is never reused
         report.finished_wall = self.clock.wall()
         self.last_stop = report
         return report
-
-    def _destroy(self, name: str, deadline: Deadline) -> StopOutcome:
-        conn = self._connection(deadline)
-        try:
-            return conn.destroy(name, deadline)
-        except LibvirtUnavailable:
-            self._forget_broken(conn)
-            raise
 
     def close(self) -> None:
         with self._lock:

@@ -58,8 +58,9 @@ def check_result(report: VerifyReport) -> CheckResult:
     gone = [check.lun for check in report.checks if check.verdict is False]
     if gone:
         return CheckResult(CheckOutcome.FENCED, f"own key missing on {', '.join(gone)}")
-    silent = [check.lun for check in report.checks if check.verdict is None]
-    if silent or not report.checks:
+    silent = [lun for lun in report.luns
+              if (check := report.check(lun)) is None or check.verdict is None]
+    if silent or not report.luns:
         return CheckResult(CheckOutcome.UNREACHABLE,
                            f"no path answered for {', '.join(silent) or 'any LUN'}")
     down = [f"{check.lun} via {path}" for check in report.checks for path in check.paths_down]
@@ -123,7 +124,8 @@ class WatchdogService:
             refusal = self._start(loop)
             if refusal is not None:
                 return refusal
-            server = HolderServer(socket_path(self.config.paths.runtime_dir), self.holder)
+            server = HolderServer(socket_path(self.config.paths.runtime_dir), self.holder,
+                                  self.log)
             server.serve_in_thread()
             self.log.info("ownership proven and %s armed; T_safe %gs; serving %s",
                           self.device.name, t_safe(self.settings), server.server_address)
@@ -150,9 +152,7 @@ class WatchdogService:
         except FencedBoot as exc:
             self.log.error("not joining: %s", exc)
             return ServiceExit.FENCED
-        failures = [f"{o.lun} via {o.path}: {o.detail}"
-                    for report in (result["registered"], result["reserved"])
-                    for o in report.failures()]  # type: ignore[attr-defined]
+        failures = [f"{o.lun} via {o.path}: {o.detail}" for o in result.failures()]
         self.log.info("joined as %s%s", self.holder.node.name,
                       f" (incomplete: {'; '.join(failures)})" if failures else "")
         return None
@@ -223,7 +223,7 @@ class WatchdogService:
                 "guest_stop": None if stop is None else stop.to_dict(),
             },
             "watchdog": loop.status().to_dict(),
-            "holder": self.holder.state(),
+            "holder": self.holder.state().to_jsonable(),
         }
 
     def _write_status(self, loop: OwnershipWatchdog, stop_requested: bool) -> None:

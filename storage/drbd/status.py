@@ -236,3 +236,37 @@ def _peer_device(value: Any, where: str) -> PeerDeviceStatus:
         resync_suspended=_optional_str(obj, "resync-suspended", where),
         out_of_sync_kib=_optional_int(obj, "out-of-sync", where),
     )
+
+
+def summary(status: ResourceStatus, peer_names: Mapping[int, str]) -> str:
+    """One line: this node's role and disks, then each peer's connection and disks
+    (`peer_names`: DRBD node id -> node name, as the configuration maps them)."""
+    disks = ", ".join(d.disk_state.value if d.disk_state else "?" for d in status.devices)
+    parts = [f"{status.name}: {status.role.value if status.role else '?'}, disk {disks or '-'}"
+             + (", I/O suspended" + (" (fencing)" if status.suspended_fencing else "")
+                if status.suspended else "")]
+    for connection in status.connections:
+        name = peer_names.get(connection.peer_node_id) or connection.name or \
+            f"node id {connection.peer_node_id}"
+        state = connection.connection_state.value if connection.connection_state else "?"
+        peer_disks = ", ".join(p.peer_disk_state.value if p.peer_disk_state else "?"
+                               for p in connection.peer_devices)
+        parts.append(f"{name} {state}" + (f", peer disk {peer_disks}" if peer_disks else ""))
+    return "; ".join(parts)
+
+
+def attention(status: ResourceStatus) -> list[str]:
+    """What an operator should look at: suspended I/O, a peer not connected, a disk that is
+    not UpToDate (an intentionally diskless client is fine)."""
+    found = []
+    if status.suspended:
+        found.append(f"{status.name}: I/O suspended")
+    for device in status.devices:
+        if not device.client and device.disk_state is not DiskState.UP_TO_DATE:
+            found.append(f"{status.name} volume {device.volume}: disk "
+                         f"{device.disk_state.value if device.disk_state else 'unknown'}")
+    for connection in status.connections:
+        if connection.connection_state is not ConnectionState.CONNECTED:
+            state = connection.connection_state.value if connection.connection_state else "?"
+            found.append(f"{status.name}: peer node id {connection.peer_node_id} {state}")
+    return found

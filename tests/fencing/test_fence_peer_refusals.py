@@ -61,9 +61,10 @@ def test_drbd_naming_another_node_as_us_is_refused(both_holders, observer, progr
     env = {**drbd9_env("node-a", "node-b", "r0")}
     run = fence(lab, programs, "node-b", env, "--node node-b")
     assert run.exit_code == FROZEN and "UnknownLocalNode" in run.stderr
-    # Without --node the handler believes DRBD, and node-b's holder refuses to fence itself.
+    # Without --node the handler believes DRBD; the holder's answer names node-b, not the
+    # node-a DRBD says we are, so the client refuses it before it counts.
     run = fence(lab, programs, "node-b", env)
-    assert run.exit_code == FROZEN and "does not fence itself" in run.stderr
+    assert run.exit_code == FROZEN and "the holder serves node-b, not node-a" in run.stderr
     assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS
     assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
 

@@ -8,15 +8,18 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stonewall.clock import Deadline
-from stonewall.config.model import FenceLevel, FenceLevelKind, IpmiSettings, Node, Secret
+from stonewall.config.loader import load_config
+from stonewall.config.model import ClusterConfig, FenceLevel, FenceLevelKind, IpmiSettings, Node, Secret
 from stonewall.fencing.lock import peer_lock
 from stonewall.fencing.topology import FenceAdapters, Verdict, fence_budget, fence_peer
 from stonewall.holder.client import HolderClient
 from stonewall.power.fence import power_off_verified
 from stonewall.power.protocol import PowerState
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml"
 STORAGE = FenceLevel(FenceLevelKind.STORAGE, 5.0)
 POWER = FenceLevel(FenceLevelKind.POWER, 10.0)
 T_SAFE_LEVEL = FenceLevel(FenceLevelKind.WAIT_T_SAFE, 30.0)
@@ -59,10 +62,19 @@ class StandInBmc:
         self.state = PowerState.ON
 
 
+def config_without_holder(tmp_path: Path) -> ClusterConfig:
+    """The example configuration, its runtime directory in `tmp_path`: no holder there."""
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["paths"]["runtime_dir"] = str(tmp_path / "run")
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return load_config(str(path))
+
+
 def adapters(tmp_path: Path, clock: SimClock, bmc: StandInBmc | None) -> FenceAdapters:
     power = None if bmc is None else (
         lambda node, deadline: power_off_verified(bmc, deadline, clock, 0.5))
-    return FenceAdapters(storage=HolderClient(str(tmp_path / "no-holder.sock")),
+    return FenceAdapters(storage=HolderClient(config_without_holder(tmp_path)),
                          power_off=power, sleep=clock.sleep,
                          serialise=partial(peer_lock, str(tmp_path / "run"), clock=clock))
 
@@ -119,10 +131,10 @@ def test_a_fence_of_the_same_peer_in_progress_blocks_until_the_budget_passes(tmp
     assert bmc.state is PowerState.ON
 
 
-def test_levels_and_delays_are_checked():
+def test_levels_and_delays_are_checked(tmp_path):
     clock = SimClock()
     with pytest.raises(ValueError, match="no fencing levels"):
-        fence_peer(PEER, ["arbiter0"], [], adapters(Path("/nonexistent"), clock, None), clock)
+        fence_peer(PEER, ["arbiter0"], [], adapters(tmp_path, clock, None), clock)
     with pytest.raises(ValueError, match="power_delay"):
-        fence_peer(PEER, ["arbiter0"], [STORAGE], adapters(Path("/nonexistent"), clock, None),
+        fence_peer(PEER, ["arbiter0"], [STORAGE], adapters(tmp_path, clock, None),
                    clock, power_delay=-1)

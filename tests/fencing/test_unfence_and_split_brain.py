@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from stonewall.eventlog import read_events
 
+from ..drbdsetup_standin import install, path_with, split_brain_status
 from .drbd_calls import HandlerRun, drbd9_env, drbd84_env, run_handler_string
 from .test_fence_peer_storage import FENCED_BY_STORAGE, fence, key_of, luns_holding
 
@@ -114,3 +115,38 @@ def test_unfence_without_a_holder_cannot_tell_and_changes_nothing(lab, observer,
     assert run.exit_code == 1 and "cannot read the peer's registration" in run.stderr
     assert read_events(lab.config("node-b").paths.event_log)[-1]["outcome"] == "unknown"
     assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
+
+
+def test_split_brain_corroborates_with_drbds_own_view(lab, observer, programs, tmp_path):
+    # node-a was fenced and is the one whose changes are discarded; DRBD on node-a (a
+    # drbdsetup stand-in replaying a real status document) is Primary and StandAlone.
+    fenced_a(lab, programs)
+    install(tmp_path / "drbd-bin", split_brain_status("r0", my_id=0, peer_id=1))
+    env = {**split_brain_env("node-a", "node-b"), "PATH": path_with(tmp_path / "drbd-bin")}
+    run = call(lab, programs, "split-brain", "node-a", env)
+    assert run.exit_code == 0, run.stderr
+    assert "node-b owns the storage" in run.stderr
+    assert "DRBD here: r0: Primary, disk UpToDate; node-b StandAlone" in run.stderr
+    assert "node-a is Primary here: stop what uses the device" in run.stderr
+    record = read_events(lab.config("node-a").paths.event_log)[-1]
+    assert record["details"]["drbd"].startswith("DRBD here: r0: Primary")
+    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS
+
+
+def test_split_brain_says_when_drbd_reports_the_peer_connected_again(lab, programs, tmp_path):
+    fenced_a(lab, programs)
+    install(tmp_path / "drbd-bin", split_brain_status("r0", my_id=1, peer_id=0,
+                                                      role="Secondary", connection="Connected"))
+    env = {**split_brain_env("node-b", "node-a"), "PATH": path_with(tmp_path / "drbd-bin")}
+    run = call(lab, programs, "split-brain", "node-b", env)
+    assert run.exit_code == 0, run.stderr
+    assert "DRBD reports node-a connected again" in run.stderr
+    assert "is Primary here" not in run.stderr  # node-b keeps its data
+
+
+def test_split_brain_without_drbds_view_decides_on_the_san_alone(lab, programs, tmp_path):
+    fenced_a(lab, programs)
+    env = {**split_brain_env("node-a", "node-b"), "PATH": str(tmp_path / "no-drbd-here")}
+    run = call(lab, programs, "split-brain", "node-a", env)
+    assert run.exit_code == 0 and "node-b owns the storage" in run.stderr
+    assert "DRBD's view here unavailable (drbdsetup is not installed)" in run.stderr

@@ -45,13 +45,13 @@ def test_the_owners_writes_succeed_on_every_path_and_fail_on_every_path_after_a_
     config = lab.config("node-a")
     key_a, key_b = config.node("node-a").key, config.node("node-b").key
     claimed = lab.client("node-a").claim(GUEST_LUN, soon())
-    assert claimed["ok"] is True, claimed
+    assert claimed.ok is True, claimed
     before = write_on_every_path(lab, "node-a")
     assert len(before) == 2 and set(before.values()) == {"written"}, before
     # READ KEYS lists one entry per registered nexus: two data paths and two control paths.
     assert guest_lun_keys(observer) == (key_a,) * 4
     outcome = lab.client("node-b").preempt("node-a", None, soon())
-    assert outcome["fenced"] is True, outcome
+    assert outcome.fenced is True, outcome
     after = write_on_every_path(lab, "node-a")
     assert set(after.values()) == {"ReservationConflict"}, after
     # The fencer joined the guest LUN on its control path to preempt there, and stays: the
@@ -66,11 +66,11 @@ def test_a_node_that_is_not_registered_cannot_write_even_around_our_tools(lab, o
     lab.start_holder("node-a")
     lab.start_holder("node-b")
     # Before any claim the LUN carries no reservation; node-a claims it for its guest.
-    assert lab.client("node-a").claim(GUEST_LUN, soon())["ok"] is True
+    assert lab.client("node-a").claim(GUEST_LUN, soon()).ok is True
     # node-b's kernel writes straight down its own paths, as a raw dd would.
     assert set(write_on_every_path(lab, "node-b").values()) == {"ReservationConflict"}
     refused = lab.client("node-b").claim(GUEST_LUN, soon())
-    assert refused["ok"] is False and "node-a" in refused["detail"], refused
+    assert refused.ok is False and "node-a" in refused.detail, refused
     assert set(write_on_every_path(lab, "node-a").values()) == {"written"}
 
 
@@ -78,11 +78,11 @@ def test_a_release_after_the_stop_lets_the_other_node_claim_and_write(lab, obser
     lab.start_holder("node-a")
     lab.start_holder("node-b")
     key_b = lab.config("node-a").node("node-b").key
-    assert lab.client("node-a").claim(GUEST_LUN, soon())["ok"] is True
+    assert lab.client("node-a").claim(GUEST_LUN, soon()).ok is True
     released = lab.client("node-a").release(GUEST_LUN, soon())
-    assert released["ok"] is True, released
+    assert released.ok is True, released
     assert guest_lun_keys(observer) == ()
-    assert lab.client("node-b").claim(GUEST_LUN, soon())["ok"] is True
+    assert lab.client("node-b").claim(GUEST_LUN, soon()).ok is True
     assert guest_lun_keys(observer) == (key_b,) * 4
     assert set(write_on_every_path(lab, "node-b").values()) == {"written"}
     assert set(write_on_every_path(lab, "node-a").values()) == {"ReservationConflict"}
@@ -93,7 +93,7 @@ def test_claims_are_refused_for_other_luns_and_in_a_fenced_boot(lab):
     lab.start_holder("node-b")
     with pytest.raises(Exception, match="not a guest LUN"):
         lab.client("node-a").claim("arbiter0", soon())
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
     lab.client("node-a").preempt("node-b", ["arbiter0"], soon())  # learns it lost
     with pytest.raises(Exception, match="fenced in boot"):
         lab.client("node-a").claim(GUEST_LUN, soon())
@@ -143,7 +143,7 @@ def test_a_fenced_node_gets_no_registration_through_a_new_path(lab, holder_a, sp
                                                               observer):
     lab.start_holder("node-b")
     assert holder_a.claim(GUEST_LUN, soon()).ok
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
     lab.cluster.kernels["node-a"].add_path(spare_portal)
     report, lines = holder_a.check_own(soon())
     assert not report.proven
@@ -188,7 +188,7 @@ def test_a_preempt_between_our_look_and_the_new_paths_register_is_undone(
         new.device, lambda: fenced.append(lab.client("node-b").preempt("node-a", None, soon())))
     lun_paths = holder_a.paths[GUEST_LUN] + [new]
     result = ownership.adopt_path(new, lun_paths, key_a, Deadline.after(10, clock), clock)
-    assert fenced and fenced[0]["fenced"] is True
+    assert fenced and fenced[0].fenced is True
     assert result is ownership.AdoptResult.PREEMPTED
     assert new.registered is False
     assert key_a not in guest_lun_keys(observer)  # the REGISTER was withdrawn at once
@@ -197,9 +197,9 @@ def test_a_preempt_between_our_look_and_the_new_paths_register_is_undone(
 
 def test_a_restarted_service_finds_the_guest_luns_its_data_path_still_carries(lab):
     holder = lab.start_holder("node-a")
-    assert lab.client("node-a").claim(GUEST_LUN, soon())["ok"] is True
+    assert lab.client("node-a").claim(GUEST_LUN, soon()).ok is True
     holder.stop()  # the guest keeps running: the kernel keeps its registered nexuses
     lab.start_holder("node-a")
     state = lab.client("node-a").state(soon())
-    assert state["guest_luns_held"] == [GUEST_LUN]
+    assert state.guest_luns_held == (GUEST_LUN,)
     assert set(write_on_every_path(lab, "node-a").values()) == {"written"}

@@ -3,13 +3,18 @@ is unsafe. Each node's holder is a real process; the target is checked by a thir
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from stonewall.clock import SYSTEM_CLOCK, Deadline
-from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
+from stonewall.holder.api import FenceOutcome, HolderFencedBoot, HolderRefused, HolderUnavailable
+from stonewall.holder.client import HolderClient
 from stonewall.storage.ownership import read_views
 from stonewall.storage.scsi import cdb
 from stonewall.storage.scsi.commands import CommandPrDevice
@@ -46,8 +51,8 @@ def test_fence_peer_removes_its_key_everywhere_and_is_idempotent(lab, observer):
     lab.start_holder("node-b")
     key_a = lab.config("node-a").node("node-a").key
     outcome = lab.client("node-b").preempt("node-a", None, soon())
-    assert outcome["fenced"] is True
-    actions = {f["lun"]: f["action"] for f in outcome["preempt"]["luns"]}
+    assert outcome.fenced is True
+    actions = {f.lun: f.action for f in outcome.preempt.luns}
     assert list(actions)[:2] == ["arbiter0", "arbiter1"]
     # tgtd has no PREEMPT AND ABORT; node-a runs no guest, so web1-disk never carried its key
     assert actions == {"arbiter0": "preempt", "arbiter1": "preempt", "data0": "preempt",
@@ -56,8 +61,8 @@ def test_fence_peer_removes_its_key_everywhere_and_is_idempotent(lab, observer):
         for keys in per_path:
             assert key_a not in keys, lun
     again = lab.client("node-b").preempt("node-a", None, soon())
-    assert again["fenced"] is True
-    assert {f["action"] for f in again["preempt"]["luns"]} == {"already absent"}
+    assert again.fenced is True
+    assert {f.action for f in again.preempt.luns} == {"already absent"}
 
 
 def test_fence_race_has_exactly_one_winner(lab, observer):
@@ -65,7 +70,7 @@ def test_fence_race_has_exactly_one_winner(lab, observer):
     lab.start_holder("node-b")
     config = lab.config("node-a")
     keys = {config.node(n).key: n for n in ("node-a", "node-b")}
-    results: dict[str, dict] = {}
+    results: dict[str, FenceOutcome] = {}
 
     def fence(me: str, peer: str) -> None:
         results[me] = lab.client(me).preempt(peer, None, soon())
@@ -76,10 +81,10 @@ def test_fence_race_has_exactly_one_winner(lab, observer):
         thread.start()
     for thread in threads:
         thread.join()
-    winners = [me for me, result in results.items() if result["fenced"]]
+    winners = [me for me, result in results.items() if result.fenced]
     assert len(winners) == 1
     loser = "node-a" if winners == ["node-b"] else "node-b"
-    assert results[loser]["preempt"]["lost_race"] is True
+    assert results[loser].preempt.lost_race is True
     remaining = {keys[k] for per_path in keys_on_target(observer()).values()
                  for path_keys in per_path for k in path_keys}
     assert remaining == set(winners)
@@ -88,13 +93,12 @@ def test_fence_race_has_exactly_one_winner(lab, observer):
 def test_loser_refuses_to_join_again_in_the_same_boot(lab, observer):
     lab.start_holder("node-a")
     lab.start_holder("node-b")
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"]
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced
     # node-a learns it was fenced when it tries to act with its key.
     result = lab.client("node-a").preempt("node-b", None, soon())
-    assert result["fenced"] is False and result["preempt"]["lost_race"] is True
-    with pytest.raises(HolderError) as refused:
+    assert result.fenced is False and result.preempt.lost_race is True
+    with pytest.raises(HolderFencedBoot):
         lab.client("node-a").join(soon())
-    assert refused.value.kind == "FencedBoot"
     lab.holders["node-a"].stop()
     with pytest.raises(Exception, match="exited 1"):
         lab.start_holder("node-a", join=True)
@@ -116,7 +120,7 @@ def test_fenced_nodes_writes_are_refused_by_the_san(lab, sessions):
     key_a = lab.config("node-a").node("node-a").key
     CommandPrDevice(writer).register(0, key_a, soon(), ignore_existing=True)
     raise_for_status(writer.execute(cdb.write_10(0, 1), soon(), data_out=bytes(512)), "write")
-    assert lab.client("node-b").preempt("node-a", ["arbiter0"], soon())["fenced"]
+    assert lab.client("node-b").preempt("node-a", ["arbiter0"], soon()).fenced
     with pytest.raises((UnitAttention, ReservationConflict)):
         raise_for_status(writer.execute(cdb.write_10(0, 1), soon(), data_out=bytes(512)), "w")
     with pytest.raises(ReservationConflict):
@@ -129,8 +133,8 @@ def test_holder_keeps_its_registration_across_many_requests(lab):
     client = lab.client("node-b")
     joined = ["arbiter0", "arbiter1", "data0"]
     for _ in range(100):
-        assert client.verify("node-b", joined, True, soon())["proven"] is True
-    assert client.preempt("node-a", None, soon())["fenced"] is True
+        assert client.verify("node-b", joined, True, soon()).proven is True
+    assert client.preempt("node-a", None, soon()).fenced is True
 
 
 def test_dropped_connection_reconnects_and_reports_the_lost_registration(lab, tgtd):
@@ -141,12 +145,12 @@ def test_dropped_connection_reconnects_and_reports_the_lost_registration(lab, tg
     client = lab.client("node-b")
     client.state(soon())  # the next request reconnects
     state = client.state(soon())
-    assert all(p["up"] for p in state["paths"])
+    assert all(p.up for p in state.paths)
     # tgtd ties registrations to sessions: the new nexuses are not registered, and the
     # holder says so instead of registering again.
-    assert not any(p["registered"] for p in state["paths"])
+    assert not any(p.registered for p in state.paths)
     outcome = client.preempt("node-a", None, soon())
-    assert outcome["fenced"] is False and outcome["preempt"]["lost_race"] is False
+    assert outcome.fenced is False and outcome.preempt.lost_race is False
 
 
 def test_holder_refuses_malformed_requests(lab):
@@ -170,17 +174,37 @@ def test_holder_refuses_malformed_requests(lab):
         answer = raw(line)
         assert answer["ok"] is False and answer["error"] == "BadRequest"
         assert fragment in answer["message"]
-    with pytest.raises(HolderError, match="does not fence itself"):
+    with pytest.raises(HolderRefused, match="does not fence itself"):
         lab.client("node-a").preempt("node-a", None, soon())
-    with pytest.raises(HolderError, match="unknown node"):
+    with pytest.raises(HolderRefused, match="unknown node"):
         lab.client("node-a").preempt("node-z", None, soon())
-    with pytest.raises(HolderError, match="unknown LUN"):
+    with pytest.raises(HolderRefused, match="unknown LUN"):
         lab.client("node-a").preempt("node-b", ["nope"], soon())
 
 
-def test_no_holder_means_fail_safe(lab, tmp_path):
+def test_the_holder_refuses_a_client_that_is_neither_root_nor_its_user(lab):
+    lab.start_holder("node-a")
+    path = lab.client("node-a").socket_path
+    # Loosen the modes that normally keep other users out: the holder still refuses.
+    os.chmod(os.path.dirname(path), 0o755)
+    os.chmod(path, 0o666)
+    asker = subprocess.run(
+        [sys.executable, "-c", "import os, socket, sys\n"
+         # chdir first: the pytest directories above are root's alone (0700)
+         "os.chdir(os.path.dirname(sys.argv[1])); os.setgid(65534); os.setuid(65534)\n"
+         "c = socket.socket(socket.AF_UNIX); c.settimeout(5); c.connect('holder.sock')\n"
+         "c.sendall(b'{\"op\": \"state\", \"timeout\": 2}\\n')\n"
+         "print(c.makefile().readline())", path], capture_output=True, text=True, timeout=30)
+    answer = json.loads(asker.stdout)
+    assert answer["ok"] is False and answer["error"] == "Refused", answer
+    assert "node" not in answer  # nothing about the node is told
+    log = Path(lab.holders["node-a"].log).read_text()
+    assert "refused a client" in log and "uid 65534 is neither root nor" in log
+
+
+def test_no_holder_means_fail_safe(lab):
     with pytest.raises(HolderUnavailable, match="not running"):
-        HolderClient(str(tmp_path / "absent.sock")).preempt("node-a", None, soon())
+        HolderClient(lab.config("node-b")).preempt("node-a", None, soon())
 
 
 def test_restart_in_the_joined_boot_after_a_silent_preempt_refuses_to_join(lab, observer):
@@ -188,7 +212,7 @@ def test_restart_in_the_joined_boot_after_a_silent_preempt_refuses_to_join(lab, 
     # holder with --join in the same boot must not bring the key back.
     lab.start_holder("node-a")
     lab.start_holder("node-b")
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"]
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced
     lab.holders["node-a"].stop()
     with pytest.raises(Exception, match="exited 1"):
         lab.start_holder("node-a", join=True)

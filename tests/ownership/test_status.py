@@ -59,7 +59,7 @@ def test_status_table_and_json_after_join(lab):
     assert guest["reservation"] is None and guest["verdict"] == "free: no node registered"
     assert (guest["paths_up"], guest["paths_down"]) == (4, 0)  # 2 data + 2 control paths
     assert all(lun["paths_up"] == 2 and lun["paths_down"] == 0 for lun in luns.values())
-    assert lab.client("node-a").claim("web1-disk", Deadline.after(10))["ok"] is True
+    assert lab.client("node-a").claim("web1-disk", Deadline.after(10)).ok is True
     claimed = json.loads(status(lab.configs["node-b"], "--json").stdout)["luns"]
     guest = next(lun for lun in claimed if lun["name"] == "web1-disk")
     assert guest["verdict"] == "owned by node-a"
@@ -80,7 +80,7 @@ def test_status_only_reads(lab, tgtd):
 def test_fenced_node_and_down_path_need_attention(lab, tgtd):
     lab.start_holder("node-a")
     lab.start_holder("node-b")
-    assert lab.client("node-b").preempt("node-a", None, Deadline.after(10))["fenced"]
+    assert lab.client("node-b").preempt("node-a", None, Deadline.after(10)).fenced
     tgtd.remove_portal(tgtd.portals[1])
     result = status(lab.configs["node-b"], "--direct", "--paths", "--json")
     assert result.returncode == 1

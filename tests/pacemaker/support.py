@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.model import ClusterConfig
@@ -54,7 +53,7 @@ def holder_service(lab: Lab, node: str, config_path: str) -> ServiceSpec:
     return ServiceSpec(
         "holder", [sys.executable, "-m", "stonewall", "--config", config_path, "holder", "run",
                    "--node", node],
-        env={"STONEWALL_BOOT_ID_FILE": str(lab.boots[node])},
+        env=lab.cluster.environment(node),
         ready_path=socket_path(lab.config(node).paths.runtime_dir))
 
 

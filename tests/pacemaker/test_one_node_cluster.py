@@ -76,7 +76,10 @@ def test_fencing_a_registered_non_member_removes_its_key_from_every_lun_and_path
     assert took < 10
     record = [e for e in read_events(config.paths.event_log) if e["action"] == "off"][-1]
     assert (record["actor"], record["target"], record["outcome"]) == ("node1", "node2", "fenced")
-    checks = record["details"]["verification"]["checks"]
+    # The record of fencing.topology, the same for the agent as for DRBD's fence-peer.
+    [storage] = record["details"]["levels"]
+    assert (storage["level"], storage["verified"]) == ("storage", True)
+    checks = storage["verification"]["checks"]
     assert [c["lun"] for c in checks] == ["arbiter0", "arbiter1", "data0"]  # arbiter first
     assert all(c["verdict"] is True and c["paths_up"] == 2 for c in checks)
     assert format_key(node2) in record["details"]["message"]

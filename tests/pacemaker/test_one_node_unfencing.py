@@ -38,7 +38,7 @@ def test_unfence_registers_the_local_node_and_a_fenced_boot_refuses_it_after(lab
     # node3 (registered, not a member) wins a fence race against node1 ...
     lab.stonewall.start_holder("node3", join=True)
     try:
-        assert lab.stonewall.client("node3").preempt("node1", None, Deadline.after(10))["fenced"] is True
+        assert lab.stonewall.client("node3").preempt("node1", None, Deadline.after(10)).fenced is True
         # ... so node1's own attempt to fence node3 finds its key gone and fails,
         lost = lab.node.fence("node3", timeout=20)
         assert lost.returncode != 0, lost.output

@@ -10,8 +10,6 @@ About 60 s: one package build (~16 s, lintian included), one install, one purge,
 `make install`."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path

@@ -6,7 +6,6 @@ the journal once, and stop cleanly. About 30 s."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time

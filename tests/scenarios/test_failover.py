@@ -207,6 +207,6 @@ def test_fenced_node_reboots_and_rejoins_through_the_unfence_path(scenario, jitt
     keys = {config.node(n).key for n in ("node-a", "node-b")}
     views = scenario.holder("node-b").views(None, Deadline.after(10))
     for lun, view in views.items():
-        for path in view["paths"]:
-            assert set(path["keys"]) == keys, (lun, path)
+        for path in view.paths:
+            assert set(path.keys) == keys, (lun, path)
     assert_one_rule(scenario, {"api1": [], "db1": ["node-b"]})

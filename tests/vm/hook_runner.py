@@ -1,5 +1,5 @@
 """A `stonewall` command line for the hook tests: the real `vm` subcommands (argument parsing,
-hook_main, decide, may_run) with the views source wired to state files.
+handlers/qemu_hook.py's hook_main, decide, may_run) with the views source wired to state files.
 
   python hook_runner.py [--config FILE] vm hook run -- GUEST OPERATION SUB-OP EXTRA
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from stonewall.clock import Deadline
 from stonewall.holder.client import HolderClient
+from stonewall.storage.reports import ClaimOutcome
+from stonewall.storage.view import LunView
 from stonewall.storage.scsi.types import ReservationType
 from stonewall.vm.control import (
     Eviction, StartOutcome, StopResult, destroy_guests_for_lost_ownership, start_guest,
@@ -105,15 +107,15 @@ class PeerClaimsFirst:
     def __init__(self, mine: HolderClient, peer: HolderClient, lun: str) -> None:
         self.mine, self.peer, self.lun = mine, peer, lun
 
-    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, Any]:
+    def views(self, lun_names: list[str] | None, deadline: Deadline) -> dict[str, LunView]:
         return self.mine.views(lun_names, deadline)
 
-    def claim(self, lun: str, deadline: Deadline) -> dict[str, Any]:
+    def claim(self, lun: str, deadline: Deadline) -> ClaimOutcome:
         if lun == self.lun:
-            assert self.peer.claim(lun, deadline)["ok"] is True
+            assert self.peer.claim(lun, deadline).ok is True
         return self.mine.claim(lun, deadline)
 
-    def release(self, lun: str, deadline: Deadline) -> dict[str, Any]:
+    def release(self, lun: str, deadline: Deadline) -> ClaimOutcome:
         return self.mine.release(lun, deadline)
 
 

@@ -64,7 +64,7 @@ def test_takeover_refuses_a_peer_that_is_not_proven_fenced(lab, node_file, tgtd,
 def test_takeover_after_a_fence_starts_the_peers_guests_in_order(lab, node_file, tgtd,
                                                                  observer):
     uri = node_uris(node_file, tgtd)["node-b"]
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
     result = stonewall(lab, "node-b", uri, "takeover", "node-a", "--power-off-verified")
     assert result.returncode == 1  # bad1 cannot start
     assert result.stdout.splitlines() == ["web1: started", "db1: started", "app1: started"]

@@ -9,7 +9,8 @@ import pytest
 from stonewall.clock import Deadline
 from stonewall.storage.scsi.types import ReservationType
 from stonewall.vm.control import StartOutcome, destroy_guests_for_lost_ownership, start_guest
-from stonewall.vm.takeover import FenceEvidence, Skipped, TakeoverReport, take_over
+from stonewall.vm.takeover import (
+    FenceEvidence, Skipped, TakeoverReport, take_over, take_over_fenced_peer)
 from stonewall.watchdog.timing import t_safe
 
 from ..lab_fixtures import observer  # noqa: F401 - pytest finds fixtures by name
@@ -50,7 +51,7 @@ def fenced_a(lab, hosts: Hosts) -> list[str]:
         report = start_guest(guest, hosts.nodes["node-a"], lab.config("node-a"),
                              lab.client("node-a"), hosts.conns["node-a"], soon())
         assert report.outcome is StartOutcome.STARTED, report.reasons
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
     return ["web1", "db1"]
 
 
@@ -150,3 +151,46 @@ def test_an_unfenced_peer_keeps_its_guests_even_if_evidence_is_claimed(lab, host
     assert by_guest["web1"] is StartOutcome.REFUSED and by_guest["db1"] is StartOutcome.REFUSED
     for guest in ("web1", "db1"):
         assert hosts.hosts_running(guest) == ["node-a"]
+
+
+def test_the_whole_takeover_keeps_to_the_one_deadline_it_was_given(lab, hosts, observer, clock,
+                                                                   fenced_a):
+    # `vm takeover --timeout 5` gets ONE deadline, 5 s + T_safe from its start. When its first
+    # 5 s went into opening libvirt and asking the holder, the T_safe wait no longer fits:
+    # the `safe` guests are skipped instead of the command running past its deadline (three
+    # fresh deadlines used to let it run 3 x 5 s + T_safe).
+    config = lab.config("node-b")
+    timeout, safe = 5.0, t_safe(config.watchdog)
+    deadline = Deadline.after(timeout + safe, clock)
+    clock.sleep(timeout)
+    run = take_over_fenced_peer(config.node("node-a"), config, lab.client("node-b"),
+                                hosts.conns["node-b"], clock, safe, node=hosts.nodes["node-b"],
+                                power_off_verified=False, deadline=deadline)
+    assert run.report is not None and run.fence.storage_verified_at == START + timeout
+    outcome = {g.guest: (g.start.outcome if g.start else g.skipped) for g in run.report.guests}
+    assert outcome == {"web1": StartOutcome.STARTED, "db1": Skipped.T_SAFE_AFTER_DEADLINE,
+                       "bad1": Skipped.T_SAFE_AFTER_DEADLINE, "app1": Skipped.T_SAFE_AFTER_DEADLINE}
+    assert clock.monotonic() <= deadline.at and clock.slept == [timeout]
+    assert hosts.running("node-b") == {"web1"}
+
+
+def test_a_takeover_with_time_for_t_safe_waits_within_the_same_deadline(lab, hosts, clock,
+                                                                        fenced_a):
+    config = lab.config("node-b")
+    timeout, safe = 5.0, t_safe(config.watchdog)
+    deadline = Deadline.after(timeout + safe, clock)
+    run = take_over_fenced_peer(config.node("node-a"), config, lab.client("node-b"),
+                                hosts.conns["node-b"], clock, safe, node=hosts.nodes["node-b"],
+                                power_off_verified=False, deadline=deadline)
+    assert run.report is not None and hosts.running("node-b") == {"web1", "db1", "app1"}
+    assert clock.slept == [safe] and clock.monotonic() <= deadline.at
+
+
+def test_a_takeover_of_a_peer_whose_key_is_still_there_starts_nothing(lab, hosts, clock):
+    config = lab.config("node-b")
+    run = take_over_fenced_peer(config.node("node-a"), config, lab.client("node-b"),
+                                hosts.conns["node-b"], clock, t_safe(config.watchdog),
+                                node=hosts.nodes["node-b"], power_off_verified=False,
+                                deadline=Deadline.after(30, clock))
+    assert run.report is None and "not verified gone" in run.problem
+    assert hosts.running("node-b") == set()

@@ -148,7 +148,7 @@ def test_a_preempted_node_destroys_its_guests_and_is_reset_within_the_bound(
     assert status["holder"]["joined_in_this_boot"] is True
 
     before = time.monotonic()
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
     preempted, preempted_wall = time.monotonic(), time.time()
 
     fire = machine.standin.wait_fired(Deadline.after(ANY_FAILURE_TO_RESET + 5))
@@ -183,9 +183,9 @@ def test_a_node_whose_data_path_registration_was_removed_is_reset_within_the_bou
     lab.start_holder("node-b")
     machine = machines(running=["web1"])
     lab.start("node-a", machine.service)
-    assert lab.client("node-a").claim("web1-disk", soon())["ok"] is True
+    assert lab.client("node-a").claim("web1-disk", soon()).ok is True
     time.sleep(3 * TIMING["interval"])
-    assert lab.client("node-b").preempt("node-a", ["web1-disk"], soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", ["web1-disk"], soon()).fenced is True
     preempted = time.monotonic()
     fire = machine.standin.wait_fired(Deadline.after(ANY_FAILURE_TO_RESET + 5))
     assert fire is not None and fire.killed
@@ -222,7 +222,7 @@ def test_restart_in_the_fenced_boot_refuses_without_registering(lab, machines, o
     lab.start_holder("node-b")
     first = machines(running=[])
     lab.start("node-a", first.service)
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
     assert first.standin.wait_fired(Deadline.after(ANY_FAILURE_TO_RESET + 5)) is not None
 
     # Same boot id (the lab did not "reboot" node-a), and a guest runs that nothing protects.
@@ -242,7 +242,7 @@ def test_restart_after_a_crash_does_not_bring_back_a_key_preempted_meanwhile(
     first = machines(running=[])
     lab.start("node-a", first.service)
     first.service.kill()  # crashed before it could see the preemption below
-    assert lab.client("node-b").preempt("node-a", None, soon())["fenced"] is True
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
 
     second = machines(running=[])
     assert refused_start(second) == ServiceExit.FENCED
@@ -288,7 +288,7 @@ def test_the_holder_socket_serves_the_peer_fence_from_the_service(lab, machines,
     lab.start("node-a", machine.service)
     lab.start_holder("node-b")
     # node-a fences node-b through the service's own registered sessions (DESIGN 8).
-    assert lab.client("node-a").preempt("node-b", None, soon())["fenced"] is True
+    assert lab.client("node-a").preempt("node-b", None, soon()).fenced is True
     key_b = lab.config("node-a").node("node-b").key
     assert all(key_b not in keys for keys in keys_seen(observer()))
     assert machine.standin.fired() is None and machine.service.process.poll() is None
@@ -322,14 +322,15 @@ def test_status_without_a_status_file_cannot_tell(lab):
     ([], CheckOutcome.UNREACHABLE),
 ])
 def test_a_verification_maps_to_one_check_outcome(verdicts, outcome):
-    report = VerifyReport([LunCheck(f"lun{i}", verdict, 1 if verdict is not None else 0,
-                                    () if verdict is not None else ("p0",))
-                           for i, verdict in enumerate(verdicts)])
+    checks = tuple(LunCheck(f"lun{i}", verdict, 1 if verdict is not None else 0,
+                            () if verdict is not None else ("p0",))
+                   for i, verdict in enumerate(verdicts))
+    report = VerifyReport(tuple(check.lun for check in checks), checks)
     assert check_result(report).outcome is outcome
 
 
 def test_an_owned_answer_names_the_paths_that_are_down():
-    report = VerifyReport([LunCheck("arbiter0", True, 1, ("127.0.0.1:3261",))])
+    report = VerifyReport(("arbiter0",), (LunCheck("arbiter0", True, 1, ("127.0.0.1:3261",)),))
     result = check_result(report)
     assert result.outcome is CheckOutcome.OWNED
     assert "arbiter0 via 127.0.0.1:3261" in result.detail
