@@ -1,0 +1,13 @@
+"""The installed stonewall's version, from its package metadata (one place for every
+`--version`)."""
+from __future__ import annotations
+
+from importlib import metadata
+
+
+def package_version() -> str:
+    """The version pip or the Debian package installed, e.g. "0.1.0"."""
+    try:
+        return metadata.version("stonewall")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
