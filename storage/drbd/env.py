@@ -208,7 +208,7 @@ def _version(env: Mapping[str, str], handler: str | None, target: str | None) ->
         v84.append("argv 'minor-N'")
     if v9 and v84:
         raise HandlerEnvError(
-            f"environment mixes DRBD 9 variables {sorted(v9)} with DRBD 8.4 ones {sorted(v84)}")
+            f"environment mixes DRBD 9 variables {_names(v9)} with DRBD 8.4 ones {_names(v84)}")
     if v9:
         return DrbdVersion.V9
     if v84:
@@ -234,6 +234,13 @@ def _decimal(text: str, name: str, expected: str = "a non-negative decimal integ
 def _shown(text: str) -> str:
     """`text` quoted for a one-line message, cut where a hostile value would flood the log."""
     return repr(text) if len(text) <= 40 else f"{text[:32]!r}... ({len(text)} characters)"
+
+
+def _names(names: list[str]) -> str:
+    """Variable names for a message: the first few, each cut short."""
+    shown = [_shown(name) for name in sorted(names)[:4]]
+    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+    return f"[{', '.join(shown)}]{more}"
 
 
 def _host_names(name: str, value: str) -> tuple[str, ...]:
