@@ -51,8 +51,10 @@ class HolderClient:
             raise HolderUnavailable(f"the holder did not answer: {exc}") from None
         try:
             response = json.loads(reply)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise HolderUnavailable("the holder's answer was not JSON") from None
+        if not isinstance(response, dict):
+            raise HolderUnavailable("the holder's answer was not a JSON object")
         if not response.get("ok"):
             raise HolderError(str(response.get("error")), str(response.get("message")))
         return response.get("result")
