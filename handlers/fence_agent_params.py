@@ -137,7 +137,10 @@ def normalise_name(name: str) -> str:
 def parse_stdin_lines(text: str) -> dict[str, str]:
     """The parameters in Pacemaker's `key=value` lines (unknown keys included)."""
     parameters: dict[str, str] = {}
-    for raw in text.splitlines():
+    # Lines end at "\n" only, as Pacemaker writes them and fence-agents read them:
+    # str.splitlines() would also split at "\x1c", "\x85" or "\u2028" inside a value, and
+    # such a value could then add a parameter of its own.
+    for raw in text.split("\n"):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -177,8 +180,10 @@ class _RaisingParser(argparse.ArgumentParser):
     """argparse that raises instead of exiting 2: a fence agent's failure status is 1."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        # One line: argparse quotes the offending argument as given, newlines included.
-        raise AgentUsageError(" ".join(message.split("\n")))
+        # One line: argparse quotes the offending argument as given, control characters and
+        # newlines included.
+        raise AgentUsageError("".join(ch if ch.isprintable() else repr(ch)[1:-1]
+                                      for ch in message))
 
 
 def option_parser() -> argparse.ArgumentParser:
