@@ -97,8 +97,9 @@ def decide(call: HookCall, domain_xml: str, *, load_config: Callable[[], Cluster
         return HookDecision(EXIT_ALLOWED)
 
     def refuse(reason: str, placement: Placement | None = None) -> HookDecision:
-        return HookDecision(EXIT_REFUSED, f"stonewall: refusing to {operation.verb} {call.guest} on "
-                                          f"{node_name}: {reason}", placement)
+        return HookDecision(EXIT_REFUSED, f"stonewall: refusing to {operation.verb} "
+                                          f"{_printable(call.guest)} on {node_name}: "
+                                          f"{_printable(reason)}", placement)
 
     try:
         config = load_config()
@@ -127,6 +128,11 @@ def decide(call: HookCall, domain_xml: str, *, load_config: Callable[[], Cluster
     return refuse("; ".join(placement.reasons), placement)
 
 
+def _printable(text: str) -> str:
+    """`text` for the one line libvirt appends to its error: control characters escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def hook_main(argv: Sequence[str], stdin: TextIO, stderr: TextIO, *,
               load_config: Callable[[], ClusterConfig], node_name: str, read_views: ReadViews,
               timeout: float = DEFAULT_TIMEOUT, clock: Clock = SYSTEM_CLOCK) -> int:
@@ -146,8 +152,9 @@ def hook_main(argv: Sequence[str], stdin: TextIO, stderr: TextIO, *,
                           read_views=read_views, deadline=deadline)
     except Exception as error:  # a bug must not let a start through; decide() returns
         # before anything can fail for the operations it lets through, so only judged ones get here
-        decision = HookDecision(EXIT_REFUSED, f"stonewall: internal error judging {call.operation} "
-                                              f"{call.sub_operation} of {call.guest}: {error!r}")
+        decision = HookDecision(EXIT_REFUSED, "stonewall: internal error judging "
+                                f"{_printable(f'{call.operation} {call.sub_operation} of ')}"
+                                f"{_printable(call.guest)}: {error!r}")
     if decision.message:
         print(decision.message, file=stderr)
     return decision.exit_code
