@@ -17,11 +17,13 @@ from stonewall.storage.multipath.types import MultipathMap, PathDevice
 from stonewall.storage.multipath.wwid import multipath_wwid
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # bold header when stdout is a tty
-_HEADER = re.compile(r"(?P<name>\S+)(?: \((?P<wwid>[^)]+)\))? (?P<dm>dm-\d+|undef)(?: (?P<vp>.*))?")
+# re.ASCII: device numbers are ASCII digits; `\d` would also take other scripts' digits.
+_HEADER = re.compile(r"(?P<name>\S+)(?: \((?P<wwid>[^)]+)\))? (?P<dm>dm-\d+|undef)(?: (?P<vp>.*))?",
+                     re.ASCII)
 # Tree drawing is made of ' |`-+' (some captures replace '`' by "'"). chk_st may contain a
 # space ('i/o pending'), so it is whatever lies between dm_st and the last word.
 _PATH = re.compile(r"[ |`'+-]*(?P<hcil>\d+:\d+:\d+:\d+|#:#:#:#)\s+(?P<dev>\S+)\s+\d+:\d+\s+"
-                   r"(?P<dm_st>\S+)\s+(?P<chk_st>.+?)\s+(?P<dev_st>\S+)")
+                   r"(?P<dm_st>\S+)\s+(?P<chk_st>.+?)\s+(?P<dev_st>\S+)", re.ASCII)
 _GROUP = re.compile(r"[ |`'+-]*policy=")
 
 
