@@ -14,8 +14,9 @@ Actions and exit statuses (fence-agents FenceAgentAPI.md, reference/pacemaker.md
   metadata      the XML description: always 0, reads nothing (runs as user hacluster).
   validate-all  parameters and configuration only, no holder or SAN contact: 0 valid, 1 not.
 
-Every decision is one line on stderr (Pacemaker copies it into its log); `off` and `on` also
-append a record to the event log (`paths.event_log`).
+Every decision is one line on stderr (Pacemaker copies it into its log; `verbose` adds one
+with the evidence, an unknown stdin key one warning before it); `off` and `on` also append a
+record to the event log (`paths.event_log`).
 """
 from __future__ import annotations
 
