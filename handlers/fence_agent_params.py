@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from stonewall.clock import Deadline
+from stonewall.messages import printable, quoted
 from stonewall.version import package_version
 
 DEFAULT_TIMEOUT = 15.0  # below Pacemaker's default pcmk_off_timeout (20 s), so we answer first
@@ -146,7 +147,7 @@ def parse_stdin_lines(text: str) -> dict[str, str]:
             continue
         name, separator, value = line.partition("=")
         if not separator or not name.strip():
-            raise AgentUsageError(f"stdin line {_shown(line)} is not key=value")
+            raise AgentUsageError(f"stdin line {quoted(line)} is not key=value")
         parameters[normalise_name(name)] = value.strip()
     return parameters
 
@@ -182,8 +183,7 @@ class _RaisingParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         # One line: argparse quotes the offending argument as given, control characters and
         # newlines included.
-        raise AgentUsageError("".join(ch if ch.isprintable() else repr(ch)[1:-1]
-                                      for ch in message))
+        raise AgentUsageError(printable(message))
 
 
 def option_parser() -> argparse.ArgumentParser:
@@ -234,10 +234,10 @@ def _seconds(name: str, text: str | None, default: float, *, zero: bool, limit: 
     try:
         value = float(text.strip().removesuffix("s"))
     except ValueError:
-        raise AgentUsageError(f"{name} {_shown(text)} is not a number of seconds") from None
+        raise AgentUsageError(f"{name} {quoted(text)} is not a number of seconds") from None
     if not math.isfinite(value) or not (0 <= value if zero else 0 < value) or value > limit:
         lower = "at least 0" if zero else "more than 0"
-        raise AgentUsageError(f"{name} {_shown(text)} is out of range; expected {lower} and at "
+        raise AgentUsageError(f"{name} {quoted(text)} is out of range; expected {lower} and at "
                               f"most {limit:g} seconds")
     return value
 
@@ -247,13 +247,8 @@ def _flag(name: str, text: str | None) -> bool:
         return False
     if text.strip().lower() in _TRUE:
         return True
-    raise AgentUsageError(f"{name} {_shown(text)} is not a boolean; expected one of "
+    raise AgentUsageError(f"{name} {quoted(text)} is not a boolean; expected one of "
                           f"{', '.join(_TRUE + _FALSE)}")
-
-
-def _shown(text: str) -> str:
-    """`text` quoted for a one-line message, cut where a hostile value would flood the log."""
-    return repr(text) if len(text) <= 60 else f"{text[:48]!r}... ({len(text)} characters)"
 
 
 def _action(text: str | None) -> str:
@@ -266,7 +261,7 @@ def _action(text: str | None) -> str:
         raise AgentUsageError("action 'reboot' is not supported: fence_stonewall is fabric "
                               "fencing (off, then on after the node restarted)")
     if action not in ACTIONS:
-        raise AgentUsageError(f"unknown action {_shown(text)}; expected one of "
+        raise AgentUsageError(f"unknown action {quoted(text)}; expected one of "
                               f"{', '.join(ACTIONS)}")
     return action
 

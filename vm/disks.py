@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 
 from stonewall.config.model import Portal
+from stonewall.messages import quoted
 
 ISCSI_DEFAULT_PORT = 3260
 
@@ -207,10 +208,10 @@ def _network_source(source: ElementTree.Element) -> tuple[str, DiskSource]:
         return name, NotFenced(f"network:{protocol or '?'}", name)
     target, slash, lun_text = name.partition("/")
     if not target:
-        raise DomainXmlError(f"iSCSI disk source name {_shown(name)} has no target IQN")
+        raise DomainXmlError(f"iSCSI disk source name {quoted(name)} has no target IQN")
     # libvirt formatdomain: "If not specified, the default LUN is zero."
     if slash and not _NUMBER.fullmatch(lun_text):
-        raise DomainXmlError(f"iSCSI disk source name {_shown(name)}: LUN {_shown(lun_text)} "
+        raise DomainXmlError(f"iSCSI disk source name {quoted(name)}: LUN {quoted(lun_text)} "
                              "is not a number")
     lun = int(lun_text) if slash else 0
     portals = tuple(Portal(host.get("name", ""), _port(host.get("port")))
@@ -222,10 +223,5 @@ def _port(text: str | None) -> int:
     if text is None:
         return ISCSI_DEFAULT_PORT
     if not _NUMBER.fullmatch(text):
-        raise DomainXmlError(f"iSCSI host port {_shown(text)} is not a number")
+        raise DomainXmlError(f"iSCSI host port {quoted(text)} is not a number")
     return int(text)
-
-
-def _shown(text: str) -> str:
-    """`text` quoted for a one-line message, cut where a hostile value would flood it."""
-    return repr(text) if len(text) <= 60 else f"{text[:48]!r}... ({len(text)} characters)"

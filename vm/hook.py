@@ -25,6 +25,7 @@ from typing import Callable, Mapping, Sequence, TextIO
 
 from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.model import ClusterConfig
+from stonewall.messages import printable
 from stonewall.storage.view import LunView
 from stonewall.vm.bounded import DeadlineExceeded, call_before
 from stonewall.vm.mapping import guest_luns
@@ -98,8 +99,8 @@ def decide(call: HookCall, domain_xml: str, *, load_config: Callable[[], Cluster
 
     def refuse(reason: str, placement: Placement | None = None) -> HookDecision:
         return HookDecision(EXIT_REFUSED, f"stonewall: refusing to {operation.verb} "
-                                          f"{_printable(call.guest)} on {node_name}: "
-                                          f"{_printable(reason)}", placement)
+                                          f"{printable(call.guest)} on {node_name}: "
+                                          f"{printable(reason)}", placement)
 
     try:
         config = load_config()
@@ -128,11 +129,6 @@ def decide(call: HookCall, domain_xml: str, *, load_config: Callable[[], Cluster
     return refuse("; ".join(placement.reasons), placement)
 
 
-def _printable(text: str) -> str:
-    """`text` for the one line libvirt appends to its error: control characters escaped."""
-    return text if text.isprintable() else repr(text)[1:-1]
-
-
 def hook_main(argv: Sequence[str], stdin: TextIO, stderr: TextIO, *,
               load_config: Callable[[], ClusterConfig], node_name: str, read_views: ReadViews,
               timeout: float = DEFAULT_TIMEOUT, clock: Clock = SYSTEM_CLOCK) -> int:
@@ -153,8 +149,8 @@ def hook_main(argv: Sequence[str], stdin: TextIO, stderr: TextIO, *,
     except Exception as error:  # a bug must not let a start through; decide() returns
         # before anything can fail for the operations it lets through, so only judged ones get here
         decision = HookDecision(EXIT_REFUSED, "stonewall: internal error judging "
-                                f"{_printable(f'{call.operation} {call.sub_operation} of ')}"
-                                f"{_printable(call.guest)}: {error!r}")
+                                f"{printable(f'{call.operation} {call.sub_operation} of ')}"
+                                f"{printable(call.guest)}: {error!r}")
     if decision.message:
         print(decision.message, file=stderr)
     return decision.exit_code

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
+from stonewall.messages import quoted
+
 # drbd-headers linux/drbd.h: DRBD_NODE_ID_MAX = DRBD_PEERS_MAX = 32, so node ids are 0..31.
 NODE_ID_LIMIT = 32
 
@@ -121,7 +123,7 @@ def check_resource_name(name: str) -> str:
         raise InvalidResourceNameError("resource name is empty")
     if any(ch.isspace() for ch in name) or "/" in name or not name.isprintable():
         raise InvalidResourceNameError(
-            f"resource name {_shown(name)} is not usable: expected printable characters without "
+            f"resource name {quoted(name)} is not usable: expected printable characters without "
             "whitespace or '/'")
     return name
 
@@ -171,7 +173,7 @@ def _parse_argv(argv: Sequence[str]) -> tuple[str | None, str | None]:
     if len(argv) == 3 and argv[1] in HANDLER_NAMES and argv[2]:
         return argv[1], argv[2]
     raise HandlerEnvError(
-        f"unexpected arguments {_shown(' '.join(argv[1:]))}: expected none (run by drbdadm from "
+        f"unexpected arguments {quoted(' '.join(argv[1:]))}: expected none (run by drbdadm from "
         "drbd.conf) or '<handler> <resource|minor-N>' (run as DRBD's usermode helper), "
         f"handler one of {sorted(HANDLER_NAMES)}")
 
@@ -192,7 +194,7 @@ def _resource(env: Mapping[str, str], target: str | None) -> str:
             "the resource as argv[2] when run as the usermode helper")
     if from_env is not None and from_argv is not None and from_env != from_argv:
         raise HandlerEnvError(
-            f"DRBD_RESOURCE={_shown(from_env)} disagrees with the resource {_shown(from_argv)} in argv")
+            f"DRBD_RESOURCE={quoted(from_env)} disagrees with the resource {quoted(from_argv)} in argv")
     name, source = (from_env, "DRBD_RESOURCE") if from_env is not None else (from_argv, "argv[2]")
     assert name is not None  # both None was rejected above
     try:
@@ -224,21 +226,16 @@ def _version(env: Mapping[str, str], handler: str | None, target: str | None) ->
 
 def _decimal(text: str, name: str, expected: str = "a non-negative decimal integer") -> int:
     if not text.isascii() or not text.isdigit():
-        raise HandlerEnvError(f"{name}={_shown(text)}: expected {expected}")
+        raise HandlerEnvError(f"{name}={quoted(text)}: expected {expected}")
     if len(text) > _MAX_DIGITS:
-        raise HandlerEnvError(f"{name}={_shown(text)}: expected {expected}, not a number of "
+        raise HandlerEnvError(f"{name}={quoted(text)}: expected {expected}, not a number of "
                               f"{len(text)} digits")
     return int(text)
 
 
-def _shown(text: str) -> str:
-    """`text` quoted for a one-line message, cut where a hostile value would flood the log."""
-    return repr(text) if len(text) <= 40 else f"{text[:32]!r}... ({len(text)} characters)"
-
-
 def _names(names: list[str]) -> str:
     """Variable names for a message: the first few, each cut short."""
-    shown = [_shown(name) for name in sorted(names)[:4]]
+    shown = [quoted(name) for name in sorted(names)[:4]]
     more = f" and {len(names) - 4} more" if len(names) > 4 else ""
     return f"[{', '.join(shown)}]{more}"
 
@@ -247,11 +244,11 @@ def _host_names(name: str, value: str) -> tuple[str, ...]:
     """The space-separated host names of drbd.conf's `on` section in variable `name`."""
     hosts = tuple(value.split())
     if not hosts:
-        raise HandlerEnvError(f"{name}={_shown(value)}: expected one or more host names")
+        raise HandlerEnvError(f"{name}={quoted(value)}: expected one or more host names")
     # A byte that is not UTF-8 arrives as a lone surrogate (os.environ's surrogateescape),
     # which is not printable: such a name can match no configured node, so it is no name.
     if not all(host.isprintable() and len(host) <= _MAX_HOST_NAME for host in hosts):
-        raise HandlerEnvError(f"{name}={_shown(value)}: expected host names of printable "
+        raise HandlerEnvError(f"{name}={quoted(value)}: expected host names of printable "
                               f"UTF-8 characters, each at most {_MAX_HOST_NAME} long")
     return hosts
 
@@ -270,7 +267,7 @@ def _numbered(env: Mapping[str, str], prefix: str) -> dict[int, str]:
     for name, value in env.items():
         if name.startswith(prefix):
             suffix = name[len(prefix):]
-            numbered[_decimal(suffix, f"variable name {_shown(name)}",
+            numbered[_decimal(suffix, f"variable name {quoted(name)}",
                               f"a variable name '{prefix}<decimal number>'")] = value
     return numbered
 
@@ -311,7 +308,7 @@ def _minors_and_volumes(env: Mapping[str, str], target: str | None
 def _node_id(text: str, name: str) -> int:
     node_id = _decimal(text, name, f"a DRBD node id 0..{NODE_ID_LIMIT - 1}")
     if node_id >= NODE_ID_LIMIT:
-        raise HandlerEnvError(f"{name}={_shown(text)}: expected a DRBD node id 0..{NODE_ID_LIMIT - 1}")
+        raise HandlerEnvError(f"{name}={quoted(text)}: expected a DRBD node id 0..{NODE_ID_LIMIT - 1}")
     return node_id
 
 
@@ -324,7 +321,7 @@ def _node_names(env: Mapping[str, str]) -> dict[int, tuple[str, ...]]:
     names: dict[int, tuple[str, ...]] = {}
     for name, value in env.items():
         if name.startswith("DRBD_NODE_ID_"):
-            node_id = _node_id(name[len("DRBD_NODE_ID_"):], f"variable name {_shown(name)}")
+            node_id = _node_id(name[len("DRBD_NODE_ID_"):], f"variable name {quoted(name)}")
             names[node_id] = _host_names(name, value)
     return names
 
@@ -353,7 +350,7 @@ def _optional_address(env: Mapping[str, str], prefix: str) -> DrbdAddress | None
         family = AddressFamily(family_text)
     except ValueError:
         raise HandlerEnvError(
-            f"{family_name}={_shown(family_text)}: expected one of "
+            f"{family_name}={quoted(family_text)}: expected one of "
             f"{[member.value for member in AddressFamily]}") from None
     try:
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address = (
@@ -362,7 +359,7 @@ def _optional_address(env: Mapping[str, str], prefix: str) -> DrbdAddress | None
     except ValueError:
         kind = "IPv6" if family is AddressFamily.IPV6 else "IPv4"
         raise HandlerEnvError(
-            f"{address_name}={_shown(address)}: expected an {kind} address without port "
+            f"{address_name}={quoted(address)}: expected an {kind} address without port "
             f"({family_name}={family_text})") from None
     return DrbdAddress(family, ip)
 
@@ -375,11 +372,11 @@ def _up_to_date_nodes(env: Mapping[str, str]) -> frozenset[int] | None:
     if (text[:2].lower() != "0x" or not 1 <= len(digits) <= 16
             or any(ch not in "0123456789abcdefABCDEF" for ch in digits)):
         raise HandlerEnvError(
-            f"UP_TO_DATE_NODES={_shown(text)}: expected a hexadecimal node mask like 0x00000003")
+            f"UP_TO_DATE_NODES={quoted(text)}: expected a hexadecimal node mask like 0x00000003")
     mask = int(digits, 16)
     if mask == _MASK_WITHOUT_ATTACHED_VOLUME:
         return None
     if mask >> NODE_ID_LIMIT:
         raise HandlerEnvError(
-            f"UP_TO_DATE_NODES={_shown(text)}: bits above node id {NODE_ID_LIMIT - 1} are set")
+            f"UP_TO_DATE_NODES={quoted(text)}: bits above node id {NODE_ID_LIMIT - 1} are set")
     return frozenset(bit for bit in range(NODE_ID_LIMIT) if mask >> bit & 1)
