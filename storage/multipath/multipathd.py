@@ -133,7 +133,7 @@ def parse_maps_json(text: str) -> tuple[MultipathMap, ...]:
     """Parse `multipathd show maps json` (schema in reference/multipath.md 3.3)."""
     try:
         document = json.loads(text)
-    except json.JSONDecodeError as error:
+    except ValueError as error:  # JSONDecodeError, or an integer of 4301+ digits
         raise MultipathOutputError(f"show maps json: not JSON ({error})") from None
     except RecursionError:  # ~2000 nested brackets exhaust the decoder
         raise MultipathOutputError("show maps json: nested too deeply") from None
