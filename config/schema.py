@@ -20,6 +20,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from stonewall.config.errors import ConfigProblem
+from stonewall.messages import quoted
 
 _NULL_TAG = "tag:yaml.org,2002:null"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
@@ -250,7 +251,9 @@ class Converted(Scalar):
         try:
             return self._parse(node.value)
         except ValueError as err:
-            raise Invalid(str(err), complete=True) from None
+            # The parsers quote the value with repr(); a long one is cut to one short line.
+            raise Invalid(str(err).replace(repr(node.value), quoted(node.value)),
+                          complete=True) from None
 
 
 class ListOf(Kind):

@@ -542,3 +542,12 @@ def test_bytes_that_are_not_utf8_are_one_line_naming_the_position(
     assert problems_of(str(path)) == [(None, "", "not a YAML text: character 0x00 at position "
                                                  "12: special characters are not allowed; "
                                                  "expected UTF-8 text")]
+
+
+def test_a_long_value_a_parser_refuses_is_cut_short_in_its_message(
+        write_config: WriteConfig, problems_of: ProblemsOf, minimal: str) -> None:
+    path = write_config(minimal.replace('portals: ["127.0.0.1:3260"]',
+                                        f'portals: ["{"p " * 2500}"]', 1))
+    [(_, key, message)] = problems_of(path)
+    assert key == "luns[0].iscsi.portals[0]" and "(5000 characters)" in message
+    assert len(message) < 200
