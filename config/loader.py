@@ -7,6 +7,7 @@ run the cross-section checks, then refuse an inline password in a file others ca
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,20 +81,51 @@ def _read(path: str) -> tuple[bytes, os.stat_result]:
 _FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# libyaml's composer recurses once per nesting level: 40,000 nested '[' in a file crashed it
+# with SIGSEGV (measured, PyYAML 6.0 on Debian 12), and the pure loader raises RecursionError
+# from ~330 levels. No configuration nests flow collections more than a few levels deep.
+MAX_FLOW_NESTING = 64
+_FLOW_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _flow_nesting(data: bytes) -> int:
+    """How deep `[`/`{` nest in `data`, counted over every bracket (quoted ones too: an upper
+    bound, cheap because only brackets are visited)."""
+    if data.count(b"[") + data.count(b"{") <= MAX_FLOW_NESTING:
+        return 0
+    depth = deepest = 0
+    for bracket in _FLOW_BRACKETS.finditer(data):
+        depth = depth + 1 if bracket.group() in (b"[", b"{") else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def _compose(data: bytes, log: ProblemLog) -> yaml.Node | None:
     """The document's node tree; None (with the problem logged) when there is none."""
+    if _flow_nesting(data) > MAX_FLOW_NESTING:
+        log.add("", f"lists and mappings written with [ ] or {{ }} nest more than "
+                    f"{MAX_FLOW_NESTING} levels deep; no setting nests that deep")
+        return None
     try:
         try:
             root = yaml.compose(data, Loader=_FAST_LOADER)
         except yaml.YAMLError:
             root = yaml.compose(data, Loader=yaml.SafeLoader)
+    except RecursionError:  # block nesting (indentation) that the pure loader cannot follow
+        log.add("", "the settings nest too deeply to be read; no setting nests that deep")
+        return None
     except yaml.MarkedYAMLError as err:
         # Only the parser's own words: its snippet of the line could show an inline password.
         words = "; ".join(part for part in (err.context, err.problem) if part)
         log.add("", f"YAML syntax: {words}; fix: {syntax_advice(words)}", error_line(err))
         return None
-    except yaml.YAMLError as err:  # e.g. bytes that are not UTF-8 text
-        log.add("", f"not a YAML text: {err}")
+    except yaml.reader.ReaderError as err:  # bytes that are not UTF-8, control characters
+        what = "byte" if err.encoding != "unicode" else "character"
+        log.add("", f"not a YAML text: {what} {err.character:#04x} at position {err.position}: "
+                    f"{err.reason}; expected UTF-8 text")
+        return None
+    except yaml.YAMLError as err:  # anything else the parser refuses, on one line
+        log.add("", f"not a YAML text: {' '.join(str(err).split())}")
         return None
     if root is None:
         log.add("", f"the file holds no settings; expected {DOCUMENT.expected}")

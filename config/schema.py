@@ -20,6 +20,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from stonewall.config.errors import ConfigProblem
+from stonewall.messages import quoted
 
 _NULL_TAG = "tag:yaml.org,2002:null"
 _BOOL_TAG = "tag:yaml.org,2002:bool"
@@ -106,12 +107,20 @@ def _shown(node: Node) -> str:
     return repr(text)
 
 
+def _number_text(node: ScalarNode) -> str:
+    """A number as written, cut short: a 5000-digit value must not become the message."""
+    return node.value if len(node.value) <= 40 else node.value[:37] + "..."
+
+
 def _native(node: ScalarNode) -> Any:
     """The value YAML gives a plain scalar (int, float, bool ...) by its resolved tag."""
     try:
         return SafeConstructor().construct_object(node)
     except ConstructorError as err:
         raise Invalid(f"{_shown(node)} cannot be read ({err.problem})") from None
+    except ValueError:  # CPython converts at most 4300 digits to an int
+        raise Invalid(f"{_shown(node)} has {len(node.value)} characters, too many for a "
+                      "number") from None
 
 
 class Kind(ABC):
@@ -181,7 +190,7 @@ class Integer(Scalar):
             raise Invalid(f"{_shown(node)} is not an integer")
         value = _native(node)
         if not self.low <= value <= self.high:
-            raise Invalid(f"{node.value} is out of range")
+            raise Invalid(f"{_number_text(node)} is out of range")
         return value
 
 
@@ -197,12 +206,15 @@ class Number(Scalar):
     def convert(self, node: ScalarNode) -> float:
         if node.tag not in (_INT_TAG, _FLOAT_TAG):
             raise Invalid(f"{_shown(node)} is not a number")
-        value = float(_native(node))
+        try:
+            value = float(_native(node))
+        except OverflowError:  # an integer beyond any float
+            value = math.inf
         if not math.isfinite(value):
-            raise Invalid(f"{node.value} is not a finite number")
+            raise Invalid(f"{_number_text(node)} is not a finite number")
         if (self._above is not None and value <= self._above) or (
                 self._at_least is not None and value < self._at_least):
-            raise Invalid(f"{node.value} is out of range")
+            raise Invalid(f"{_number_text(node)} is out of range")
         return value
 
 
@@ -244,7 +256,9 @@ class Converted(Scalar):
         try:
             return self._parse(node.value)
         except ValueError as err:
-            raise Invalid(str(err), complete=True) from None
+            # The parsers quote the value with repr(); a long one is cut to one short line.
+            raise Invalid(str(err).replace(repr(node.value), quoted(node.value)),
+                          complete=True) from None
 
 
 class ListOf(Kind):

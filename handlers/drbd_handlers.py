@@ -6,7 +6,8 @@ unfence-peer | split-brain`. Both take `[--config FILE] [--node NAME]` and, when
 is DRBD's usermode helper, DRBD's `<handler> <resource|minor-N>` arguments.
 
 Each is thin: environment -> resource, peer and LUNs -> one decision -> exit status and one
-log line (syslog + stderr), plus one event-log record once the configuration is known.
+log line (syslog + stderr), plus one event-log record whenever the configuration can be read
+(a refused call too).
 
 fence-peer exits with DRBD's "fenced" statuses (4 storage, 7 power, 5 T_safe) only after
 verification; anything else, including every error, exits 1, which DRBD reads as "helper
@@ -203,6 +204,8 @@ def run_handler(handler: str, config_option: str | None, node_option: str | None
     except HandlerEnvError as err:
         failed = _HANDLERS[handler][1]
         log.error("%s: refused, %s: %s -> exit %d", handler, type(err).__name__, err, failed)
+        _record_refusal(handler, None, err, failed, config_option, node_option, environ, clock,
+                        log)
         return failed
     # As DRBD's usermode helper the program is called for every helper: argv names which.
     # Helpers stonewall does not handle get drbdadm's answer for an unconfigured one (0).
@@ -216,6 +219,8 @@ def run_handler(handler: str, config_option: str | None, node_option: str | None
     except _SETUP_ERRORS as err:
         log.error("%s %s: refused, %s: %s -> exit %d", handler, env.resource,
                   type(err).__name__, str(err).replace("\n", "; "), failed)
+        _record_refusal(handler, env.resource, err, failed, config_option, node_option, environ,
+                        clock, log)
         return failed
     try:
         decision = decide(call, clock, environ)
@@ -238,6 +243,29 @@ def _record(call: HandlerCall, decision: Decision, clock: Clock, log: Any) -> No
         EventLog(call.config.paths.event_log, clock).append(event)
     except EventLogError as err:
         log.error("%s: %s (the decision stands)", call.what, err)
+
+
+def _record_refusal(handler: str, resource: str | None, err: Exception, exit_code: int,
+                    config_option: str | None, node_option: str | None,
+                    environ: Mapping[str, str], clock: Clock, log: Any) -> None:
+    """One "refused" event for a call that never reached a decision, when the configuration
+    (which names the event log) can be read; without it the log line is the only record."""
+    try:
+        config = load_config(resolve_config_path(config_option, environ))
+    except ConfigError:
+        return
+    try:
+        actor: str | None = local_node(config, node_option, environ).name
+    except UnknownLocalNode:
+        actor = None
+    event = Event(source=f"drbd {handler}", actor=actor, action=handler, target=None,
+                  outcome="refused",
+                  details={"resource": resource, "exit": exit_code, "error": type(err).__name__,
+                           "reason": str(err)})
+    try:
+        EventLog(config.paths.event_log, clock).append(event)
+    except EventLogError as problem:
+        log.error("%s: %s (the refusal stands)", handler, problem)
 
 
 # -- command lines ----------------------------------------------------------------------------

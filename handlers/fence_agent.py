@@ -22,6 +22,8 @@ append a record to the event log (`paths.event_log`).
 """
 from __future__ import annotations
 
+import json
+import json
 import logging
 import os
 import sys
@@ -29,7 +31,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from stonewall import __version__
 from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.errors import ConfigError
 from stonewall.config.loader import load_config, resolve_config_path
@@ -40,7 +41,7 @@ from stonewall.fencing.agent_actions import (
     unfence_on)
 from stonewall.handlers.fence_agent_metadata import AGENT_NAME, metadata_xml
 from stonewall.handlers.fence_agent_params import (
-    MAX_STDIN_BYTES, AgentRequest, AgentUsageError, read_request)
+    AgentRequest, AgentUsageError, read_request, stdin_request_text)
 from stonewall.holder.api import Holder
 from stonewall.holder.client import HolderClient
 from stonewall.log import decision_fields, decision_logger
@@ -106,7 +107,6 @@ def run_agent(request: AgentRequest, services: AgentServices, out: TextIO,
         from stonewall.handlers.fence_agent_manpage import manpage
         out.write(manpage())
         return EXIT_OK
-    deadline = Deadline.after(request.timeout, services.clock)
     path = resolve_config_path(request.config_path, services.environ)
     try:
         config = load_config(path)
@@ -126,6 +126,11 @@ def run_agent(request: AgentRequest, services: AgentServices, out: TextIO,
     if request.action == "list":
         out.write("".join(f"{node.name}\n" for node in config.nodes))
         return EXIT_OK
+    if request.action == "off" and request.delay:
+        # fence-agents' `delay`: only before off, and the action's own timeout starts after it.
+        log.info("off: waiting %g s (delay) before fencing", request.delay)
+        services.clock.sleep(request.delay)
+    deadline = Deadline.after(request.timeout, services.clock)
     try:
         outcome = _run_holder_action(request, config, luns, services, deadline)
     except AgentUsageError as problem:
@@ -133,6 +138,9 @@ def run_agent(request: AgentRequest, services: AgentServices, out: TextIO,
     (log.info if outcome.exit_code != EXIT_FAILED else log.error)(
         "%s", outcome.message, extra=decision_fields(
             peer=request.target, luns=lun_names(config, luns), outcome=outcome.result))
+    if request.verbose and outcome.details:
+        log.info("%s: evidence: %s", request.action,
+                 json.dumps(outcome.details, sort_keys=True, default=str))
     if request.action in ("off", "on"):
         _record(config, request, outcome, services.clock, log)
     return outcome.exit_code
@@ -163,26 +171,34 @@ def _record(config: ClusterConfig, request: AgentRequest, outcome: Outcome, cloc
         log.error("%s: %s (the outcome above stands)", request.action, problem)
 
 
-def _stdin_text(stdin: TextIO) -> str | None:
-    """Pacemaker's key=value lines; None at a terminal (a person gave no arguments)."""
-    if stdin.isatty():
-        return None
-    return stdin.read(MAX_STDIN_BYTES)
+def _agent_log(request: AgentRequest) -> logging.Logger:
+    """The decision logger, also writing to `debug_file` when one is asked for; a debug file
+    that cannot be opened is a warning, never a reason not to fence."""
+    log = decision_logger(AGENT_NAME)
+    for name in request.ignored:
+        log.warning("warning: ignoring unknown parameter %r", name)
+    if request.debug_file:
+        try:
+            debug = logging.FileHandler(request.debug_file)
+        except OSError as problem:
+            log.warning("warning: cannot open debug_file %r: %s", request.debug_file,
+                        problem.strerror or problem)
+        else:
+            debug.setFormatter(logging.Formatter(f"%(asctime)s {AGENT_NAME}: %(message)s"))
+            log.addHandler(debug)
+    return log
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point of `fence_stonewall`; returns the exit status."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments in (["-V"], ["--version"]):  # fence-agents' spelling of --version
-        print(f"{AGENT_NAME} {__version__}")
-        return EXIT_OK
     try:
-        request = read_request(arguments, None if arguments else _stdin_text(sys.stdin))
+        request = read_request(arguments,
+                               None if arguments else stdin_request_text(sys.stdin.buffer))
     except AgentUsageError as problem:
         print(f"{AGENT_NAME}: {problem}", file=sys.stderr)
         return EXIT_FAILED
-    return run_agent(request, AgentServices(os.environ), sys.stdout,
-                     decision_logger(AGENT_NAME))
+    return run_agent(request, AgentServices(os.environ), sys.stdout, _agent_log(request))
 
 
 if __name__ == "__main__":

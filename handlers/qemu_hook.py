@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence, TextIO
 
+from stonewall.messages import printable
 from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.model import ClusterConfig
 from stonewall.storage.view import ReadViews
@@ -32,8 +33,9 @@ def hook_main(argv: Sequence[str], stdin: TextIO, stderr: TextIO, *,
                           read_views=read_views, deadline=deadline)
     except Exception as error:  # a bug must not let a start through; decide() returns
         # before anything can fail for the operations it lets through, so only judged ones get here
-        decision = HookDecision(EXIT_REFUSED, f"stonewall: internal error judging {call.operation} "
-                                              f"{call.sub_operation} of {call.guest}: {error!r}")
+        decision = HookDecision(EXIT_REFUSED, "stonewall: internal error judging "
+                                f"{printable(f'{call.operation} {call.sub_operation} of ')}"
+                                f"{printable(call.guest)}: {error!r}")
     if decision.message:
         print(decision.message, file=stderr)
     return decision.exit_code

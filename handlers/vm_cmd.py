@@ -56,10 +56,20 @@ class ViewsUnavailable(RuntimeError):
 def register(subparsers: argparse._SubParsersAction, *,
              views_source: ViewsSource | None = None) -> None:
     """Add `vm hook install`, `vm hook run` and `vm list`."""
-    vm = subparsers.add_parser("vm", help="guests and the storage they may run on")
+    vm = subparsers.add_parser(
+        "vm", help="guests and the storage they may run on",
+        description="Guests and the LUNs they run on: a guest may run only on the node that "
+                    "owns every LUN of its storage. `hook` guards libvirt's starts, `list` shows "
+                    "who owns and runs each guest, `start`, `stop` and `takeover` move a guest "
+                    "together with its LUN reservations through this node's holder.")
     commands = vm.add_subparsers(dest="vm_command", required=True)
 
-    hook = commands.add_parser("hook", help="the libvirt qemu hook that refuses double starts")
+    hook = commands.add_parser(
+        "hook", help="the libvirt qemu hook that refuses double starts",
+        description="The libvirt qemu hook: libvirt runs it before it starts, restores or "
+                    "receives a guest, and it refuses when this node does not own every LUN "
+                    "of the guest, so a guest never runs on two nodes. `install` puts it in "
+                    "place; `run` is what libvirt calls.")
     hook_commands = hook.add_subparsers(dest="hook_command", required=True)
     install = hook_commands.add_parser(
         "install", help="install the hook (idempotent)",
@@ -124,13 +134,21 @@ def _register_control(commands: argparse._SubParsersAction) -> None:
     takeover.add_argument("--power-off-verified", action="store_true",
                           help="you have verified that the peer is powered off: `safe` guests "
                                "start without waiting T_safe")
+    timeouts = {
+        start: "seconds for the whole start: reservations, the libvirt start and the check "
+               "that it runs (default %(default)s)",
+        stop: "seconds to wait for the guest to shut down (or be destroyed) and be seen off; "
+              "still running then is exit 1. Releasing its LUN reservations afterwards has "
+              "a time limit of its own (default %(default)s)",
+        takeover: "seconds for the whole takeover, on top of the wait for T_safe (default "
+                  "%(default)s)",
+    }
     for parser, func in ((start, run_start), (stop, run_stop), (takeover, run_takeover)):
         _add_node_option(parser)
         parser.add_argument("--uri", help="this node's libvirt URI (default: libvirt_uri from "
                                           "the config)")
         parser.add_argument("--timeout", type=float, default=DEFAULT_CONTROL_TIMEOUT,
-                            help="seconds for the whole command (takeover: on top of T_safe; "
-                                 "default %(default)s)")
+                            help=timeouts[parser])
         parser.set_defaults(func=func)
 
 

@@ -134,7 +134,7 @@ class HolderClient:
             raise HolderUnavailable(f"the holder did not answer: {exc}") from None
         try:
             response = wire.obj(json.loads(reply), "answer")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise HolderUntrusted(f"the answer on {self.socket_path} is not a JSON object") \
                 from None
         self._check_identity(response)

@@ -52,6 +52,8 @@ def parse_request(line: bytes) -> Request:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"not JSON: {exc}") from None
+    except RecursionError:  # ~2000 nested brackets fit in a line and exhaust the decoder
+        raise BadRequest("not JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("a request is a JSON object")
     op, args, timeout = data.get("op"), data.get("args", {}), data.get("timeout")
@@ -72,7 +74,9 @@ def parse_request(line: bytes) -> Request:
                 raise BadRequest(f"{op}: missing argument {name!r}")
             continue
         value = args[name]
-        if not isinstance(value, kind) or (kind is list and not all(
+        # bool is an int subclass in Python, but `true` is no block address.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)) or (
+                kind is list and not all(
                 isinstance(item, str) for item in value)):
             raise BadRequest(f"{op}: argument {name!r} must be a {kind.__name__}"
                              + (" of strings" if kind is list else ""))

@@ -17,6 +17,7 @@ from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.model import IpmiSettings, Secret
 from stonewall.lab.bmc_files import (
     BmcBehaviour, BmcFileError, BmcState, load_state, save_behaviour)
+from stonewall.lab.identities import BMC_PASSWORD
 from stonewall.power.protocol import PowerState
 
 POLL = 0.02
@@ -30,7 +31,7 @@ class BmcStartError(RuntimeError):
 class BmcProcess:
     """One lab BMC process and its files under `workdir`."""
 
-    def __init__(self, workdir: Path, user: str = "admin", password: str = "lab-password",
+    def __init__(self, workdir: Path, user: str = "admin", password: str = BMC_PASSWORD,
                  initial_power: PowerState = PowerState.ON,
                  behaviour: BmcBehaviour = BmcBehaviour(),
                  max_privilege: str = "administrator", kill_pgid: int | None = None,

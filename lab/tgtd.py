@@ -123,6 +123,15 @@ class Tgtd:
         self.targets[tid] = TargetSpec(tid, iqn)
         return tid
 
+    def require_chap(self, tid: int, user: str, secret: str) -> None:
+        """From now on target `tid` admits only initiators that log in with CHAP as
+        `user` with `secret`."""
+        for args in (("--op", "new", "--mode", "account", "--user", user, "--password", secret),
+                     ("--op", "bind", "--mode", "account", "--tid", str(tid), "--user", user)):
+            result = self._tgtadm(*args, check=False)
+            if result.returncode != 0:  # name the step, not the command: it carries the secret
+                raise TgtdError(f"tgtadm {args[1]} account {user!r}: {result.stderr.strip()}")
+
     def add_lun(self, tid: int, lun: int, size_mb: int = 8) -> Path:
         """A file-backed LUN (sparse file) on target `tid`."""
         backing = self.workdir / f"t{tid}-lun{lun}.img"

@@ -1,5 +1,6 @@
-"""Fixtures shared by every test folder: a private tgtd with LUNs on two portals, and
-iSCSI sessions that are always logged out at the end."""
+"""Fixtures shared by every test folder: a private tgtd with LUNs on two portals, iSCSI
+sessions that are always logged out at the end, and the guard that fails any test showing a
+lab secret (tests/secret_guard.py)."""
 from __future__ import annotations
 
 import shutil
@@ -13,6 +14,9 @@ from stonewall.lab.identities import ARRAY_IQN
 from stonewall.lab.tgtd import Tgtd
 from stonewall.storage.scsi.iscsi import IscsiSession
 
+from .secret_guard import lab_secrets_stay_hidden, pytest_runtest_makereport  # noqa: F401
+
+pytest_plugins = ["pytester"]  # tests/test_secret_guard.py runs the guard on tests of its own
 
 
 def _tgtd_available() -> bool:

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 
 from stonewall.config.model import Portal
+from stonewall.messages import quoted
 
 ISCSI_DEFAULT_PORT = 3260
 
@@ -112,12 +113,16 @@ class DomainDisks:
     disks: tuple[DiskRef, ...]
 
 
-_PARTITION_SUFFIX = re.compile(r"-part\d+$")
-_DRBD_MINOR = re.compile(r"^/dev/drbd(\d+)$")
-_DRBD_BY_RES = re.compile(r"^/dev/drbd/by-res/([^/]+)(?:/(\d+))?$")
-_BY_PATH_ISCSI = re.compile(r"^ip-(?P<host>.+):(?P<port>\d+)-iscsi-(?P<target>.+)-lun-(?P<lun>\d+)$")
+# re.ASCII: `\d` would also match other scripts' digits ("٣"), which int() reads as numbers,
+# but which no device name the kernel or udev makes ever contains.
+_PARTITION_SUFFIX = re.compile(r"-part\d+$", re.ASCII)
+_DRBD_MINOR = re.compile(r"^/dev/drbd(\d{1,10})$", re.ASCII)
+_DRBD_BY_RES = re.compile(r"^/dev/drbd/by-res/([^/]+)(?:/(\d{1,10}))?$", re.ASCII)
+_BY_PATH_ISCSI = re.compile(
+    r"^ip-(?P<host>.+):(?P<port>\d{1,5})-iscsi-(?P<target>.+)-lun-(?P<lun>\d{1,10})$", re.ASCII)
 # kpartx partition maps of a multipath map carry a "partN-" prefix (multipath.md 1.2).
-_DM_UUID_PARTITION = re.compile(r"^dm-uuid-part\d+-mpath-")
+_DM_UUID_PARTITION = re.compile(r"^dm-uuid-part\d+-mpath-", re.ASCII)
+_NUMBER = re.compile(r"[0-9]{1,10}")  # a LUN or port as libvirt writes it; int() refuses 4301+ digits
 
 
 def parse_domain_disks(domain_xml: str) -> DomainDisks:
@@ -203,10 +208,11 @@ def _network_source(source: ElementTree.Element) -> tuple[str, DiskSource]:
         return name, NotFenced(f"network:{protocol or '?'}", name)
     target, slash, lun_text = name.partition("/")
     if not target:
-        raise DomainXmlError(f"iSCSI disk source name {name!r} has no target IQN")
+        raise DomainXmlError(f"iSCSI disk source name {quoted(name)} has no target IQN")
     # libvirt formatdomain: "If not specified, the default LUN is zero."
-    if slash and not lun_text.isdigit():
-        raise DomainXmlError(f"iSCSI disk source name {name!r}: LUN {lun_text!r} is not a number")
+    if slash and not _NUMBER.fullmatch(lun_text):
+        raise DomainXmlError(f"iSCSI disk source name {quoted(name)}: LUN {quoted(lun_text)} "
+                             "is not a number")
     lun = int(lun_text) if slash else 0
     portals = tuple(Portal(host.get("name", ""), _port(host.get("port")))
                     for host in source.findall("host"))
@@ -216,6 +222,6 @@ def _network_source(source: ElementTree.Element) -> tuple[str, DiskSource]:
 def _port(text: str | None) -> int:
     if text is None:
         return ISCSI_DEFAULT_PORT
-    if not text.isdigit():
-        raise DomainXmlError(f"iSCSI host port {text!r} is not a number")
+    if not _NUMBER.fullmatch(text):
+        raise DomainXmlError(f"iSCSI host port {quoted(text)} is not a number")
     return int(text)

@@ -98,8 +98,9 @@ def decide(call: HookCall, domain_xml: str, *, load_config: Callable[[], Cluster
         return HookDecision(EXIT_ALLOWED)
 
     def refuse(reason: str, placement: Placement | None = None) -> HookDecision:
-        return HookDecision(EXIT_REFUSED, f"stonewall: refusing to {operation.verb} {call.guest} on "
-                                          f"{node_name}: {reason}", placement)
+        return HookDecision(EXIT_REFUSED, f"stonewall: refusing to {operation.verb} "
+                                          f"{printable(call.guest)} on {node_name}: "
+                                          f"{printable(reason)}", placement)
 
     try:
         config = load_config()

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
+from stonewall.messages import quoted
+
 # drbd-headers linux/drbd.h: DRBD_NODE_ID_MAX = DRBD_PEERS_MAX = 32, so node ids are 0..31.
 NODE_ID_LIMIT = 32
 
@@ -46,6 +48,12 @@ _V9_PREFIXES = ("DRBD_NODE_ID_", "DRBD_MINOR_", "DRBD_BACKING_DEV_")
 _V84_VARIABLES = ("DRBD_PEER", "DRBD_PEERS")
 
 _DEVICE_TARGET_PREFIX = "minor-"
+
+# Every number DRBD passes fits in 20 bits (minors) or less (node ids, volumes); CPython refuses
+# to convert more than 4300 digits with a plain ValueError, so a longer text must be refused
+# before int() sees it.
+_MAX_DIGITS = 10
+_MAX_HOST_NAME = 253  # RFC 1035's longest domain name in text form; `on` names are host names
 
 
 class HandlerEnvError(ValueError):
@@ -115,7 +123,7 @@ def check_resource_name(name: str) -> str:
         raise InvalidResourceNameError("resource name is empty")
     if any(ch.isspace() for ch in name) or "/" in name or not name.isprintable():
         raise InvalidResourceNameError(
-            f"resource name {name!r} is not usable: expected printable characters without "
+            f"resource name {quoted(name)} is not usable: expected printable characters without "
             "whitespace or '/'")
     return name
 
@@ -165,7 +173,7 @@ def _parse_argv(argv: Sequence[str]) -> tuple[str | None, str | None]:
     if len(argv) == 3 and argv[1] in HANDLER_NAMES and argv[2]:
         return argv[1], argv[2]
     raise HandlerEnvError(
-        f"unexpected arguments {list(argv[1:])!r}: expected none (run by drbdadm from "
+        f"unexpected arguments {quoted(' '.join(argv[1:]))}: expected none (run by drbdadm from "
         "drbd.conf) or '<handler> <resource|minor-N>' (run as DRBD's usermode helper), "
         f"handler one of {sorted(HANDLER_NAMES)}")
 
@@ -186,7 +194,7 @@ def _resource(env: Mapping[str, str], target: str | None) -> str:
             "the resource as argv[2] when run as the usermode helper")
     if from_env is not None and from_argv is not None and from_env != from_argv:
         raise HandlerEnvError(
-            f"DRBD_RESOURCE={from_env!r} disagrees with the resource {from_argv!r} in argv")
+            f"DRBD_RESOURCE={quoted(from_env)} disagrees with the resource {quoted(from_argv)} in argv")
     name, source = (from_env, "DRBD_RESOURCE") if from_env is not None else (from_argv, "argv[2]")
     assert name is not None  # both None was rejected above
     try:
@@ -202,7 +210,7 @@ def _version(env: Mapping[str, str], handler: str | None, target: str | None) ->
         v84.append("argv 'minor-N'")
     if v9 and v84:
         raise HandlerEnvError(
-            f"environment mixes DRBD 9 variables {sorted(v9)} with DRBD 8.4 ones {sorted(v84)}")
+            f"environment mixes DRBD 9 variables {_names(v9)} with DRBD 8.4 ones {_names(v84)}")
     if v9:
         return DrbdVersion.V9
     if v84:
@@ -218,8 +226,31 @@ def _version(env: Mapping[str, str], handler: str | None, target: str | None) ->
 
 def _decimal(text: str, name: str, expected: str = "a non-negative decimal integer") -> int:
     if not text.isascii() or not text.isdigit():
-        raise HandlerEnvError(f"{name}={text!r}: expected {expected}")
+        raise HandlerEnvError(f"{name}={quoted(text)}: expected {expected}")
+    if len(text) > _MAX_DIGITS:
+        raise HandlerEnvError(f"{name}={quoted(text)}: expected {expected}, not a number of "
+                              f"{len(text)} digits")
     return int(text)
+
+
+def _names(names: list[str]) -> str:
+    """Variable names for a message: the first few, each cut short."""
+    shown = [quoted(name) for name in sorted(names)[:4]]
+    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+    return f"[{', '.join(shown)}]{more}"
+
+
+def _host_names(name: str, value: str) -> tuple[str, ...]:
+    """The space-separated host names of drbd.conf's `on` section in variable `name`."""
+    hosts = tuple(value.split())
+    if not hosts:
+        raise HandlerEnvError(f"{name}={quoted(value)}: expected one or more host names")
+    # A byte that is not UTF-8 arrives as a lone surrogate (os.environ's surrogateescape),
+    # which is not printable: such a name can match no configured node, so it is no name.
+    if not all(host.isprintable() and len(host) <= _MAX_HOST_NAME for host in hosts):
+        raise HandlerEnvError(f"{name}={quoted(value)}: expected host names of printable "
+                              f"UTF-8 characters, each at most {_MAX_HOST_NAME} long")
+    return hosts
 
 
 def _decimal_list(env: Mapping[str, str], name: str) -> tuple[int, ...] | None:
@@ -236,7 +267,8 @@ def _numbered(env: Mapping[str, str], prefix: str) -> dict[int, str]:
     for name, value in env.items():
         if name.startswith(prefix):
             suffix = name[len(prefix):]
-            numbered[_decimal(suffix, name, f"a variable name '{prefix}<decimal number>'")] = value
+            numbered[_decimal(suffix, f"variable name {quoted(name)}",
+                              f"a variable name '{prefix}<decimal number>'")] = value
     return numbered
 
 
@@ -276,7 +308,7 @@ def _minors_and_volumes(env: Mapping[str, str], target: str | None
 def _node_id(text: str, name: str) -> int:
     node_id = _decimal(text, name, f"a DRBD node id 0..{NODE_ID_LIMIT - 1}")
     if node_id >= NODE_ID_LIMIT:
-        raise HandlerEnvError(f"{name}={text!r}: expected a DRBD node id 0..{NODE_ID_LIMIT - 1}")
+        raise HandlerEnvError(f"{name}={quoted(text)}: expected a DRBD node id 0..{NODE_ID_LIMIT - 1}")
     return node_id
 
 
@@ -289,11 +321,8 @@ def _node_names(env: Mapping[str, str]) -> dict[int, tuple[str, ...]]:
     names: dict[int, tuple[str, ...]] = {}
     for name, value in env.items():
         if name.startswith("DRBD_NODE_ID_"):
-            node_id = _node_id(name[len("DRBD_NODE_ID_"):], f"variable name {name}")
-            hosts = tuple(value.split())
-            if not hosts:
-                raise HandlerEnvError(f"{name}={value!r}: expected one or more host names")
-            names[node_id] = hosts
+            node_id = _node_id(name[len("DRBD_NODE_ID_"):], f"variable name {quoted(name)}")
+            names[node_id] = _host_names(name, value)
     return names
 
 
@@ -304,10 +333,7 @@ def _peer_names(env: Mapping[str, str], node_names: Mapping[int, tuple[str, ...]
     # 8.4: DRBD_PEERS holds all `on` names of the peer; DRBD_PEER (deprecated) only the first.
     for name in ("DRBD_PEERS", "DRBD_PEER"):
         if name in env:
-            hosts = tuple(env[name].split())
-            if not hosts:
-                raise HandlerEnvError(f"{name}={env[name]!r}: expected one or more host names")
-            return hosts
+            return _host_names(name, env[name])
     return ()
 
 
@@ -324,7 +350,7 @@ def _optional_address(env: Mapping[str, str], prefix: str) -> DrbdAddress | None
         family = AddressFamily(family_text)
     except ValueError:
         raise HandlerEnvError(
-            f"{family_name}={family_text!r}: expected one of "
+            f"{family_name}={quoted(family_text)}: expected one of "
             f"{[member.value for member in AddressFamily]}") from None
     try:
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address = (
@@ -333,7 +359,7 @@ def _optional_address(env: Mapping[str, str], prefix: str) -> DrbdAddress | None
     except ValueError:
         kind = "IPv6" if family is AddressFamily.IPV6 else "IPv4"
         raise HandlerEnvError(
-            f"{address_name}={address!r}: expected an {kind} address without port "
+            f"{address_name}={quoted(address)}: expected an {kind} address without port "
             f"({family_name}={family_text})") from None
     return DrbdAddress(family, ip)
 
@@ -346,11 +372,11 @@ def _up_to_date_nodes(env: Mapping[str, str]) -> frozenset[int] | None:
     if (text[:2].lower() != "0x" or not 1 <= len(digits) <= 16
             or any(ch not in "0123456789abcdefABCDEF" for ch in digits)):
         raise HandlerEnvError(
-            f"UP_TO_DATE_NODES={text!r}: expected a hexadecimal node mask like 0x00000003")
+            f"UP_TO_DATE_NODES={quoted(text)}: expected a hexadecimal node mask like 0x00000003")
     mask = int(digits, 16)
     if mask == _MASK_WITHOUT_ATTACHED_VOLUME:
         return None
     if mask >> NODE_ID_LIMIT:
         raise HandlerEnvError(
-            f"UP_TO_DATE_NODES={text!r}: bits above node id {NODE_ID_LIMIT - 1} are set")
+            f"UP_TO_DATE_NODES={quoted(text)}: bits above node id {NODE_ID_LIMIT - 1} are set")
     return frozenset(bit for bit in range(NODE_ID_LIMIT) if mask >> bit & 1)

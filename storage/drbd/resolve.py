@@ -3,6 +3,9 @@
 The peer is found by DRBD node id through the resource's `peers` map (DRBD 9), else by the
 peer's address against `Node.addresses` (DRBD 8.4, or a 9 resource without a `peers` entry).
 When both identify a node they must agree; a peer that turns out to be this node is refused.
+DRBD 9's drbdadm also names every node id by its drbd.conf `on` names (`DRBD_NODE_ID_<n>`):
+for every id both drbd.conf and the configuration name, the names must agree, so a swapped or
+garbled drbd.conf can never redirect a fence.
 Every doubt is a typed error: a fence handler must never act on a node it only guessed.
 """
 from __future__ import annotations
@@ -33,6 +36,10 @@ class UnmappablePeerError(ResolveError):
 
 class ConflictingPeerError(UnmappablePeerError):
     """Node id and address name different nodes, or the peer is this node."""
+
+
+class DrbdNameMismatchError(ConflictingPeerError):
+    """drbd.conf names a node id (DRBD_NODE_ID_<n>) differently from the configuration."""
 
 
 class PeerMatch(str, Enum):
@@ -84,10 +91,27 @@ def resolve_fence_target(config: ClusterConfig, env: HandlerEnv) -> FenceTarget:
             f"resource {resource.name!r}: the peer DRBD names resolves to this node "
             f"{peer.name!r}; refusing to fence ourselves")
 
+    _check_drbd_names(resource, env, peer)
     matched_by = frozenset(match for match, node in ((PeerMatch.NODE_ID, by_id),
                                                      (PeerMatch.ADDRESS, by_address))
                            if node is not None)
     return FenceTarget(resource, peer, resource.luns, matched_by)
+
+
+def _check_drbd_names(resource: DrbdResource, env: HandlerEnv, peer: Node) -> None:
+    """Refuse when drbd.conf's name for a node id is not the node the configuration means."""
+    expected = dict(resource.peers)
+    if env.peer_node_id is not None:
+        expected[env.peer_node_id] = peer.name  # also when the peer was found by address
+    for node_id, drbd_names in sorted(env.node_names.items()):
+        configured = expected.get(node_id)
+        if configured is not None and configured not in drbd_names:
+            role = " (the peer)" if node_id == env.peer_node_id else ""
+            raise DrbdNameMismatchError(
+                f"resource {resource.name!r}: drbd.conf names DRBD node id {node_id}{role} "
+                f"{' '.join(map(repr, drbd_names))} (DRBD_NODE_ID_{node_id}), but "
+                f"{configured!r} in the stonewall configuration; drbd.conf and the "
+                "configuration disagree on who the nodes are")
 
 
 def _node_by_id(config: ClusterConfig, resource: DrbdResource, node_id: int | None

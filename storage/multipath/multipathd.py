@@ -133,12 +133,14 @@ def parse_maps_json(text: str) -> tuple[MultipathMap, ...]:
     """Parse `multipathd show maps json` (schema in reference/multipath.md 3.3)."""
     try:
         document = json.loads(text)
-    except json.JSONDecodeError as error:
+    except ValueError as error:  # JSONDecodeError, or an integer of 4301+ digits
         raise MultipathOutputError(f"show maps json: not JSON ({error})") from None
+    except RecursionError:  # ~2000 nested brackets exhaust the decoder
+        raise MultipathOutputError("show maps json: nested too deeply") from None
     if not isinstance(document, dict):
         raise MultipathOutputError("show maps json: top level is not an object")
     major, minor = document.get("major_version"), document.get("minor_version")
-    if not isinstance(major, int) or not isinstance(minor, int):
+    if type(major) is not int or type(minor) is not int:  # bool is an int subclass
         raise MultipathOutputError("show maps json: major_version/minor_version missing")
     if major != SUPPORTED_JSON_MAJOR:
         raise UnsupportedJsonVersion(f"show maps json: major_version {major}.{minor}; "

@@ -28,27 +28,33 @@ class SgOutputError(ResponseFormatError):
 
 
 _LABELS = {rtype.label: rtype for rtype in ReservationType}
-_GENERATION = r"PR generation=0x(?P<generation>[0-9a-fA-F]+)"
+# Numbers are bounded and ASCII (re.ASCII): `\d` would also take other scripts' digits,
+# which int() reads, and int() refuses more than 4300 decimal digits with a bare ValueError.
+# The PR generation is a 32-bit counter (SPC-4 6.16.2).
+_GENERATION = r"PR generation=0x(?P<generation>[0-9a-fA-F]{1,8})"
 _KEYS_HEADER = re.compile(
     _GENERATION + r",\s+(?:there are NO registered reservation keys"
-    r"|(?P<count>\d+) registered reservation keys?(?: follows?:|\.))")
-_KEY_LINE = re.compile(r"0x(?P<key>[0-9a-fA-F]{1,16})")
+    r"|(?P<count>\d{1,10}) registered reservation keys?(?: follows?:|\.))", re.ASCII)
+_KEY_LINE = re.compile(r"0x(?P<key>[0-9a-fA-F]{1,16})", re.ASCII)
 _RESERVATION_HEADER = re.compile(
-    _GENERATION + r",\s+(?:(?P<none>there is NO reservation held)|Reservation follows:)")
-_HOLDER_LINE = re.compile(r"Key\s*=\s*0x(?P<key>[0-9a-fA-F]{1,16})")
+    _GENERATION + r",\s+(?:(?P<none>there is NO reservation held)|Reservation follows:)", re.ASCII)
+_HOLDER_LINE = re.compile(r"Key\s*=\s*0x(?P<key>[0-9a-fA-F]{1,16})", re.ASCII)
 # sg_persist: "scope: LU_SCOPE,  type: T" or "scope: 1  type: T"; mpathpersist uses " = ".
 _SCOPE_TYPE_LINE = re.compile(
-    r"scope(?::|\s=)\s*(?P<scope>LU_SCOPE|\d+),?\s+type(?::|\s=)\s*(?P<type>.+)")
-_CAPABILITY_LINE = re.compile(r"(?P<name>[A-Za-z ,]+?)(?:\((?P<abbr>[A-Z_]+)\))?: (?P<value>\d+)")
-_FULL_STATUS_HEADER = re.compile(_GENERATION + r"(?:, Additional length=(?P<length>\d+))?")
-_HEX_LINE = re.compile(r"(?P<offset>[0-9a-fA-F]+)\s+(?P<bytes>(?:[0-9a-fA-F]{2}\s*)+)")
-_RELATIVE_PORT = re.compile(r"Relative port address: 0x(?P<port>[0-9a-fA-F]+)")
-_ISCSI_NAME = re.compile(r"iSCSI (?P<form>name|world wide unique port id): (?P<name>\S+)")
-_INQUIRY_PDT = re.compile(r"Peripheral device type: .+")
-_RAW_SENSE = re.compile(r"Raw sense data \(in hex\), sb_len=(?P<length>\d+).*\n"
-                        r"(?P<hex>(?:[ \t]+[0-9a-fA-F]{2}(?:[ \t]+[0-9a-fA-F]{2})*\n?)+)")
-_DATA_IN = re.compile(r"pass-through requested \d+ bytes \(data-in\), got(?:\s+got)? (\d+) bytes")
-_TRANSPORT = re.compile(r"transport: (?P<detail>(?:Host|Driver)_status=.*)")
+    r"scope(?::|\s=)\s*(?P<scope>LU_SCOPE|\d{1,10}),?\s+type(?::|\s=)\s*(?P<type>.+)", re.ASCII)
+_CAPABILITY_LINE = re.compile(
+    r"(?P<name>[A-Za-z ,]+?)(?:\((?P<abbr>[A-Z_]+)\))?: (?P<value>\d{1,10})", re.ASCII)
+_FULL_STATUS_HEADER = re.compile(
+    _GENERATION + r"(?:, Additional length=(?P<length>\d{1,10}))?", re.ASCII)
+_HEX_LINE = re.compile(r"(?P<offset>[0-9a-fA-F]+)\s+(?P<bytes>(?:[0-9a-fA-F]{2}\s*)+)", re.ASCII)
+_RELATIVE_PORT = re.compile(r"Relative port address: 0x(?P<port>[0-9a-fA-F]+)", re.ASCII)
+_ISCSI_NAME = re.compile(r"iSCSI (?P<form>name|world wide unique port id): (?P<name>\S+)", re.ASCII)
+_INQUIRY_PDT = re.compile(r"Peripheral device type: .+", re.ASCII)
+_RAW_SENSE = re.compile(r"Raw sense data \(in hex\), sb_len=(?P<length>\d{1,10}).*\n"
+                        r"(?P<hex>(?:[ \t]+[0-9a-fA-F]{2}(?:[ \t]+[0-9a-fA-F]{2})*\n?)+)", re.ASCII)
+_DATA_IN = re.compile(
+    r"pass-through requested \d{1,10} bytes \(data-in\), got(?:\s+got)? (\d{1,10}) bytes", re.ASCII)
+_TRANSPORT = re.compile(r"transport: (?P<detail>(?:Host|Driver)_status=.*)", re.ASCII)
 
 
 def _lines(text: str) -> list[str]:

@@ -523,3 +523,45 @@ def test_the_manual_shows_the_example_file_verbatim(example_path: str) -> None:
     manual = (Path(example_path).parents[1] / "docs" / "config.md").read_text()
     example = Path(example_path).read_text()
     assert f"```yaml\n{example}```\n" in manual
+
+
+# --- hostile files (found by tests/fuzz/test_fuzz_config.py) ---------------------------------
+
+def test_flow_collections_nested_past_the_limit_are_refused_before_libyaml_sees_them(
+        write_config: WriteConfig, problems_of: ProblemsOf, minimal: str) -> None:
+    # 40,000 levels crashed libyaml's composer (SIGSEGV): the handler died without a word.
+    depth = 40_000
+    path = write_config(minimal + "guests: " + "[" * depth + "]" * depth + "\n")
+    assert problems_of(path) == [(None, "", "lists and mappings written with [ ] or { } nest "
+                                            "more than 64 levels deep; no setting nests that deep")]
+
+
+def test_a_number_of_thousands_of_digits_is_a_problem_of_one_short_line(
+        write_config: WriteConfig, problems_of: ProblemsOf, minimal: str) -> None:
+    too_long = write_config(minimal.replace("id: 1", "id: " + "9" * 5000, 1))
+    [(_, key, message)] = problems_of(too_long)
+    assert key == "nodes[0].id" and "5000 characters, too many for a number" in message
+    assert len(message) < 200
+    too_big = write_config(minimal.replace("timeout: 10", "timeout: " + "9" * 400, 1))
+    [(_, key, message)] = problems_of(too_big)
+    assert key == "fencing[0].timeout" and message.startswith("999") and "not a finite" in message
+    assert len(message) < 200
+
+
+def test_bytes_that_are_not_utf8_are_one_line_naming_the_position(
+        write_config: WriteConfig, tmp_path: Path, problems_of: ProblemsOf) -> None:
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"cluster: lab\x00\n")
+    path.chmod(0o600)
+    assert problems_of(str(path)) == [(None, "", "not a YAML text: character 0x00 at position "
+                                                 "12: special characters are not allowed; "
+                                                 "expected UTF-8 text")]
+
+
+def test_a_long_value_a_parser_refuses_is_cut_short_in_its_message(
+        write_config: WriteConfig, problems_of: ProblemsOf, minimal: str) -> None:
+    path = write_config(minimal.replace('portals: ["127.0.0.1:3260"]',
+                                        f'portals: ["{"p " * 2500}"]', 1))
+    [(_, key, message)] = problems_of(path)
+    assert key == "luns[0].iscsi.portals[0]" and "(5000 characters)" in message
+    assert len(message) < 200

@@ -284,3 +284,21 @@ def test_unusable_resource_names_are_refused(name: str) -> None:
 
 def test_ordinary_resource_names_pass() -> None:
     assert check_resource_name("pvc-0b9c_r0.data") == "pvc-0b9c_r0.data"
+
+
+@pytest.mark.parametrize("name", ["DRBD_PEER_NODE_ID", "DRBD_MY_NODE_ID", "DRBD_MINOR_0"])
+def test_a_number_of_thousands_of_digits_is_refused_not_converted(name: str) -> None:
+    # CPython refuses int() of more than 4300 digits with a bare ValueError (a traceback in
+    # the handler before); it must be the handler's own refusal, and the message stays short.
+    with pytest.raises(HandlerEnvError, match="not a number of 5000 digits") as caught:
+        parse_handler_env({**V9_FENCE_PEER, name: "7" * 5000}, PROGRAM)
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize("value", ["kvm-\udcff", "kvm-b\x1b[2J", "k" * 254])
+def test_host_names_that_are_not_printable_utf8_are_refused(value: str) -> None:
+    # "\udcff" is how os.environ carries the byte 0xff (surrogateescape).
+    with pytest.raises(HandlerEnvError, match="DRBD_NODE_ID_1=.*printable UTF-8"):
+        parse_handler_env({**V9_FENCE_PEER, "DRBD_NODE_ID_1": value}, PROGRAM)
+    with pytest.raises(HandlerEnvError, match="DRBD_PEERS=.*printable UTF-8"):
+        parse_handler_env({**V84_FENCE_PEER, "DRBD_PEERS": value}, PROGRAM)

@@ -14,6 +14,7 @@ from stonewall.config.model import (
 from stonewall.storage.drbd.env import DrbdVersion, HandlerEnv, parse_handler_env
 from stonewall.storage.drbd.resolve import (
     ConflictingPeerError,
+    DrbdNameMismatchError,
     PeerMatch,
     ResourceWithoutLunsError,
     UnknownResourceError,
@@ -157,3 +158,31 @@ def test_a_peer_that_is_this_node_is_never_a_fence_target() -> None:
 
     with pytest.raises(ConflictingPeerError, match="this node"):
         resolve_fence_target(CONFIG, env)
+
+
+@pytest.mark.parametrize("names, node_id, named", [
+    ({"DRBD_NODE_ID_0": "kvm-b", "DRBD_NODE_ID_1": "kvm-a"}, 0, "'kvm-b'"),  # swapped in drbd.conf
+    ({"DRBD_NODE_ID_1": "kvm-c"}, 1, "'kvm-c'"),  # the peer's id names another node
+    ({"DRBD_NODE_ID_1": "kvm-b.example kvm-bb"}, 1, "'kvm-b.example' 'kvm-bb'"),
+])
+def test_drbd_conf_names_that_disagree_with_the_peers_map_are_refused(
+        names: dict[str, str], node_id: int, named: str) -> None:
+    env = parse_handler_env({**V9_ON_KVM_A, **names}, PROGRAM)
+    with pytest.raises(DrbdNameMismatchError,
+                       match=f"names DRBD node id {node_id}.* {named} \\(DRBD_NODE_ID_{node_id}\\)"):
+        resolve_fence_target(CONFIG, env)
+
+
+def test_a_peer_found_by_address_must_carry_its_drbd_conf_name() -> None:
+    # r9 has no peers map: the address finds kvm-b, but drbd.conf calls the peer's id kvm-c.
+    config = _config(DrbdResource(name="r9", luns=("arbiter",)))
+    env = parse_handler_env({**V9_ON_KVM_A, "DRBD_RESOURCE": "r9", "DRBD_NODE_ID_1": "kvm-c"},
+                            PROGRAM)
+    with pytest.raises(DrbdNameMismatchError, match="id 1 \\(the peer\\) 'kvm-c'"):
+        resolve_fence_target(config, env)
+
+
+def test_drbd_conf_names_that_agree_and_ids_the_config_does_not_map_pass() -> None:
+    env = parse_handler_env({**V9_ON_KVM_A, "DRBD_NODE_ID_1": "kvm-b.example kvm-b",
+                             "DRBD_NODE_ID_7": "elsewhere"}, PROGRAM)
+    assert resolve_fence_target(CONFIG, env).peer == KVM_B

@@ -2,6 +2,8 @@
 status that keeps DRBD's I/O frozen (1), and touches no key on the target."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from stonewall.eventlog import read_events
@@ -52,7 +54,45 @@ def test_unknown_resource_keeps_io_frozen(both_holders, observer, programs):
     assert run.exit_code == FROZEN
     assert "UnknownResourceError" in run.stderr and "'r9'" in run.stderr
     assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
-    assert read_events(lab.config("node-b").paths.event_log) == []
+    # No --node, and the resource that would map DRBD_MY_NODE_ID is unknown: no actor.
+    [record] = read_events(lab.config("node-b").paths.event_log)
+    assert (record["actor"], record["target"], record["outcome"]) == (None, None, "refused")
+    assert record["details"]["resource"] == "r9"
+    assert record["details"]["error"] == "UnknownResourceError"
+
+
+def test_a_peer_node_id_of_5000_digits_is_one_refusal_line_and_one_event(
+        both_holders, observer, programs):
+    lab = both_holders
+    env = {**drbd9_env("node-b", "node-a", "r0"), "DRBD_PEER_NODE_ID": "1" * 5000}
+    run = fence(lab, programs, "node-b", env, "--node node-b")
+    assert run.exit_code == FROZEN
+    assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith("stonewall-drbd: fence-peer: refused, HandlerEnvError: "
+                                 "DRBD_PEER_NODE_ID='11111111")
+    assert "not a number of 5000 digits -> exit 1" in run.stderr
+    [record] = read_events(lab.config("node-b").paths.event_log)
+    assert (record["source"], record["actor"], record["outcome"]) == (
+        "drbd fence-peer", "node-b", "refused")
+    assert record["details"]["exit"] == FROZEN
+    assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
+
+
+@pytest.mark.parametrize("names, refusal", [
+    # drbd.conf's `on` names swapped against the peers map {0: node-a, 1: node-b}
+    ({"DRBD_NODE_ID_0": "node-b", "DRBD_NODE_ID_1": "node-a"}, "DrbdNameMismatchError"),
+    # a byte that is not UTF-8 in the peer's name (as os.environ carries it)
+    ({"DRBD_NODE_ID_0": os.fsdecode(b"node-\xe1")}, "HandlerEnvError"),
+])
+def test_drbd_conf_names_that_do_not_match_the_peers_map_keep_io_frozen(
+        both_holders, observer, programs, names, refusal):
+    lab = both_holders
+    run = fence(lab, programs, "node-b", {**drbd9_env("node-b", "node-a", "r0"), **names})
+    assert run.exit_code == FROZEN and f"refused, {refusal}" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+    assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
+    [record] = read_events(lab.config("node-b").paths.event_log)
+    assert (record["outcome"], record["details"]["error"]) == ("refused", refusal)
 
 
 def test_drbd_naming_another_node_as_us_is_refused(both_holders, observer, programs):

@@ -3,6 +3,7 @@ holders and tgtd, without a cluster: status, scoping to some LUNs, the self-fenc
 a hung array."""
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,3 +88,14 @@ def test_a_hung_array_makes_monitor_and_status_fail_within_their_timeout(
     finally:
         tgtd.thaw()
     assert agent(nodes, action="monitor").returncode == 0
+
+
+def test_verbose_adds_one_line_with_the_evidence_after_the_decision(nodes: Lab) -> None:
+    plain = agent(nodes, action="status", port="node3")
+    verbose = agent(nodes, action="status", port="node3", verbose="1")
+    assert len(plain.stderr.splitlines()) == 1
+    decision, evidence = verbose.stderr.splitlines()
+    assert decision == plain.stderr.strip()
+    assert evidence.startswith("fence_stonewall: status: evidence: {")
+    checks = json.loads(evidence.split("evidence: ", 1)[1])["checks"]
+    assert sorted(check["lun"] for check in checks) == ["arbiter0", "arbiter1", "data0"]

@@ -3,6 +3,10 @@ user ask for it), validate-all, list, and every action that needs the holder fai
 when the holder is not running."""
 from __future__ import annotations
 
+import stonewall
+
+import io
+import logging
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -12,12 +16,14 @@ import pytest
 
 from stonewall.config.loader import load_config
 from stonewall.eventlog import read_events
-from stonewall.handlers.fence_agent import covered_luns
-from stonewall.handlers.fence_agent_params import AgentUsageError, read_request
+from stonewall.handlers.fence_agent import AgentServices, covered_luns
+from stonewall.handlers.fence_agent import run_agent as agent_run
+from stonewall.handlers.fence_agent_params import MAX_STDIN_BYTES, AgentUsageError, read_request
 from stonewall.lab.pacemaker import in_agent_sandbox, missing_prerequisites
 from stonewall.lab.cluster import LabCluster
 from stonewall.lab.tgtd import Tgtd
 from .support import LUNS, NODES, run_agent, stdin_lines
+from .test_eventlog import FixedClock
 
 SCHEMA = Path("/usr/share/cluster/relaxng/metadata.rng")  # Debian fence-agents
 
@@ -193,3 +199,72 @@ def test_a_device_covers_named_luns_resources_and_guests_arbiter_first() -> None
         covered_luns(example, read_request(["-o", "off", "--drbd-resources", "r9"], None))
     with pytest.raises(AgentUsageError, match="LUN 'lun9'"):
         covered_luns(example, read_request(["-o", "off", "--luns", "lun9"], None))
+
+
+def test_version_prints_the_installed_package_version() -> None:
+    result = run_agent(argv=("-V",))
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0, stonewall.__version__ + "\n", "")
+
+
+def test_unknown_keys_are_warned_about_by_name_only_and_pcmk_keys_not_at_all(
+        config_path: Path) -> None:
+    result = run_agent(stdin_lines(action="validate-all", config=str(config_path),
+                                   frobnicate="a-secret-value", pcmk_host_list="node1 node2",
+                                   pcmk_delay_max="5"))
+    assert result.returncode == 0, result.stderr
+    warning, decision = result.stderr.splitlines()
+    assert warning == "fence_stonewall: warning: ignoring unknown parameter 'frobnicate'"
+    assert decision.startswith("fence_stonewall: validate-all: parameters valid")
+    assert "a-secret-value" not in result.stderr and "pcmk" not in result.stderr
+
+
+def test_stdin_beyond_the_limit_is_refused_before_anything_is_tried(config_path: Path) -> None:
+    # Cut at the limit, the input would end in a valid `off` of node2.
+    head = f"action=off\nconfig={config_path}\n#"
+    head += "#" * (MAX_STDIN_BYTES - len("plug=node2") - len(head) - 1) + "\n"
+    result = run_agent(head + "plug=node23\n")
+    assert result.returncode == 1
+    assert result.stderr == (f"fence_stonewall: stdin is longer than {MAX_STDIN_BYTES} bytes; "
+                             "refused rather than cut (Pacemaker sends a few hundred)\n")
+    assert events_of(config_path) == []  # an attempted off always leaves a record
+
+
+def test_debug_file_gets_every_line_and_an_unwritable_one_is_only_a_warning(
+        config_path: Path, tmp_path: Path) -> None:
+    debug = tmp_path / "agent-debug.log"
+    result = run_agent(argv=("-o", "validate-all", "-c", str(config_path), "-D", str(debug)))
+    assert result.returncode == 0
+    assert debug.read_text().rstrip("\n").endswith(result.stderr.strip())
+    unwritable = run_agent(stdin_lines(action="validate-all", config=str(config_path),
+                                       debug_file=str(tmp_path / "no-dir" / "x.log")))
+    assert unwritable.returncode == 0
+    assert "warning: cannot open debug_file" in unwritable.stderr
+
+
+def test_delay_waits_before_off_only_and_the_timeout_starts_after_it(config_path: Path) -> None:
+    clock = FixedClock(1_764_000_000.0)
+    lines: list[str] = []
+    log = logging.getLogger("test-agent-delay")
+    log.addHandler(_ListHandler(lines))
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    services = AgentServices({}, clock=clock)
+    code = agent_run(read_request([], f"action=off\nplug=node2\nconfig={config_path}\n"
+                                      "delay=12\ntimeout=3\n"), services, io.StringIO(), log)
+    assert code == 1 and lines[0] == "off: waiting 12 s (delay) before fencing"
+    assert "holder is not running" in lines[1]
+    [event] = events_of(config_path)
+    assert event["time"] == "2025-11-24T16:00:12.000+00:00"  # the attempt came after the delay
+    agent_run(read_request([], f"action=status\nplug=node2\nconfig={config_path}\ndelay=12\n"),
+              services, io.StringIO(), log)
+    assert clock.now == 1_764_000_012.0  # status is never delayed
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())

@@ -200,3 +200,20 @@ def test_transport_failure_hidden_behind_exit_zero():
         "Host_status=0x0f [DID_TRANSPORT_FAILFAST] Driver_status=0x00 [DRIVER_OK]")
     ok = run_of(CAPTURED, "sg_persist -vv -n --in --read-keys /dev/sdx", "one key")
     assert transport_failure(ok.stderr) is None
+
+
+@pytest.mark.parametrize("text", [
+    # found by tests/fuzz: int() of 4301+ digits raised a bare ValueError ...
+    "  PR generation=0x0, " + "9" * 5000 + " registered reservation keys follow:\n",
+    # ... and `\d` took other scripts' digits: "٣" was read as 3 keys
+    "  PR generation=0x0, ٣ registered reservation keys follow:\n    0x1\n    0x2\n    0x3\n",
+    "  PR generation=0x" + "f" * 9 + ", there are NO registered reservation keys\n",
+])
+def test_numbers_no_sg_persist_prints_are_an_error_not_a_guess(text):
+    with pytest.raises(SgOutputError):
+        parse_read_keys(text)
+
+
+def test_a_huge_data_in_count_on_stderr_is_not_a_count():
+    assert data_in_length("pass-through requested 8 bytes (data-in), got " + "9" * 5000
+                          + " bytes\n") is None

@@ -207,3 +207,11 @@ def test_a_configured_guest_without_luns_needs_no_ownership_read(config: Cluster
                       load_config=lambda: config, node_name="kvm-b", read_views=read_views,
                       deadline=Deadline.after(5))
     assert decision.exit_code == 0 and asked == []
+
+
+def test_a_refusal_stays_one_line_whatever_the_guest_is_called(run_hook: RunHook) -> None:
+    # Found by tests/fuzz: a name with "\r" or "\n" split the line libvirt appends to its error.
+    refused = run_hook("kvm-a", "web1\rcontinues", "prepare", "begin", "-", "<domain")
+    assert refused.status == 1
+    assert refused.stderr.count("\n") == 1 and "\r" not in refused.stderr
+    assert "refusing to start web1\\rcontinues on kvm-a" in refused.stderr

@@ -75,6 +75,11 @@ def test_an_iscsi_name_without_a_lun_means_lun_0() -> None:
     ("<domain><devices/></domain>", "no <name>"),
     ("<domain><name>g</name><devices><disk type='block'><source/></disk></devices></domain>", "dev="),
     (domain_xml("g", [iscsi_disk(f"{ARRAY}/x", "sda")]), "not a number"),
+    # found by tests/fuzz: int() of 4301+ digits was a bare ValueError, and int("٣") is 3
+    (domain_xml("g", [iscsi_disk(f"{ARRAY}/{'1' * 5000}", "sda")]), "not a number"),
+    (domain_xml("g", [iscsi_disk(f"{ARRAY}/٣", "sda")]), "not a number"),
+    (domain_xml("g", [iscsi_disk(ARRAY, "sda", hosts=("127.0.0.1:" + "3" * 5000,))]),
+     r"port .3333+.\.\.\. \(5000 characters\) is not a number"),
 ])
 def test_unreadable_domain_xml_is_a_typed_error(text: str, complaint: str) -> None:
     with pytest.raises(DomainXmlError, match=complaint):
@@ -179,3 +184,9 @@ def test_passthrough_with_guest_reservations_is_reported(config: ClusterConfig, 
         block_disk(f"/dev/disk/by-id/dm-uuid-mpath-{DATA0_WWID}", "sdb", device="lun")])
     storage = guest_luns(config, "db1", xml)
     assert storage.guest_reservation_luns == ("db1-disk",)
+
+
+@pytest.mark.parametrize("path", ["/dev/drbd" + "1" * 5000, "/dev/drbd٣",
+                                  f"/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-{ARRAY}-lun-٣"])
+def test_device_names_with_huge_or_foreign_digits_name_no_lun(path: str) -> None:
+    assert classify_block_path(path) == OtherBlock(path)
