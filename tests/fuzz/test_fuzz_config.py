@@ -17,7 +17,7 @@ from stonewall.config.loader import load_config
 from . import budget
 from .support import assert_one_line, python_module, run
 
-EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml").read_text()
+EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "multipath-cluster.yaml").read_text()
 EXAMPLE_LINES = EXAMPLE.splitlines()
 VALUE_LINES = [index for index, line in enumerate(EXAMPLE_LINES)
                if re.match(r"\s*(- )?[a-z_]+: \S", line)]

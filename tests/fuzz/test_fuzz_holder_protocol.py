@@ -15,7 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stonewall.clock import Deadline
-from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable
+from stonewall.config.keys import derive_key
+from stonewall.config.model import ClusterConfig, Node, Paths
+from stonewall.holder.api import HolderFailure
+from stonewall.holder.client import HolderClient
 from stonewall.holder.protocol import (
     MAX_LINE, MAX_TIMEOUT, OPERATIONS, BadRequest, Request, parse_request)
 
@@ -126,6 +129,9 @@ class OneAnswerServer:
 @pytest.fixture
 def answering(tmp_path: Path) -> Iterator[OneAnswerServer]:
     server = OneAnswerServer(tmp_path / "holder.sock")
+    server.config = ClusterConfig(
+        source="fuzz", cluster="fuzz", nodes=(Node("node-a", 1, derive_key("fuzz", 1)),),
+        luns=(), paths=Paths(runtime_dir=str(tmp_path)))
     yield server
     server.close()
 
@@ -145,8 +151,8 @@ answers = st.one_of(
 def test_any_answer_is_a_result_or_one_of_the_clients_errors(answering: OneAnswerServer,
                                                               answer: bytes) -> None:
     answering.answer = answer
-    client = HolderClient(str(answering.path))
+    client = HolderClient(answering.config, "node-a")
     try:
         client.state(Deadline.after(5))
-    except (HolderUnavailable, HolderError) as error:
+    except HolderFailure as error:
         assert str(error)

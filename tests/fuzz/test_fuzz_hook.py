@@ -15,13 +15,14 @@ from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
 from stonewall.vm.disks import DomainXmlError, parse_domain_disks
 from stonewall.vm.hook import (
-    EXIT_ALLOWED, EXIT_REFUSED, EXIT_USAGE, HookUsageError, hook_main, parse_hook_argv)
+    EXIT_ALLOWED, EXIT_REFUSED, EXIT_USAGE, HookUsageError, parse_hook_argv)
+from stonewall.handlers.qemu_hook import hook_main
 from stonewall.vm.mapping import UnknownGuest, guest_luns
 
 from . import budget
 from .support import assert_one_line, python_module, run
 
-EXAMPLE_PATH = Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml"
+EXAMPLE_PATH = Path(__file__).resolve().parents[2] / "examples" / "multipath-cluster.yaml"
 CONFIG = load_config(str(EXAMPLE_PATH))
 TARGET = "iqn.2026-11.org.example:array1"
 
