@@ -112,8 +112,10 @@ def check_guest_homes(guests: tuple[Guest, ...], nodes: tuple[Node, ...], log: P
 
 
 def check_fencing(levels: tuple[FenceLevel, ...], nodes: tuple[Node, ...], log: ProblemLog) -> None:
-    _duplicates(log, "fencing level", ((f"fencing[{i}].level", level.kind.value)
+    _duplicates(log, "fencing level", ((f"fencing[{i}].level", level.name)
                                        for i, level in enumerate(levels)))
+    storage_at = next((i for i, level in enumerate(levels)
+                       if level.kind is FenceLevelKind.STORAGE), None)
     for i, level in enumerate(levels):
         # Waiting T_safe ends the topology: after it the peer is assumed dead, nothing follows.
         if level.kind is FenceLevelKind.WAIT_T_SAFE and i != len(levels) - 1:
@@ -123,6 +125,15 @@ def check_fencing(levels: tuple[FenceLevel, ...], nodes: tuple[Node, ...], log: 
                 if node.ipmi is None:
                     log.add(f"fencing[{i}].level", f"the power level needs ipmi: settings for "
                             f"every node, and node {node.name} has none")
+        if level.devices is not None:
+            for node in nodes:
+                if not node.devices(level.devices):
+                    log.add(f"fencing[{i}].devices", f"the {level.name} level needs "
+                            f"fence_devices.{level.devices} for every node, and node "
+                            f"{node.name} has none")
+        if level.also_after_storage and (storage_at is None or storage_at > i):
+            log.add(f"fencing[{i}].also_after_storage", "also_after_storage needs a storage "
+                    "level before this one")
 
 
 def check_watchdog(watchdog: WatchdogSettings, log: ProblemLog) -> None:

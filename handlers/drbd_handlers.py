@@ -49,6 +49,8 @@ DEFAULT_READ_TIMEOUT = 10.0
 _DRBD_OUTCOME = {
     Verdict.FENCED_BY_STORAGE: FenceOutcome.PEER_FENCED_BY_STORAGE,
     Verdict.POWERED_OFF: FenceOutcome.PEER_POWERED_OFF,
+    # Its SAN ports are down: it can no longer write the shared storage (as after a preempt).
+    Verdict.FABRIC_FENCED: FenceOutcome.PEER_FENCED_BY_STORAGE,
     Verdict.T_SAFE_ELAPSED: FenceOutcome.PEER_UNREACHABLE_CONSIDERED_DEAD,
     Verdict.LOST_RACE: FenceOutcome.FAILED,
     Verdict.FAILED: FenceOutcome.FAILED,
@@ -136,7 +138,8 @@ def _result_details(result: FenceResult) -> dict[str, Any]:
         "elapsed": round(result.elapsed, 3),
         "lock_wait": round(result.lock_wait, 3),
         "reason": result.reason,
-        "levels": [{"level": a.kind.value, "started": round(a.started, 3),
+        "levels": [{"level": a.kind.value, "devices": a.devices, "follow_up": a.follow_up,
+                    "started": round(a.started, 3),
                     "duration": round(a.duration, 3), "verified": a.verified,
                     "reason": a.reason, **a.details} for a in result.attempts],
     }
