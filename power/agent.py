@@ -13,6 +13,7 @@ fence. Nothing here ever sends `on` as part of a fence.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +101,7 @@ class AgentCall:
             outcome = f"{self.state.value} (exit {self.returncode})"
         else:
             outcome = "done" if self.returncode == 0 else f"failed (exit {self.returncode})"
-        said = last_line(self.stderr) or last_line(self.stdout)
+        said = cause_line(self.stderr) or cause_line(self.stdout)
         return f"{self.action.value} {outcome}" + (f": {said}" if said and (
             self.returncode != 0 or self.action is AgentAction.STATUS and
             self.state is DeviceState.UNKNOWN) else "")
@@ -128,9 +129,16 @@ class DeviceResult:
                 f"{self.elapsed:.2f} s: {why}")
 
 
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+# fence-agents log "2026-01-01 10:00:00,123 ERROR: <cause>" and then a generic
+# "Please use '-h' for usage": the first ERROR line is the one that says what went wrong.
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ ")
+
+
+def cause_line(text: str) -> str:
+    """The line of an agent's output that says most: its first ERROR, else its last line."""
+    lines = [_LOG_PREFIX.sub("", line.strip()) for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    return errors[0] if errors else lines[-1] if lines else ""
 
 
 def stdin_for(device: AgentDevice, action: AgentAction, secret: str | None) -> bytes:
