@@ -98,7 +98,7 @@ def _ipmi(password: str | None, password_file: str | None, password_env: str | N
 def _fence_level(level: FenceLevelKind, timeout: float, devices: str | None = None,
                  also_after_storage: bool = False) -> FenceLevel:
     if level.uses_agents and devices is None:
-        raise Invalid(f"an {level.value} level needs devices: the name of the nodes' "
+        raise Invalid(f"the {level.value} level needs devices: the name of the nodes' "
                       "fence_devices group it runs")
     if not level.uses_agents and devices is not None:
         raise Invalid(f"devices: belongs to agent and fabric levels, not to {level.value}")

@@ -11,6 +11,7 @@ import sys
 
 from stonewall.config.errors import ConfigError, ConfigProblem, ConfigUnreadable
 from stonewall.config.loader import load_config, resolve_config_path
+from stonewall.config.model import ClusterConfig
 from stonewall.config.secrets import password_file_problems
 from stonewall.config.summary import render_text, summarise
 
@@ -32,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--json", action="store_true", help="print the summary (or the problems) as JSON")
     check.add_argument("--skip-secrets", action="store_true",
                        help="do not read the IPMI password files (when checking on another machine)")
+    check.add_argument("--skip-agents", action="store_true",
+                       help="do not run the fence agents for their metadata (when checking on "
+                            "a machine without them)")
     check.set_defaults(func=check_command)
 
 
@@ -41,6 +45,8 @@ def check_command(args: argparse.Namespace) -> int:
     try:
         config = load_config(path)
         problems = [] if args.skip_secrets else password_file_problems(config)
+        if not args.skip_agents:
+            problems += _agent_problems(config, not args.skip_secrets)
         if problems:
             raise ConfigError(problems)
     except ConfigError as err:
@@ -49,6 +55,18 @@ def check_command(args: argparse.Namespace) -> int:
     summary = summarise(config)
     print(json.dumps({"valid": True, **summary}, indent=2) if args.json else render_text(summary))
     return EXIT_VALID
+
+
+def _agent_problems(config: ClusterConfig, check_secrets: bool) -> list[ConfigProblem]:
+    """Fence devices checked against their agents' metadata (cached in the state dir)."""
+    from stonewall.config.agent_check import agent_problems
+    from stonewall.power.agent_metadata import MetadataCache
+
+    if not any(node.fence_devices for node in config.nodes):
+        return []
+    cache_dir = os.path.join(config.paths.state_dir, "agent-metadata")
+    writable = os.access(config.paths.state_dir, os.W_OK)
+    return agent_problems(config, MetadataCache(cache_dir if writable else None), check_secrets)
 
 
 def _report(problems: tuple[ConfigProblem, ...], as_json: bool) -> None:
