@@ -251,7 +251,7 @@ class _Run:
         details: dict[str, Any] = {"delay": self._delay()}
         result = self.adapters.agent_off(self.peer, level.devices,
                                          Deadline.after(level.timeout, self.clock))
-        details["devices"] = [
+        details["results"] = [
             {"device": device.device, "verified": device.verified,
              "failure": device.failure.value if device.failure else None,
              "detail": device.detail,
