@@ -197,7 +197,8 @@ LUN = Record({
 
 DRBD = Record({
     "name": required(DRBD_NAME),
-    "luns": required(ListOf(LUN_NAME, min_items=1)),
+    # Empty: a DRBD pair on local disks, fenced by power and agent levels only.
+    "luns": optional(ListOf(LUN_NAME), ()),
     "minors": optional(ListOf(Integer(0, DRBD_MAX_MINOR))),
     "peers": optional(MapOf(Integer(0, DRBD_MAX_NODE_ID), NODE_NAME,
                             f"a mapping of DRBD node-id (0..{DRBD_MAX_NODE_ID}) to node name")),
@@ -241,7 +242,7 @@ DOCUMENT = Record({
     "paths": optional(PATHS, Paths()),
     "transport": optional(Choice.of(Transport), Transport.ISCSI),
     "nodes": required(ListOf(NODE, min_items=1)),
-    "luns": required(ListOf(LUN, min_items=1)),
+    "luns": required(ListOf(LUN)),  # [] for a cluster without shared LUNs (docs/fencing.md)
     "drbd": optional(ListOf(DRBD), ()),
     "guests": optional(ListOf(GUEST), ()),
     "fencing": required(ListOf(FENCE_LEVEL, min_items=1)),

@@ -144,6 +144,35 @@ def check_watchdog(watchdog: WatchdogSettings, log: ProblemLog) -> None:
                 "expected a real watchdog device such as /dev/watchdog")
 
 
+# What a cluster without shared LUNs gives up; `config check` prints it (config/summary.py).
+WITHOUT_LUNS = (
+    "no shared LUNs: the SAN cannot arbitrate a fence race, so the power delay of one node "
+    "is all that keeps both nodes from powering each other off; nothing proves a peer is cut "
+    "off without its power (no storage level, no T_safe level); no watchdog self-fencing "
+    "(the watchdog service refuses to start: it would have nothing to check); guests are "
+    "not placed by reservations (libvirt's hook has no LUN to check)")
+
+
+def check_without_luns(levels: tuple[FenceLevel, ...], luns: tuple[Lun, ...],
+                       resources: tuple[DrbdResource, ...], log: ProblemLog) -> None:
+    """Levels that need LUNs, where there are none, could never verify."""
+    if luns:
+        for i, resource in enumerate(resources):
+            if not resource.luns and any(level.kind is FenceLevelKind.STORAGE for level in levels):
+                log.add(f"drbd[{i}].luns", f"resource {resource.name} has no LUNs, and the "
+                        "storage level fences through a resource's LUNs; give it its arbiter "
+                        "LUNs, or leave luns out everywhere and fence by power")
+        return
+    for i, level in enumerate(levels):
+        if level.kind in (FenceLevelKind.STORAGE, FenceLevelKind.WAIT_T_SAFE):
+            log.add(f"fencing[{i}].level", f"the {level.kind.value} level needs shared LUNs, "
+                    "and luns is empty; a cluster without shared LUNs fences by power and "
+                    "agent levels only")
+    if not any(level.kind in (FenceLevelKind.POWER, FenceLevelKind.AGENT) for level in levels):
+        log.add("fencing", "a cluster without shared LUNs needs a power or agent level: "
+                "nothing else can prove its peer fenced")
+
+
 # Each check with the sections it reads, in argument order.
 _CHECKS: tuple[tuple[Callable[..., None], tuple[str, ...]], ...] = (
     (check_nodes, ("nodes",)),
@@ -153,6 +182,7 @@ _CHECKS: tuple[tuple[Callable[..., None], tuple[str, ...]], ...] = (
     (check_guest_luns, ("guests", "luns")),
     (check_guest_homes, ("guests", "nodes")),
     (check_fencing, ("fencing", "nodes")),
+    (check_without_luns, ("fencing", "luns", "drbd")),
     (check_watchdog, ("watchdog",)),
 )
 

@@ -272,6 +272,9 @@ class _Run:
 
     # -- storage ------------------------------------------------------------------------------
     def _storage(self, level: FenceLevel) -> tuple[bool, str, dict[str, Any]]:
+        if not self.luns:
+            # The holder reads an empty LUN list as "every LUN": never the intent here.
+            return False, "no LUNs arbitrate for this resource", {}
         deadline = Deadline.after(level.timeout, self.clock)
         try:
             answer = self.adapters.storage.preempt(self.peer.name, list(self.luns), deadline)
