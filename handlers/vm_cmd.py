@@ -120,7 +120,8 @@ def _register_control(commands: argparse._SubParsersAction) -> None:
     takeover.add_argument("peer")
     takeover.add_argument("--power-off-verified", action="store_true",
                           help="you have verified that the peer is powered off: `safe` guests "
-                               "start without waiting T_safe")
+                               "start without waiting T_safe, and a key it still holds is "
+                               "preempted first")
     for parser, func in ((start, run_start), (stop, run_stop), (takeover, run_takeover)):
         _add_node_option(parser)
         parser.add_argument("--uri", help="this node's libvirt URI (default: libvirt_uri from "
@@ -321,6 +322,14 @@ def run_takeover(args: argparse.Namespace) -> int:
         except (HolderUnavailable, HolderError) as error:
             print(f"stonewall: cannot verify {peer.name}'s key gone: {error}", file=sys.stderr)
             verified = False
+        if args.power_off_verified and not verified:
+            # Storage after power (DESIGN 4.4): the peer is off, so preempting its key races
+            # nobody; this is the retry a fence-peer that could not reach the SAN asked for.
+            from stonewall.fencing.after_power import preempt_after_power
+
+            after = preempt_after_power(ctl.holder, peer.name, Deadline.after(args.timeout))
+            print(f"stonewall: {after.describe()}",
+                  file=sys.stdout if after.done else sys.stderr)
         fence = FenceEvidence(args.power_off_verified,
                               SYSTEM_CLOCK.monotonic() if verified else None)
         if not fence.fenced:

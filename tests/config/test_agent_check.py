@@ -111,3 +111,13 @@ def test_a_level_naming_a_group_a_node_lacks_is_a_config_error(write_config: Wri
         (6, "fencing[0].devices", "the agent pdu level needs fence_devices.pdu for every node, "
                                   "and node kvm-a has none"),
     ]
+
+
+def test_the_three_level_example_in_the_readme_passes_the_agents_own_check() -> None:
+    from .test_config_cmd import run
+
+    example = Path(__file__).parents[2] / "examples" / "cluster-three-levels.yaml"
+    result = run("--config", str(example), "config", "check", "--skip-secrets")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "2. power (timeout 20s), also after storage" in result.stdout
+    assert "3. agent pdu (timeout 30s)" in result.stdout
