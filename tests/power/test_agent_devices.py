@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stonewall.clock import SYSTEM_CLOCK, Deadline
-from stonewall.config.model import AgentDevice, Node
+from stonewall.config.model import AgentDevice, Node, Secret
 from stonewall.fencing.agent_level import drive_group
 from stonewall.power.agent import AgentAction, DeviceFailure, drive_device, read_status
 
@@ -113,3 +113,40 @@ def test_a_missing_agent_names_the_package_to_install():
     result = drive_device(device, AgentAction.OFF, None, Deadline.after(5), SYSTEM_CLOCK)
     assert result.failure is DeviceFailure.NOT_INSTALLED
     assert "install the Debian package fence-agents" in result.summary()
+
+
+@pytest.fixture
+def redfish(tmp_path: Path):
+    from stonewall.lab.redfish_process import RedfishEmulator, emulator_program
+
+    if emulator_program() is None:
+        pytest.skip("sushy-tools is not installed (pip install sushy-tools)")
+    emulator = RedfishEmulator(tmp_path / "redfish").start()
+    yield emulator
+    emulator.stop()
+
+
+def redfish_device(emulator, secret: str) -> AgentDevice:
+    options = {"ip": emulator.host, "ipport": str(emulator.port), "username": "admin",
+               "ssl_insecure": "1", "systems_uri": "/redfish/v1/Systems/test"}
+    return AgentDevice("fence_redfish", tuple(sorted(options.items())),
+                       Secret(file=secret), "password")
+
+
+def test_a_redfish_system_is_verified_off_through_fence_redfish(redfish, tmp_path: Path):
+    device = redfish_device(redfish, secret_file(tmp_path, "bmc", redfish.password))
+    result = drive_device(device, AgentAction.OFF, redfish.password, Deadline.after(30),
+                          SYSTEM_CLOCK)
+    assert result.verified, result.summary()
+    assert redfish.power_state() == "Off"
+    assert [call.returncode for call in result.calls] == [0, 2]
+
+
+def test_a_wrong_redfish_password_is_refused_and_never_shown(redfish, tmp_path: Path):
+    wrong = "wrong-redfish-9931"
+    device = redfish_device(redfish, secret_file(tmp_path, "bmc", wrong))
+    result = drive_device(device, AgentAction.OFF, wrong, Deadline.after(30), SYSTEM_CLOCK)
+    assert result.failure is DeviceFailure.REFUSED
+    text = json.dumps(asdict(result), default=str) + result.summary()
+    assert wrong not in text and redfish.password not in text
+    assert redfish.power_state() == "On"
