@@ -113,9 +113,10 @@ def _agent_device(agent: str, options: Mapping[str, str], secret_file: str | Non
                   secret_env: str | None, secret_option: str) -> AgentDevice:
     if secret_file is not None and secret_env is not None:
         raise Invalid("give secret_file or secret_env, not both")
-    if secret_option in options and (secret_file or secret_env):
+    if secret_option in options:
+        # In options it would sit in the config file in clear, unredacted in the event log.
         raise Invalid(f"options.{secret_option} is the secret: give it through secret_file or "
-                      "secret_env only")
+                      "secret_env")
     secret = Secret(file=secret_file) if secret_file else Secret(env=secret_env) \
         if secret_env else None
     return AgentDevice(agent, tuple(sorted(options.items())), secret, secret_option)

@@ -200,19 +200,6 @@ def drive_device(device: AgentDevice, target: AgentAction, secret: str | None,
     return finish(None if status.state is wanted else DeviceFailure.NOT_REACHED)
 
 
-def read_status(device: AgentDevice, secret: str | None, deadline: Deadline, clock: Clock,
-                runner: Runner = run_process, path: str = AGENT_PATH) -> AgentCall:
-    """One status read (operator command, and unfencing's check); AgentNotInstalled when the
-    program is missing."""
-    program = agent_program(device.agent, path)
-    began = clock.monotonic()
-    done = runner([program], deadline, env={"PATH": path, "LC_ALL": "C.UTF-8"},
-                  stdin=stdin_for(device, AgentAction.STATUS, secret))
-    return AgentCall(AgentAction.STATUS, 0.0, clock.monotonic() - began, done.returncode,
-                     redact(done.text("stderr"), secret)[-_TAIL:],
-                     redact(done.text("stdout"), secret)[-_TAIL:])
-
-
 def redact(text: str, secret: str | None) -> str:
     """`text` with every occurrence of the secret replaced (an agent may echo its input)."""
     return text.replace(secret, REDACTED) if secret else text
