@@ -163,7 +163,8 @@ def serve(spec: dict[str, Any]) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
     snmp_engine = engine.SnmpEngine()
     config.add_transport(snmp_engine, udp.DOMAIN_NAME,
-                         udp.UdpTransport().open_server_mode(("127.0.0.1", spec["port"])))
+                         udp.UdpTransport().open_server_mode((spec.get("host", "127.0.0.1"),
+                                                              spec["port"])))
     if spec.get("community"):
         config.add_v1_system(snmp_engine, "lab-area", spec["community"])
     if spec.get("v3_user"):

@@ -27,16 +27,19 @@ class SnmpDeviceProcess:
 
     def __init__(self, directory: Path, model: str, *, outlets: int = 2,
                  community: str | None = "private", v3_user: str | None = None,
-                 v3_auth_key: str | None = None, stuck: dict[int, int] | None = None) -> None:
+                 v3_auth_key: str | None = None, stuck: dict[int, int] | None = None,
+                 host: str = "127.0.0.1", netns: str | None = None) -> None:
         self.directory = directory
         self.model = model
-        self.host = "127.0.0.1"
-        self.port = free_port(self.host, socket.SOCK_DGRAM)
+        self.host = host
+        self.netns = netns  # run inside this network namespace, on its address `host`
+        # A new namespace has every port free; the host's free one serves as well.
+        self.port = free_port("127.0.0.1", socket.SOCK_DGRAM)
         self.community = community
         self.spec = {"model": model, "port": self.port, "outlets": outlets,
                      "community": community, "v3_user": v3_user, "v3_auth_key": v3_auth_key,
                      "stuck": {str(k): v for k, v in (stuck or {}).items()},
-                     "state_file": str(directory / "state.json")}
+                     "host": host, "state_file": str(directory / "state.json")}
         self.process: subprocess.Popen[bytes] | None = None
         self.muted = False
 
@@ -46,8 +49,12 @@ class SnmpDeviceProcess:
         spec_file.write_text(json.dumps(self.spec))
         spec_file.chmod(0o600)  # it holds the device's community and USM key
         with open(self.directory / "device.log", "ab") as log:
+            command = [sys.executable, "-m", "stonewall.lab.snmp_device", str(spec_file)]
+            if self.netns:
+                # `ip netns exec` execs the command: the PID stays the device's own.
+                command = ["ip", "netns", "exec", self.netns, *command]
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "stonewall.lab.snmp_device", str(spec_file)],
+                command,
                 stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                 start_new_session=True)
         assert self.process.stdout is not None
