@@ -87,6 +87,7 @@ _VERDICT_OF_LEVEL = {
 # Levels that take the acting node's power delay: they cut the peer off, and the peer may be
 # cutting us off at the same moment.
 _DELAYED = (FenceLevelKind.POWER, FenceLevelKind.AGENT, FenceLevelKind.FABRIC)
+DEFAULT_AFTER_POWER_TIMEOUT = 10.0  # without a storage level to take the timeout from
 
 
 @dataclass(frozen=True)
@@ -139,9 +140,19 @@ class FenceResult:
 
 
 def fence_budget(levels: Sequence[FenceLevel], power_delay: float) -> float:
-    """The longest one fence can take: every level's timeout, plus the power delay."""
+    """The longest one fence can take: every level's timeout, the power delay, and the
+    preempt that follows a power-only fence."""
     has_power = any(level.kind in _DELAYED for level in levels)
-    return sum(level.timeout for level in levels) + (power_delay if has_power else 0.0)
+    powers_off = any(level.kind in (FenceLevelKind.POWER, FenceLevelKind.AGENT)
+                     for level in levels)
+    return sum(level.timeout for level in levels) + (power_delay if has_power else 0.0) + (
+        after_power_timeout(levels) if powers_off else 0.0)
+
+
+def after_power_timeout(levels: Sequence[FenceLevel]) -> float:
+    """The deadline of the preempt after a power-only fence: the storage level's timeout."""
+    return next((level.timeout for level in levels if level.kind is FenceLevelKind.STORAGE),
+                DEFAULT_AFTER_POWER_TIMEOUT)
 
 
 def fence_peer(peer: Node, lun_names: Sequence[str], levels: Sequence[FenceLevel],
@@ -170,7 +181,8 @@ def fence_peer(peer: Node, lun_names: Sequence[str], levels: Sequence[FenceLevel
     # finds the peer fenced at once, since preempting an absent key only verifies.
     try:
         with adapters.serialise(peer.name, Deadline.after(budget, clock)) as lock_wait:
-            run = _Run(peer, luns, adapters, clock, start, power_delay, t_safe)
+            run = _Run(peer, luns, adapters, clock, start, power_delay, t_safe,
+                       after_power_timeout(levels))
             for index, level in enumerate(levels):
                 attempt = run.level(level)
                 run.attempts.append(attempt)
@@ -189,9 +201,11 @@ class _Run:
     """The state one fence carries from level to level."""
 
     def __init__(self, peer: Node, luns: tuple[str, ...], adapters: FenceAdapters, clock: Clock,
-                 start: float, power_delay: float, t_safe: float | None) -> None:
+                 start: float, power_delay: float, t_safe: float | None,
+                 after_power_timeout: float) -> None:
         self.peer, self.luns, self.adapters, self.clock = peer, luns, adapters, clock
         self.start, self.power_delay, self.t_safe = start, power_delay, t_safe
+        self.after_power_timeout = after_power_timeout
         self.attempts: list[LevelAttempt] = []
         self.lost_race = False
         # Monotonic time by which some LUN had the peer's key removed: the peer's watchdog
@@ -231,11 +245,9 @@ class _Run:
             return Verdict.FENCED_BY_STORAGE
         verdict = _VERDICT_OF_LEVEL[verified.kind]
         if verdict is Verdict.POWERED_OFF and self.luns:
-            timeout = next((level.timeout for level in (verified, *rest)
-                            if level.kind is FenceLevelKind.STORAGE), verified.timeout)
             began = self.clock.monotonic()
             outcome = preempt_after_power(self.adapters.storage, self.peer.name,
-                                          Deadline.after(timeout, self.clock))
+                                          Deadline.after(self.after_power_timeout, self.clock))
             self.attempts.append(LevelAttempt(
                 FenceLevelKind.STORAGE, began - self.start, self.clock.monotonic() - began,
                 outcome.done, outcome.describe(), outcome.details(), None, "after-power"))
