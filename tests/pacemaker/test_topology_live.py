@@ -31,6 +31,7 @@ pytestmark = pytest.mark.slow
 NODE_CONFIG = "/run/stonewall/cluster.yaml"
 FENCED_WITHIN = 150.0
 APC_COMMUNITY, EATON_COMMUNITY = "apc-lab-community", "eaton-lab-community"
+SWITCH_COMMUNITY = "switch-lab-community"
 OUTLET = {"node1": 1, "node2": 2}
 
 
@@ -40,6 +41,7 @@ class Topology:
     bmc: BmcProcess  # node2's BMC
     apc: SnmpDeviceProcess
     eaton: SnmpDeviceProcess
+    switch: SnmpDeviceProcess
 
     def fenced(self, target: str) -> bool:
         history = self.lab.nodes["node1"].stonith_admin("--history", target, "--verbose",
@@ -48,8 +50,8 @@ class Topology:
             or f"off of {target} successful" in history.stdout
 
 
-def devices(bmc: BmcProcess, apc: SnmpDeviceProcess, eaton: SnmpDeviceProcess
-            ) -> list[FenceDevice]:
+def devices(bmc: BmcProcess, apc: SnmpDeviceProcess, eaton: SnmpDeviceProcess,
+            switch: SnmpDeviceProcess) -> list[FenceDevice]:
     host_map = ";".join(f"{node}:{outlet}" for node, outlet in OUTLET.items())
     return [
         # node2 fences node1 only after a minute: node1 is the one measured here.
@@ -68,15 +70,24 @@ def devices(bmc: BmcProcess, apc: SnmpDeviceProcess, eaton: SnmpDeviceProcess
                              "community": EATON_COMMUNITY, "power_wait": "0",
                              "pcmk_host_map": host_map},
                     agent="fence_eaton_snmp", provides_unfencing=False),
+        FenceDevice("san-switch", {"ip": switch.host, "ipport": str(switch.port),
+                                   "snmp_version": "2c", "community": SWITCH_COMMUNITY,
+                                   "pcmk_host_map": ";".join(
+                                       f"{node}:port-{outlet}" for node, outlet in OUTLET.items())},
+                    agent="fence_ifmib", provides_unfencing=False),
     ]
 
 
-TOPOLOGY = [FencingLevel("node2", 1, ["swdev"]), FencingLevel("node2", 2, ["ipmi2"]),
-            FencingLevel("node2", 3, ["pdu1", "pdu2"]), FencingLevel("node1", 1, ["swdev"])]
+POWER_TOPOLOGY = [FencingLevel("node2", 1, ["swdev"]), FencingLevel("node2", 2, ["ipmi2"]),
+                  FencingLevel("node2", 3, ["pdu1", "pdu2"]),
+                  FencingLevel("node1", 1, ["swdev"])]
+FABRIC_TOPOLOGY = [FencingLevel("node2", 1, ["swdev"]), FencingLevel("node2", 2, ["san-switch"]),
+                   FencingLevel("node1", 1, ["swdev"])]
 
 
 @contextmanager
-def topology_lab(workdir: Path) -> Iterator[Topology]:
+def topology_lab(workdir: Path, topology: list[FencingLevel] = POWER_TOPOLOGY
+                 ) -> Iterator[Topology]:
     skip_without_pacemaker()
     lab = TwoNodeLab(workdir, management=True)
     started: list[BmcProcess | SnmpDeviceProcess] = []
@@ -91,9 +102,12 @@ def topology_lab(workdir: Path) -> Iterator[Topology]:
         eaton = SnmpDeviceProcess(workdir / "pdu2", "eaton-managed", community=EATON_COMMUNITY,
                                   host=MGMT_ADDRESS, netns=lab.san.name)
         started.append(eaton.start())
+        switch = SnmpDeviceProcess(workdir / "switch", "ifmib", community=SWITCH_COMMUNITY,
+                                   host=MGMT_ADDRESS, netns=lab.san.name)
+        started.append(switch.start())
         nodes = Lab(LabCluster(workdir / "lab", lab.tgtd, nodes=list(NODE_NAMES), luns=LUNS,
                                cluster="swtopo"))
-        seed = CibSeed("swtopo", devices=devices(bmc, apc, eaton), topology=TOPOLOGY,
+        seed = CibSeed("swtopo", devices=devices(bmc, apc, eaton, switch), topology=topology,
                        properties={"stonith-action": "off"})
         services = {node: [holder_service(nodes, node, NODE_CONFIG)] for node in NODE_NAMES}
         binds = {node: [(str(nodes.cluster.node_dir(node)), "/run/stonewall")]
@@ -103,7 +117,7 @@ def topology_lab(workdir: Path) -> Iterator[Topology]:
                         binds=binds)
         for node in lab.nodes.values():
             node.wait_started("dummy", deadline)
-        yield Topology(lab, bmc, apc, eaton)
+        yield Topology(lab, bmc, apc, eaton, switch)
     finally:
         try:
             lab.stop()
@@ -148,3 +162,13 @@ def test_a_dead_bmc_leaves_it_to_the_pdu_pair_at_level_3(tmp_path: Path) -> None
         outlet = str(OUTLET["node2"])
         assert topology.apc.outlets()[outlet] == "off"
         assert topology.eaton.outlets()[outlet] == "off"
+
+
+def test_a_switch_port_at_level_2_fences_by_fabric(tmp_path: Path) -> None:
+    with topology_lab(tmp_path, FABRIC_TOPOLOGY) as topology:
+        began = cut_node1_off(topology)
+        wait_fenced(topology, "node2")
+        took = time.monotonic() - began
+        print(f"cut -> node2 fenced by level 2 (fence_ifmib, its SAN port down): {took:.1f} s")
+        assert topology.switch.outlets() == {"1": "on", "2": "off"}
+        assert topology.bmc.state().power == "on"
