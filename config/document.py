@@ -149,7 +149,8 @@ AGENT_DEVICE = Record({
     "agent": required(Text("a fence agent: fence_NAME, or its absolute path",
                            pattern=r"fence_[A-Za-z0-9_]+|/\S+")),
     "options": optional(MapOf(Text("an option name", pattern=r"[a-z][a-z0-9_-]{0,63}"),
-                              Text("the option's value"),
+                              # one stdin line each: a line break would start another option
+                              Text("the option's value, on one line", pattern=r"[^\r\n]*"),
                               "a mapping of the agent's option names to values"), {}),
     "secret_file": optional(ABSOLUTE_PATH, None),
     "secret_env": optional(Text("an environment variable name",
