@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "stonewall.handlers.holder_cmd",
     "stonewall.handlers.drbd_config_cmd",
     "stonewall.handlers.power_cmd",
+    "stonewall.handlers.fabric_cmd",
     "stonewall.handlers.watchdog_cmd",
     "stonewall.handlers.multipath_cmd",
     "stonewall.handlers.pacemaker_cmd",

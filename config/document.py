@@ -12,6 +12,7 @@ from typing import Any
 
 from stonewall.config.keys import MAX_NODE_ID, parse_key
 from stonewall.config.model import (
+    AgentDevice,
     ClusterConfig,
     DrbdResource,
     FenceLevel,
@@ -94,8 +95,31 @@ def _ipmi(password: str | None, password_file: str | None, password_env: str | N
     return IpmiSettings(password=_secret(password, password_file, password_env), **settings)
 
 
-def _fence_level(level: FenceLevelKind, timeout: float) -> FenceLevel:
-    return FenceLevel(kind=level, timeout=timeout)
+def _fence_level(level: FenceLevelKind, timeout: float, devices: str | None = None,
+                 also_after_storage: bool = False) -> FenceLevel:
+    if level.uses_agents and devices is None:
+        raise Invalid(f"the {level.value} level needs devices: the name of the nodes' "
+                      "fence_devices group it runs")
+    if not level.uses_agents and devices is not None:
+        raise Invalid(f"devices: belongs to agent and fabric levels, not to {level.value}")
+    if also_after_storage and level not in (FenceLevelKind.POWER, FenceLevelKind.AGENT):
+        raise Invalid("also_after_storage: is for power and agent levels (a power-off "
+                      f"after a verified storage fence), not for {level.value}")
+    return FenceLevel(kind=level, timeout=timeout, devices=devices,
+                      also_after_storage=also_after_storage)
+
+
+def _agent_device(agent: str, options: Mapping[str, str], secret_file: str | None,
+                  secret_env: str | None, secret_option: str) -> AgentDevice:
+    if secret_file is not None and secret_env is not None:
+        raise Invalid("give secret_file or secret_env, not both")
+    if secret_option in options:
+        # In options it would sit in the config file in clear, unredacted in the event log.
+        raise Invalid(f"options.{secret_option} is the secret: give it through secret_file or "
+                      "secret_env")
+    secret = Secret(file=secret_file) if secret_file else Secret(env=secret_env) \
+        if secret_env else None
+    return AgentDevice(agent, tuple(sorted(options.items())), secret, secret_option)
 
 
 def _watchdog_device(text: str) -> str:
@@ -119,6 +143,30 @@ IPMI = Record({
     "poll_interval": optional(SECONDS),
 }, build=_ipmi)
 
+DEVICE_GROUP = Text("a device group name of letters, digits, '-' and '_'",
+                    pattern=r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+AGENT_DEVICE = Record({
+    "agent": required(Text("a fence agent: fence_NAME, or its absolute path",
+                           pattern=r"fence_[A-Za-z0-9_]+|/\S+")),
+    "options": optional(MapOf(Text("an option name", pattern=r"[a-z][a-z0-9_-]{0,63}"),
+                              # one stdin line each: a line break would start another option
+                              Text("the option's value, on one line", pattern=r"[^\r\n]*"),
+                              "a mapping of the agent's option names to values"), {}),
+    "secret_file": optional(ABSOLUTE_PATH, None),
+    "secret_env": optional(Text("an environment variable name",
+                                pattern=r"[A-Za-z_][A-Za-z0-9_]*"), None),
+    "secret_option": optional(Text("an option name", pattern=r"[a-z][a-z0-9_-]{0,63}"),
+                              "password"),
+}, build=_agent_device)
+
+
+class _DeviceGroups(MapOf):
+    """Device group name -> devices, as the sorted pairs Node keeps."""
+
+    def read(self, node: Any, path: str, log: Any) -> Any:
+        return tuple(sorted(super().read(node, path, log).items()))
+
+
 NODE = Record({
     "name": required(NODE_NAME),
     "id": required(Integer(1, MAX_NODE_ID)),
@@ -127,6 +175,9 @@ NODE = Record({
     "addresses": optional(ListOf(Converted("an IP address", parse_address))),
     "power_delay": optional(SECONDS_OR_ZERO),
     "ipmi": optional(IPMI),
+    "fence_devices": optional(_DeviceGroups(
+        DEVICE_GROUP, ListOf(AGENT_DEVICE, min_items=1),
+        "a mapping of device group name to a list of fence devices")),
 })
 
 ISCSI = Record({
@@ -148,7 +199,8 @@ LUN = Record({
 
 DRBD = Record({
     "name": required(DRBD_NAME),
-    "luns": required(ListOf(LUN_NAME, min_items=1)),
+    # Empty: a DRBD pair on local disks, fenced by power and agent levels only.
+    "luns": optional(ListOf(LUN_NAME), ()),
     "minors": optional(ListOf(Integer(0, DRBD_MAX_MINOR))),
     "peers": optional(MapOf(Integer(0, DRBD_MAX_NODE_ID), NODE_NAME,
                             f"a mapping of DRBD node-id (0..{DRBD_MAX_NODE_ID}) to node name")),
@@ -165,6 +217,8 @@ GUEST = Record({
 FENCE_LEVEL = Record({
     "level": required(Choice.of(FenceLevelKind)),
     "timeout": required(SECONDS),
+    "devices": optional(DEVICE_GROUP, None),
+    "also_after_storage": optional(Flag(), False),
 }, build=_fence_level)
 
 WATCHDOG = Record({
@@ -193,7 +247,7 @@ DOCUMENT = Record({
     "paths": optional(PATHS, Paths()),
     "transport": optional(Choice.of(Transport), Transport.ISCSI),
     "nodes": required(ListOf(NODE, min_items=1)),
-    "luns": required(ListOf(LUN, min_items=1)),
+    "luns": required(ListOf(LUN)),  # [] for a cluster without shared LUNs (docs/fencing.md)
     "drbd": optional(ListOf(DRBD), ()),
     "guests": optional(ListOf(GUEST), ()),
     "fencing": required(ListOf(FENCE_LEVEL, min_items=1)),

@@ -62,6 +62,18 @@ def load_config(path: str) -> ClusterConfig:
     )
 
 
+def problem_log_for(path: str) -> ProblemLog:
+    """A ProblemLog that knows the line of every key path in `path` (already loaded once),
+    for checks that run after loading and must still name the line."""
+    data, _ = _read(path)
+    log = ProblemLog(path)
+    root = _compose(data, log)
+    if root is not None:
+        DOCUMENT.load_fields(root, "", log)
+    log.problems.clear()
+    return log
+
+
 def _read(path: str) -> tuple[bytes, os.stat_result]:
     try:
         with open(path, "rb") as handle:

@@ -42,6 +42,13 @@ class FenceLevelKind(str, Enum):
     STORAGE = "storage"
     POWER = "power"
     WAIT_T_SAFE = "wait-t-safe"  # opt-in "watchdog-only" level
+    AGENT = "agent"  # any installed fence agent that cuts power (PDU outlets, Redfish, iLO)
+    FABRIC = "fabric"  # a fence agent that cuts the node's SAN ports (fence_ifmib)
+
+    @property
+    def uses_agents(self) -> bool:
+        """The level runs the fence agents of a device group the nodes name."""
+        return self in (FenceLevelKind.AGENT, FenceLevelKind.FABRIC)
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,26 @@ class IpmiSettings:
 
 
 @dataclass(frozen=True)
+class AgentDevice:
+    """One fence device driven by a fence-agents program (stonewall.power.agent).
+
+    `options` are the agent's own parameters (its `-o metadata`), passed on stdin; the secret,
+    read only when used, is passed as the option `secret_option` (password, community...)."""
+
+    agent: str  # fence_apc_snmp, or an absolute path
+    options: tuple[tuple[str, str], ...] = ()
+    secret: Secret | None = None
+    secret_option: str = "password"
+
+    @property
+    def label(self) -> str:
+        """How logs name the device: agent and address/plug, never the secret."""
+        shown = dict(self.options)
+        where = "/".join(shown[key] for key in ("ip", "plug") if key in shown)
+        return f"{self.agent}({where})" if where else self.agent
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     id: int  # 1..65535, unique in the cluster
@@ -87,6 +114,13 @@ class Node:
     addresses: tuple[str, ...] = ()  # addresses DRBD knows this node by
     ipmi: IpmiSettings | None = None
     power_delay: float = 0.0  # wait before this node powers a peer off
+    # Device group name -> the devices that fence this node, e.g. "pdu" -> both PDU outlets
+    # of its two power supplies; an `agent` or `fabric` level names the group.
+    fence_devices: tuple[tuple[str, tuple[AgentDevice, ...]], ...] = ()
+
+    def devices(self, group: str) -> tuple[AgentDevice, ...]:
+        """The devices of `group` (empty when this node has none)."""
+        return dict(self.fence_devices).get(group, ())
 
 
 @dataclass(frozen=True)
@@ -143,6 +177,15 @@ class Guest:
 class FenceLevel:
     kind: FenceLevelKind
     timeout: float
+    devices: str | None = None  # agent and fabric levels: the nodes' device group
+    # power and agent levels: also run after a verified storage fence (DESIGN 4.4), so that
+    # `safe` guests need not wait T_safe
+    also_after_storage: bool = False
+
+    @property
+    def name(self) -> str:
+        """The level as logs name it: "power", "agent pdu", "fabric san"."""
+        return f"{self.kind.value} {self.devices}" if self.devices else self.kind.value
 
 
 @dataclass(frozen=True)

@@ -175,8 +175,10 @@ def check_guest_homes(guests: tuple[Guest, ...], nodes: tuple[Node, ...], log: P
 
 
 def check_fencing(levels: tuple[FenceLevel, ...], nodes: tuple[Node, ...], log: ProblemLog) -> None:
-    _duplicates(log, "fencing level", ((f"fencing[{i}].level", level.kind.value)
+    _duplicates(log, "fencing level", ((f"fencing[{i}].level", level.name)
                                        for i, level in enumerate(levels)))
+    storage_at = next((i for i, level in enumerate(levels)
+                       if level.kind is FenceLevelKind.STORAGE), None)
     for i, level in enumerate(levels):
         # Waiting T_safe ends the topology: after it the peer is assumed dead, nothing follows.
         if level.kind is FenceLevelKind.WAIT_T_SAFE and i != len(levels) - 1:
@@ -186,6 +188,15 @@ def check_fencing(levels: tuple[FenceLevel, ...], nodes: tuple[Node, ...], log: 
                 if node.ipmi is None:
                     log.add(f"fencing[{i}].level", f"the power level needs ipmi: settings for "
                             f"every node, and node {node.name} has none")
+        if level.devices is not None:
+            for node in nodes:
+                if not node.devices(level.devices):
+                    log.add(f"fencing[{i}].devices", f"the {level.name} level needs "
+                            f"fence_devices.{level.devices} for every node, and node "
+                            f"{node.name} has none")
+        if level.also_after_storage and (storage_at is None or storage_at > i):
+            log.add(f"fencing[{i}].also_after_storage", "also_after_storage needs a storage "
+                    "level before this one")
 
 
 def check_watchdog(watchdog: WatchdogSettings, log: ProblemLog) -> None:
@@ -194,6 +205,35 @@ def check_watchdog(watchdog: WatchdogSettings, log: ProblemLog) -> None:
     if watchdog.device.startswith("standin:") and not watchdog.allow_standin:
         log.add("watchdog.device", "the userspace stand-in is used only with allow_standin: true; "
                 "expected a real watchdog device such as /dev/watchdog")
+
+
+# What a cluster without shared LUNs gives up; `config check` prints it (config/summary.py).
+WITHOUT_LUNS = (
+    "no shared LUNs: the SAN cannot arbitrate a fence race, so the power delay of one node "
+    "is all that keeps both nodes from powering each other off; nothing proves a peer is cut "
+    "off without its power (no storage level, no T_safe level); no watchdog self-fencing "
+    "(the watchdog service refuses to start: it would have nothing to check); guests are "
+    "not placed by reservations (libvirt's hook has no LUN to check)")
+
+
+def check_without_luns(levels: tuple[FenceLevel, ...], luns: tuple[Lun, ...],
+                       resources: tuple[DrbdResource, ...], log: ProblemLog) -> None:
+    """Levels that need LUNs, where there are none, could never verify."""
+    if luns:
+        for i, resource in enumerate(resources):
+            if not resource.luns and any(level.kind is FenceLevelKind.STORAGE for level in levels):
+                log.add(f"drbd[{i}].luns", f"resource {resource.name} has no LUNs, and the "
+                        "storage level fences through a resource's LUNs; give it its arbiter "
+                        "LUNs, or leave luns out everywhere and fence by power")
+        return
+    for i, level in enumerate(levels):
+        if level.kind in (FenceLevelKind.STORAGE, FenceLevelKind.WAIT_T_SAFE):
+            log.add(f"fencing[{i}].level", f"the {level.kind.value} level needs shared LUNs, "
+                    "and luns is empty; a cluster without shared LUNs fences by power and "
+                    "agent levels only")
+    if not any(level.kind in (FenceLevelKind.POWER, FenceLevelKind.AGENT) for level in levels):
+        log.add("fencing", "a cluster without shared LUNs needs a power or agent level: "
+                "nothing else can prove its peer fenced")
 
 
 # Each check with the sections it reads, in argument order.
@@ -206,6 +246,7 @@ _CHECKS: tuple[tuple[Callable[..., None], tuple[str, ...]], ...] = (
     (check_guest_homes, ("guests", "nodes")),
     (check_fencing, ("fencing", "nodes")),
     (check_password_env_for_drbd, ("nodes", "drbd", "fencing")),
+    (check_without_luns, ("fencing", "luns", "drbd")),
     (check_watchdog, ("watchdog",)),
 )
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from stonewall.config.keys import derive_key, format_key
-from stonewall.config.model import ClusterConfig, IpmiSettings, Lun, Node, Secret, Transport
+from stonewall.config.model import ClusterConfig, FenceLevel, IpmiSettings, Lun, Node, Secret, Transport
+from stonewall.config.rules import WITHOUT_LUNS
 from stonewall.watchdog.timing import t_safe
 
 
@@ -28,9 +29,15 @@ def summarise(config: ClusterConfig) -> dict[str, Any]:
         "guests": [{"name": g.name, "luns": list(g.luns), "home": g.home, "order": g.order,
                     "start_policy": g.start_policy.value}
                    for g in sorted(config.guests, key=lambda g: (g.order, g.name))],
-        "fencing": [{"level": level.kind.value, "timeout": level.timeout} for level in config.fencing],
+        "fencing": [_level(level) for level in config.fencing],
         "watchdog": {**vars(watchdog), "t_safe": t_safe(watchdog)},
     }
+
+
+def _level(level: FenceLevel) -> dict[str, Any]:
+    return {"level": level.kind.value, "timeout": level.timeout,
+            **({"devices": level.devices} if level.devices else {}),
+            **({"also_after_storage": True} if level.also_after_storage else {})}
 
 
 def _node(cluster: str, node: Node) -> dict[str, Any]:
@@ -107,8 +114,12 @@ def render_text(summary: dict[str, Any]) -> str:
         f"  {g['name']}  home {g['home'] or '-'}  order {g['order']}  start_policy "
         f"{g['start_policy']}  luns {', '.join(g['luns']) or '-'}"
         for g in summary["guests"]] or ["  -"])
+    if not summary["luns"]:
+        lines += ["", f"note: {WITHOUT_LUNS}"]
     lines += ["", "fencing:"] + [
-        f"  {rank}. {level['level']} (timeout {_seconds(level['timeout'])})"
+        f"  {rank}. {level['level']}{' ' + level['devices'] if 'devices' in level else ''}"
+        f" (timeout {_seconds(level['timeout'])})"
+        f"{', also after storage' if level.get('also_after_storage') else ''}"
         for rank, level in enumerate(summary["fencing"], 1)]
     wd = summary["watchdog"]
     lines += ["", "watchdog:",

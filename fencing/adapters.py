@@ -12,6 +12,7 @@ from functools import partial
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import ClusterConfig, Node
 from stonewall.config.secrets import SecretError, read_secret
+from stonewall.fencing.agent_level import agent_group_off
 from stonewall.fencing.lock import peer_lock
 from stonewall.fencing.topology import FenceAdapters, PowerAdapterError, PowerOff
 from stonewall.holder.client import HolderClient
@@ -46,4 +47,5 @@ def node_adapters(config: ClusterConfig, clock: Clock, environ: Mapping[str, str
         power_off=ipmi_power_off(clock, environ),
         sleep=clock.sleep,
         serialise=partial(peer_lock, runtime_dir, clock=clock),
+        agent_off=agent_group_off(clock, environ),
     )

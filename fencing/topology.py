@@ -21,6 +21,8 @@ from typing import Any
 
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import FenceLevel, FenceLevelKind, Node
+from stonewall.fencing.agent_level import GroupOff
+from stonewall.fencing.after_power import preempt_after_power
 from stonewall.fencing.lock import PeerLockError, PeerLockTimeout
 from stonewall.holder.api import Holder, HolderError, HolderUnavailable, HolderUntrusted
 from stonewall.power.fence import PowerFenceResult
@@ -46,27 +48,37 @@ class FenceAdapters:
     power_off: PowerOff | None  # None: no BMC adapter here, a power level cannot verify
     sleep: Sleeper
     serialise: Serialiser
+    # None: no fence-agents adapter here, an agent or fabric level cannot verify
+    agent_off: GroupOff | None = None
 
 
 class Verdict(str, Enum):
     """How a fence ended."""
 
     FENCED_BY_STORAGE = "fenced-by-storage"  # key verified gone on every LUN
-    POWERED_OFF = "powered-off"  # BMC verified off
+    POWERED_OFF = "powered-off"  # BMC, or every device of an agent level, verified off
+    FABRIC_FENCED = "fenced-by-fabric"  # every SAN port of the peer verified down
     T_SAFE_ELAPSED = "t-safe-elapsed"  # key preempted somewhere, T_safe waited out
     LOST_RACE = "lost-race"  # our own key was gone: the peer fenced us first
     FAILED = "failed"  # no level verified
 
     @property
     def fenced(self) -> bool:
-        return self in (Verdict.FENCED_BY_STORAGE, Verdict.POWERED_OFF, Verdict.T_SAFE_ELAPSED)
+        return self in (Verdict.FENCED_BY_STORAGE, Verdict.POWERED_OFF, Verdict.T_SAFE_ELAPSED,
+                        Verdict.FABRIC_FENCED)
 
 
 _VERDICT_OF_LEVEL = {
     FenceLevelKind.STORAGE: Verdict.FENCED_BY_STORAGE,
     FenceLevelKind.POWER: Verdict.POWERED_OFF,
     FenceLevelKind.WAIT_T_SAFE: Verdict.T_SAFE_ELAPSED,
+    FenceLevelKind.AGENT: Verdict.POWERED_OFF,
+    FenceLevelKind.FABRIC: Verdict.FABRIC_FENCED,
 }
+# Levels that take the acting node's power delay: they cut the peer off, and the peer may be
+# cutting us off at the same moment.
+_DELAYED = (FenceLevelKind.POWER, FenceLevelKind.AGENT, FenceLevelKind.FABRIC)
+DEFAULT_AFTER_POWER_TIMEOUT = 10.0  # without a storage level to take the timeout from
 
 
 @dataclass(frozen=True)
@@ -79,10 +91,16 @@ class LevelAttempt:
     verified: bool
     reason: str  # what was verified, or why it was not
     details: Mapping[str, Any] = field(default_factory=dict)
+    devices: str | None = None  # agent and fabric levels: the device group
+    # why a level ran after the fence was already verified: "after-storage" (a power-off on
+    # top of a storage fence), "after-power" (preempting a powered-off peer's key)
+    follow_up: str | None = None
 
     def describe(self) -> str:
         state = "verified" if self.verified else "not verified"
-        return f"{self.kind.value} {state} in {self.duration:.3f} s: {self.reason}"
+        name = f"{self.kind.value} {self.devices}" if self.devices else self.kind.value
+        after = f" ({self.follow_up})" if self.follow_up else ""
+        return f"{name}{after} {state} in {self.duration:.3f} s: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -126,9 +144,19 @@ class FenceResult:
 
 
 def fence_budget(levels: Sequence[FenceLevel], power_delay: float) -> float:
-    """The longest one fence can take: every level's timeout, plus the power delay."""
-    has_power = any(level.kind is FenceLevelKind.POWER for level in levels)
-    return sum(level.timeout for level in levels) + (power_delay if has_power else 0.0)
+    """The longest one fence can take: every level's timeout, the power delay, and the
+    preempt that follows a power-only fence."""
+    has_power = any(level.kind in _DELAYED for level in levels)
+    powers_off = any(level.kind in (FenceLevelKind.POWER, FenceLevelKind.AGENT)
+                     for level in levels)
+    return sum(level.timeout for level in levels) + (power_delay if has_power else 0.0) + (
+        after_power_timeout(levels) if powers_off else 0.0)
+
+
+def after_power_timeout(levels: Sequence[FenceLevel]) -> float:
+    """The deadline of the preempt after a power-only fence: the storage level's timeout."""
+    return next((level.timeout for level in levels if level.kind is FenceLevelKind.STORAGE),
+                DEFAULT_AFTER_POWER_TIMEOUT)
 
 
 def fence_peer(peer: Node, lun_names: Sequence[str], levels: Sequence[FenceLevel],
@@ -157,14 +185,16 @@ def fence_peer(peer: Node, lun_names: Sequence[str], levels: Sequence[FenceLevel
     # finds the peer fenced at once, since preempting an absent key only verifies.
     try:
         with adapters.serialise(peer.name, Deadline.after(budget, clock)) as lock_wait:
-            run = _Run(peer, luns, adapters, clock, start, power_delay, t_safe)
-            for level in levels:
+            run = _Run(peer, luns, adapters, clock, start, power_delay, t_safe,
+                       after_power_timeout(levels))
+            for index, level in enumerate(levels):
                 attempt = run.level(level)
                 run.attempts.append(attempt)
                 if run.lost_race:
                     return finish(Verdict.LOST_RACE, run.attempts, lock_wait)
                 if attempt.verified:
-                    return finish(_VERDICT_OF_LEVEL[level.kind], run.attempts, lock_wait)
+                    return finish(run.follow_up(level, levels[index + 1:]), run.attempts,
+                                  lock_wait)
             return finish(Verdict.FAILED, run.attempts, lock_wait)
     except (PeerLockTimeout, PeerLockError) as err:
         return finish(Verdict.FAILED, [], clock.monotonic() - start,
@@ -175,27 +205,92 @@ class _Run:
     """The state one fence carries from level to level."""
 
     def __init__(self, peer: Node, luns: tuple[str, ...], adapters: FenceAdapters, clock: Clock,
-                 start: float, power_delay: float, t_safe: float | None) -> None:
+                 start: float, power_delay: float, t_safe: float | None,
+                 after_power_timeout: float) -> None:
         self.peer, self.luns, self.adapters, self.clock = peer, luns, adapters, clock
         self.start, self.power_delay, self.t_safe = start, power_delay, t_safe
+        self.after_power_timeout = after_power_timeout
         self.attempts: list[LevelAttempt] = []
         self.lost_race = False
         # Monotonic time by which some LUN had the peer's key removed: the peer's watchdog
         # checks every LUN, so from then on it stops petting within T_safe.
         self.preempted_by: float | None = None
+        self.delayed = False  # the power delay is slept once per fence
 
-    def level(self, level: FenceLevel) -> LevelAttempt:
+    def level(self, level: FenceLevel, follow_up: str | None = None) -> LevelAttempt:
         began = self.clock.monotonic()
         verified, reason, details = {
             FenceLevelKind.STORAGE: self._storage,
             FenceLevelKind.POWER: self._power,
             FenceLevelKind.WAIT_T_SAFE: self._wait_t_safe,
+            FenceLevelKind.AGENT: self._agents,
+            FenceLevelKind.FABRIC: self._agents,
         }[level.kind](level)
         return LevelAttempt(level.kind, began - self.start, self.clock.monotonic() - began,
-                            verified, reason, details)
+                            verified, reason, details, level.devices, follow_up)
+
+    # -- after the fence verified -------------------------------------------------------------
+    def follow_up(self, verified: FenceLevel, rest: Sequence[FenceLevel]) -> Verdict:
+        """The verdict of a fence `verified` proved, after the work it asks for next.
+
+        After a storage fence, the later levels marked `also_after_storage` power the peer
+        off too (DESIGN 4.4): a storage-fenced peer may run on, its guests' MAC and IP on the
+        network, until its watchdog fires; once it is verified off, `safe` guests need not
+        wait T_safe, and the verdict says "powered off". After a power-only fence the
+        peer's key is still registered: it is preempted on every LUN (it cannot race us
+        now), and what could not be done is recorded; the power verdict stands."""
+        if verified.kind is FenceLevelKind.STORAGE:
+            for level in rest:
+                if level.also_after_storage:
+                    attempt = self.level(level, "after-storage")
+                    self.attempts.append(attempt)
+                    if attempt.verified:
+                        return Verdict.POWERED_OFF
+            return Verdict.FENCED_BY_STORAGE
+        verdict = _VERDICT_OF_LEVEL[verified.kind]
+        if verdict is Verdict.POWERED_OFF and self.luns:
+            began = self.clock.monotonic()
+            outcome = preempt_after_power(self.adapters.storage, self.peer.name,
+                                          Deadline.after(self.after_power_timeout, self.clock))
+            self.attempts.append(LevelAttempt(
+                FenceLevelKind.STORAGE, began - self.start, self.clock.monotonic() - began,
+                outcome.done, outcome.describe(), outcome.details(), None, "after-power"))
+        return verdict
+
+    # -- agent and fabric ---------------------------------------------------------------------
+    def _agents(self, level: FenceLevel) -> tuple[bool, str, dict[str, Any]]:
+        assert level.devices is not None
+        if self.adapters.agent_off is None:
+            return False, "no fence-agents adapter on this node", {}
+        if not self.peer.devices(level.devices):
+            return False, f"{self.peer.name} has no fence_devices.{level.devices}", {}
+        details: dict[str, Any] = {"delay": self._delay()}
+        result = self.adapters.agent_off(self.peer, level.devices,
+                                         Deadline.after(level.timeout, self.clock))
+        details["results"] = [
+            {"device": device.device, "verified": device.verified,
+             "failure": device.failure.value if device.failure else None,
+             "detail": device.detail,
+             "calls": [{"action": call.action.value, "exit": call.returncode,
+                        "killed_at_deadline": call.returncode is None,
+                        "duration": round(call.duration, 3), "stderr": call.stderr,
+                        "stdout": call.stdout} for call in device.calls]}
+            for device in result.devices]
+        return result.verified, result.summary(), details
+
+    def _delay(self) -> float:
+        """Sleep the power delay, the first time a level that cuts the peer off runs."""
+        if self.delayed or self.power_delay <= 0:
+            return 0.0
+        self.delayed = True
+        self.adapters.sleep(self.power_delay)
+        return self.power_delay
 
     # -- storage ------------------------------------------------------------------------------
     def _storage(self, level: FenceLevel) -> tuple[bool, str, dict[str, Any]]:
+        if not self.luns:
+            # The holder reads an empty LUN list as "every LUN": never the intent here.
+            return False, "no LUNs arbitrate for this resource", {}
         deadline = Deadline.after(level.timeout, self.clock)
         try:
             outcome = self.adapters.storage.preempt(self.peer.name, list(self.luns), deadline)
@@ -224,9 +319,7 @@ class _Run:
             return False, "no power adapter on this node", {}
         if self.peer.ipmi is None:
             return False, f"{self.peer.name} has no ipmi settings", {}
-        details: dict[str, Any] = {"delay": self.power_delay}
-        if self.power_delay > 0:
-            self.adapters.sleep(self.power_delay)
+        details: dict[str, Any] = {"delay": self._delay()}
         try:
             result = self.adapters.power_off(self.peer, Deadline.after(level.timeout,
                                                                        self.clock))
@@ -234,7 +327,7 @@ class _Run:
             return False, f"cannot use the BMC: {err}", details
         details.update(attempts=[a.describe() for a in result.attempts],
                        reason=result.reason.value if result.reason else None)
-        delayed = f" (after a {self.power_delay:g} s power delay)" if self.power_delay else ""
+        delayed = f" (after a {details['delay']:g} s power delay)" if details["delay"] else ""
         return result.verified, f"{result.summary()}{delayed}", details
 
     # -- wait-t-safe --------------------------------------------------------------------------

@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--node", metavar="NAME",
                        help="with --on-node: this node's name (default: $STONEWALL_NODE, else "
                             "the host name)")
+    check.add_argument("--skip-agents", action="store_true",
+                       help="do not run the fence agents for their metadata (when checking on "
+                            "a machine without them)")
     check.set_defaults(func=check_command)
 
 
@@ -53,6 +56,8 @@ def check_command(args: argparse.Namespace) -> int:
         config = load_config(path)
         # --on-node reads the secrets among the host's checks, each with its fix.
         problems = [] if args.skip_secrets or args.on_node else password_file_problems(config)
+        if not args.skip_agents:
+            problems += _agent_problems(config, not args.skip_secrets)
         if problems:
             raise ConfigError(problems)
     except ConfigError as err:
@@ -83,6 +88,18 @@ def _on_node(config: ClusterConfig, args: argparse.Namespace) -> int:
         print(f"{config.source}: {len(findings)} checks on this host, {len(problems)} "
               f"problem(s)")
     return EXIT_HOST_PROBLEM if problems else EXIT_VALID
+
+
+def _agent_problems(config: ClusterConfig, check_secrets: bool) -> list[ConfigProblem]:
+    """Fence devices checked against their agents' metadata (cached in the state dir)."""
+    from stonewall.config.agent_check import agent_problems
+    from stonewall.power.agent_metadata import MetadataCache
+
+    if not any(node.fence_devices for node in config.nodes):
+        return []
+    cache_dir = os.path.join(config.paths.state_dir, "agent-metadata")
+    writable = os.access(config.paths.state_dir, os.W_OK)
+    return agent_problems(config, MetadataCache(cache_dir if writable else None), check_secrets)
 
 
 def _report(problems: tuple[ConfigProblem, ...], as_json: bool) -> None:

@@ -49,6 +49,8 @@ DEFAULT_READ_TIMEOUT = 10.0
 _DRBD_OUTCOME = {
     Verdict.FENCED_BY_STORAGE: FenceOutcome.PEER_FENCED_BY_STORAGE,
     Verdict.POWERED_OFF: FenceOutcome.PEER_POWERED_OFF,
+    # Its SAN ports are down: it can no longer write the shared storage (as after a preempt).
+    Verdict.FABRIC_FENCED: FenceOutcome.PEER_FENCED_BY_STORAGE,
     Verdict.T_SAFE_ELAPSED: FenceOutcome.PEER_UNREACHABLE_CONSIDERED_DEAD,
     Verdict.LOST_RACE: FenceOutcome.FAILED,
     Verdict.FAILED: FenceOutcome.FAILED,

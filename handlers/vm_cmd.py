@@ -133,7 +133,8 @@ def _register_control(commands: argparse._SubParsersAction) -> None:
     takeover.add_argument("peer")
     takeover.add_argument("--power-off-verified", action="store_true",
                           help="you have verified that the peer is powered off: `safe` guests "
-                               "start without waiting T_safe")
+                               "start without waiting T_safe, and a key it still holds is "
+                               "preempted first")
     timeouts = {
         start: "seconds for the whole start: reservations, the libvirt start and the check "
                "that it runs (default %(default)s)",
@@ -353,6 +354,9 @@ def run_takeover(args: argparse.Namespace) -> int:
         run = take_over_fenced_peer(peer, config, ctl.holder, ctl.conn, SYSTEM_CLOCK, safe,
                                     node=node, power_off_verified=args.power_off_verified,
                                     deadline=deadline)
+    if run.after_power is not None:
+        print(f"stonewall: {run.after_power.describe()}",
+              file=sys.stdout if run.after_power.done else sys.stderr)
     if run.report is None:
         print(f"stonewall: {peer.name} is not proven fenced ({run.problem}, and "
               "--power-off-verified was not given): nothing started", file=sys.stderr)

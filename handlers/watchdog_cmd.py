@@ -129,6 +129,13 @@ def run_command(args: argparse.Namespace) -> int:
     config = _load(args)
     if isinstance(config, int):
         return ServiceExit.REFUSED
+    if not config.luns:
+        # Petting on no evidence would be a check that cannot fail (docs/watchdog.md).
+        log.error("refused: this cluster has no shared LUNs, so there is no ownership to "
+                  "check and no key a peer could preempt; a cluster without shared LUNs is "
+                  "fenced by power and agent levels, and self-fencing on a lost peer is "
+                  "DRBD's quorum (on-no-quorum suspend-io), not this service")
+        return ServiceExit.REFUSED
     try:
         node = local_node(config, args.node, os.environ)
         device = open_watchdog(config.watchdog)

@@ -35,7 +35,8 @@ class BmcProcess:
                  initial_power: PowerState = PowerState.ON,
                  behaviour: BmcBehaviour = BmcBehaviour(),
                  max_privilege: str = "administrator", kill_pgid: int | None = None,
-                 host: str = "127.0.0.1", clock: Clock = SYSTEM_CLOCK) -> None:
+                 host: str = "127.0.0.1", clock: Clock = SYSTEM_CLOCK,
+                 netns: str | None = None) -> None:
         self.workdir = Path(workdir)
         self.user = user
         self.password = password
@@ -43,6 +44,7 @@ class BmcProcess:
         self.max_privilege = max_privilege
         self.kill_pgid = kill_pgid
         self.host = host
+        self.netns = netns  # run inside this network namespace, on its address `host`
         self.clock = clock
         self.password_file = self.workdir / "bmc.password"
         self.state_file = self.workdir / "bmc.state.json"
@@ -75,6 +77,8 @@ class BmcProcess:
             command.append("--mute")
         if self.kill_pgid is not None:
             command += ["--on-power-off-kill-pgid", str(self.kill_pgid)]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]  # it execs: same PID
         with open(self.log_file, "ab") as log:
             # A session of its own: a signal to the test's process group leaves it alone.
             self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,

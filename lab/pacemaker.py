@@ -362,6 +362,9 @@ _SAN_PREFIX = "/24"
 _NODE_SAN_ADDRESSES = ("169.254.10.11", "169.254.10.12")
 _NODE_CLUSTER_ADDRESSES = ("169.254.20.1", "169.254.20.2")
 NODE_NAMES = ("node1", "node2")
+# The management network (`TwoNodeLab(management=True)`): BMCs and PDUs, apart from the SAN.
+MGMT_ADDRESS = "169.254.30.1"
+_NODE_MGMT_ADDRESSES = ("169.254.30.11", "169.254.30.12")
 NODE_STOP_SECONDS = 10.0  # a connected node stops in ~2 s (measured); a cut-off one never
 TOKEN_MS = 1500  # corosync token: a cut is noticed ~3 s later (token + 1.2 x token consensus)
 
@@ -369,7 +372,8 @@ TOKEN_MS = 1500  # corosync token: a cut is noticed ~3 s later (token + 1.2 x to
 class TwoNodeLab:
     """Namespaces, SAN, tgtd and two cluster nodes; see the module doc for the layout."""
 
-    def __init__(self, workdir: Path, *, portal_count: int = 2) -> None:
+    def __init__(self, workdir: Path, *, portal_count: int = 2,
+                 management: bool = False) -> None:
         self.workdir = Path(workdir)
         tag = lab_tag()
         self.tag = tag
@@ -378,6 +382,8 @@ class TwoNodeLab:
         self.tgtd = Tgtd(self.workdir / "tgtd", portal_count=portal_count, host=SAN_ADDRESS,
                          netns=self.san.name)
         self.cluster_link: Link | None = None
+        self.management = management
+        self.san_links: dict[str, Link] = {}
         self.nodes: dict[str, LabNode] = {}
 
     def start_network(self) -> "TwoNodeLab":
@@ -387,8 +393,15 @@ class TwoNodeLab:
             self.san.add_bridge(f"sw{self.tag}br", SAN_ADDRESS + _SAN_PREFIX)
             for index, name in enumerate(NODE_NAMES):
                 namespace = self.node_namespaces[name].create()
-                Link(namespace, f"sw{self.tag}s{index + 1}", _NODE_SAN_ADDRESSES[index] + _SAN_PREFIX,
-                     self.san, f"sw{self.tag}b{index + 1}", b_bridge=f"sw{self.tag}br").create()
+                self.san_links[name] = Link(
+                    namespace, f"sw{self.tag}s{index + 1}", _NODE_SAN_ADDRESSES[index] + _SAN_PREFIX,
+                    self.san, f"sw{self.tag}b{index + 1}", b_bridge=f"sw{self.tag}br").create()
+            if self.management:
+                self.san.add_bridge(f"sw{self.tag}mg", MGMT_ADDRESS + _SAN_PREFIX)
+                for index, name in enumerate(NODE_NAMES):
+                    Link(self.node_namespaces[name], f"sw{self.tag}m{index + 1}",
+                         _NODE_MGMT_ADDRESSES[index] + _SAN_PREFIX, self.san,
+                         f"sw{self.tag}n{index + 1}", b_bridge=f"sw{self.tag}mg").create()
             first, second = (self.node_namespaces[name] for name in NODE_NAMES)
             self.cluster_link = Link(first, f"sw{self.tag}c1", _NODE_CLUSTER_ADDRESSES[0] + _SAN_PREFIX,
                                      second, f"sw{self.tag}c2",
@@ -425,6 +438,10 @@ class TwoNodeLab:
             self.stop()
             raise
         return self
+
+    def cut_san_link(self, node: str) -> None:
+        """`node` loses the SAN (its iSCSI sessions); the management network stays."""
+        self.san_links[node].cut()
 
     def cut_cluster_link(self) -> None:
         """The two nodes stop hearing each other; both still reach the SAN."""

@@ -71,6 +71,20 @@ class FenceDevice:
 
 
 @dataclass(frozen=True)
+class FencingLevel:
+    """One level of Pacemaker's fencing topology: every device in it is required."""
+
+    target: str
+    index: int  # 1 is tried first
+    devices: Sequence[str]
+
+    def element(self) -> ET.Element:
+        return ET.Element("fencing-level", id=f"fl-{self.target}-{self.index}",
+                          target=self.target, index=str(self.index),
+                          devices=",".join(self.devices))
+
+
+@dataclass(frozen=True)
 class CibSeed:
     """What a lab cluster's CIB starts with."""
 
@@ -78,6 +92,7 @@ class CibSeed:
     devices: Sequence[FenceDevice] = ()
     dummy: bool = True  # an ocf:pacemaker:Dummy, which needs the node unfenced first
     properties: Mapping[str, str] = field(default_factory=dict)  # beyond the lab defaults
+    topology: Sequence[FencingLevel] = ()  # none: each device fences the nodes it can
 
     def property_set(self) -> ET.Element:
         values = {"dc-deadtime": "2s", "stonith-enabled": "true",
@@ -110,6 +125,10 @@ def write_cib(path: Path, seed: CibSeed) -> None:
     path.write_text(_cibadmin("--empty"))
     additions = [("crm_config", seed.property_set())]
     additions += [("resources", device.element()) for device in seed.devices]
+    if seed.topology:
+        topology = ET.Element("fencing-topology")
+        topology.extend(level.element() for level in seed.topology)
+        additions.append(("configuration", topology))
     if seed.dummy:
         additions.append(("resources", ET.Element("primitive", id="dummy", provider="pacemaker",
                                                   type="Dummy", **{"class": "ocf"})))

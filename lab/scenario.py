@@ -140,10 +140,12 @@ class ScenarioLab:
 
     def __init__(self, workdir: Path, *, guests: tuple[LabGuest, ...] = DEFAULT_GUESTS,
                  power: bool = True, watchdog: dict[str, float] | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 power_after_storage: bool = False) -> None:
         self.workdir = Path(workdir)
         self.guests = guests
         self.power = power
+        self.power_after_storage = power_after_storage  # DESIGN 4.4: power-off on top
         self.watchdog = dict(FAST_WATCHDOG if watchdog is None else watchdog)
         self.log = log or (lambda _text: None)
         self.started = time.monotonic()
@@ -224,7 +226,9 @@ class ScenarioLab:
                                "order": 10 * (i + 1), "start_policy": g.start_policy}
                               for i, g in enumerate(self.guests)]
         document["fencing"] = [{"level": "storage", "timeout": 10}] + (
-            [{"level": "power", "timeout": 20}] if self.power else [])
+            [{"level": "power", "timeout": 20,
+              **({"also_after_storage": True} if self.power_after_storage else {})}]
+            if self.power else [])
         assert node.supervisor is not None
         document["watchdog"] = {"device": f"standin:{node.supervisor.socket_path}",
                                 "allow_standin": True, **self.watchdog}

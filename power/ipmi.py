@@ -6,10 +6,10 @@ killed at the deadline. This module imports neither pyghmi nor anything heavy.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 
 from stonewall.clock import Deadline
+from stonewall.process import ProcessError, run_process
 from stonewall.config.model import IpmiSettings
 from stonewall.power.errors import (
     BmcAuthError, BmcCommandRejected, BmcError, BmcTimeout, BmcUnreachable,
@@ -22,8 +22,6 @@ PRIVILEGE_LEVELS = {"callback": 1, "user": 2, "operator": 3, "administrator": 4}
 # never 0, which authenticates nothing.
 CIPHER_SUITES = (3, 17)
 WORKER_MODULE = "stonewall.power.ipmi_child"
-# After SIGKILL the worker's pipes close at once; this only bounds a broken kernel.
-REAP_TIMEOUT = 2.0
 STDERR_TAIL = 600
 
 
@@ -93,21 +91,12 @@ def run_worker(command: list[str], request: bytes, deadline: Deadline, what: str
     """Run a worker with `request` on stdin; kill it at `deadline`. Returns its stdout,
     stderr, whether it was killed, and its exit code."""
     try:
-        worker = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
-    except OSError as error:
+        done = run_process(command, deadline, stdin=request)
+    except ProcessError as error:
         raise BmcError(f"{what}: cannot start the IPMI worker {command}: {error}") from None
-    try:
-        stdout, stderr = worker.communicate(request, timeout=deadline.remaining())
-        return stdout, stderr, False, worker.returncode
-    except subprocess.TimeoutExpired:
-        worker.kill()
-    try:
-        stdout, stderr = worker.communicate(timeout=REAP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise BmcTimeout(f"{what}: deadline passed and the killed worker {worker.pid} "
-                         f"did not exit") from None
-    return stdout, stderr, True, worker.returncode
+    # What the worker wrote before a kill still counts: its report lines are read back.
+    return done.stdout, done.stderr, done.timed_out, -9 if done.returncode is None \
+        else done.returncode
 
 
 def check_settings(settings: IpmiSettings) -> None:

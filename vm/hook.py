@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig
+from stonewall.messages import printable
 from stonewall.storage.view import ReadViews
 from stonewall.vm.bounded import DeadlineExceeded, call_before
 from stonewall.vm.mapping import guest_luns

@@ -22,6 +22,7 @@ from enum import Enum
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import ClusterConfig, Guest, Node, StartPolicy
 from stonewall.holder.api import Holder, HolderFailure
+from stonewall.fencing.after_power import AfterPowerPreempt, preempt_after_power
 from stonewall.vm.control import StartReport, start_guest
 from stonewall.vm.libvirt_conn import LibvirtConnection
 
@@ -144,6 +145,7 @@ class TakeoverRun:
     fence: FenceEvidence
     report: TakeoverReport | None
     problem: str = ""
+    after_power: AfterPowerPreempt | None = None  # the key preempted after a power-off
 
 
 def take_over_fenced_peer(peer: Node, config: ClusterConfig, holder: Holder,
@@ -159,9 +161,14 @@ def take_over_fenced_peer(peer: Node, config: ClusterConfig, holder: Holder,
         problem = "" if verified else "its key is not verified gone on every LUN"
     except HolderFailure as err:
         verified, problem = False, f"cannot verify its key gone: {err}"
+    after_power = None
+    if power_off_verified and not verified:
+        # Storage after power (DESIGN 4.4): the peer is off, so preempting its key races
+        # nobody; this is the retry a fence-peer that could not reach the SAN asked for.
+        after_power = preempt_after_power(holder, peer.name, deadline)
     fence = FenceEvidence(power_off_verified, clock.monotonic() if verified else None)
     if not fence.fenced:
-        return TakeoverRun(peer.name, fence, None, problem)
+        return TakeoverRun(peer.name, fence, None, problem, after_power)
     return TakeoverRun(peer.name, fence, take_over(peer, config, holder, conn, clock, fence,
                                                    t_safe, node=node, deadline=deadline),
-                       problem)
+                       problem, after_power)

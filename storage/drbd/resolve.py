@@ -66,7 +66,8 @@ def resolve_fence_target(config: ClusterConfig, env: HandlerEnv) -> FenceTarget:
         known = sorted(r.name for r in config.drbd_resources)
         raise UnknownResourceError(
             f"DRBD resource {env.resource!r} is not in {config.source} (drbd resources: {known})")
-    if not resource.luns:
+    # A cluster without shared LUNs (DRBD on local disks) is fenced by power alone.
+    if not resource.luns and config.luns:
         raise ResourceWithoutLunsError(
             f"DRBD resource {resource.name!r} lists no LUNs in {config.source}")
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from stonewall.clock import Deadline
+from stonewall.process import ProcessError, ProgramNotFound, run_process
 from stonewall.storage.multipath.errors import (MultipathdFailed, MultipathdNotRunning,
                                                 MultipathdTimeout, MultipathOutputError,
                                                 MultipathToolsMissing,
@@ -53,16 +53,15 @@ class MultipathdRunner:
         if deadline.expired():
             raise MultipathdTimeout(f"{' '.join(command)}: deadline passed before it started")
         try:
-            done = subprocess.run(command, capture_output=True, timeout=deadline.remaining(),
-                                  check=False)
-        except FileNotFoundError:
+            done = run_process(command, deadline)
+        except ProgramNotFound:
             raise MultipathToolsMissing(f"{self.binary} not found: install the Debian package "
                                         "multipath-tools") from None
-        except PermissionError as error:
+        except ProcessError as error:
             raise MultipathToolsMissing(f"{self.binary} cannot be executed: {error}") from None
-        except subprocess.TimeoutExpired:
+        if done.timed_out:
             raise MultipathdTimeout(f"{' '.join(command)} did not finish before its "
-                                    "deadline") from None
+                                    "deadline")
         out = done.stdout.decode("utf-8", "replace")
         err = done.stderr.decode("utf-8", "replace").strip()
         # Clients before 0.9 exit 0 even after a timeout or a 'fail' reply.

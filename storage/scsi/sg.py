@@ -13,11 +13,11 @@ import errno
 import os
 from abc import ABC, abstractmethod
 import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from stonewall.clock import Deadline
+from stonewall.process import ProcessError, run_process
 from stonewall.storage.scsi.cdb import MAX_KEY
 from stonewall.storage.scsi.errors import (
     CheckCondition, CommandTimeout, DeviceError, IllegalRequest, NotReady,
@@ -141,6 +141,10 @@ class ToolOutput:
     stderr: str
 
 
+# READ FULL STATUS of a LUN with many registrants on many paths is the longest output.
+_OUTPUT_LIMIT = 1024 * 1024
+
+
 class SgRunner:
     """Runs sg3_utils and mpathpersist. `environment` is added to this process's environment
     for every run (the lab adds LD_PRELOAD and the fake device map; a test may set PATH)."""
@@ -159,21 +163,22 @@ class SgRunner:
         if remaining <= 0:
             raise CommandTimeout(f"{what}: no time left to run {tool.name}")
         try:
-            result = subprocess.run([binary, *arguments], capture_output=True, text=True,
-                                    errors="replace", env=self.environment,
-                                    stdin=subprocess.DEVNULL, timeout=remaining, check=False)
-        except subprocess.TimeoutExpired as exc:
-            # The child is killed; a PR OUT it sent may or may not have been executed.
-            raise CommandTimeout(f"{what}: {tool.name} did not finish within "
-                                 f"{remaining:.1f}s") from exc
-        except OSError as exc:
+            result = run_process([binary, *arguments], deadline, env=self.environment,
+                                 output_limit=_OUTPUT_LIMIT)
+        except ProcessError as exc:
             raise DeviceError(f"{what}: cannot run {binary}: {exc}") from exc
+        if result.timed_out:
+            # The group is killed; a PR OUT it sent may or may not have been executed.
+            raise CommandTimeout(f"{what}: {tool.name} did not finish within "
+                                 f"{remaining:.1f}s")
+        assert result.returncode is not None
         if result.returncode < 0:
             raise TransportError(f"{what}: {tool.name} killed by signal {-result.returncode}")
-        error = tool.error_for(result.returncode, result.stderr, f"{what} ({tool.name})")
+        stdout, stderr = result.text("stdout"), result.text("stderr")
+        error = tool.error_for(result.returncode, stderr, f"{what} ({tool.name})")
         if error is not None:
             raise error
-        return ToolOutput(result.stdout, result.stderr)
+        return ToolOutput(stdout, stderr)
 
 
 # -- PR command lines, shared by sg_persist and mpathpersist ---------------------------------

@@ -164,7 +164,7 @@ def test_every_problem_in_the_file_is_reported_at_once(write_config: WriteConfig
         (12, "luns[0].iscsi.portals", "got an empty list; expected a list, each item HOST:PORT "
                                       "(at least 1)"),
         (14, "fencing[0].level", "'stroage' is not known (did you mean 'storage'?); expected one "
-                                 "of: storage, power, wait-t-safe"),
+                                 "of: storage, power, wait-t-safe, agent, fabric"),
         (14, "fencing[0].timeout", "0 is out of range; expected a number of seconds > 0"),
         (15, "watchdog.allow_standin", "'1' is not a boolean; expected true or false"),
         (15, "watchdog.interval", "'yes' is not a number; expected a number of seconds > 0"),
@@ -197,7 +197,7 @@ def test_a_missing_required_key_says_what_belongs_there(write_config: WriteConfi
         """)
     assert problems_of(path) == [
         (None, "fencing", "required key is missing; expected a list, each item a mapping with keys "
-                          "level, timeout (at least 1)"),
+                          "level, timeout, devices, also_after_storage (at least 1)"),
         (3, "nodes[0].id", "required key is missing; expected an integer 1..65535"),
     ]
 

@@ -43,12 +43,18 @@ def test_all_storage_paths_down_falls_back_to_power_and_exits_7(lab, programs, t
     assert "node-a powered-off" in run.stderr and "exit 7 (PEER_STONITHED)" in run.stderr
     assert bmcs["node-a"].state().power is PowerState.OFF
     assert bmcs["node-b"].state().power is PowerState.ON
-    storage, power = read_events(lab.config("node-b").paths.event_log)[-1]["details"]["levels"]
+    storage, power, after = read_events(lab.config("node-b").paths.event_log)[-1]["details"][
+        "levels"]
     assert (storage["level"], storage["verified"]) == ("storage", False)
     assert "no path answered" in storage["reason"]
     assert (power["level"], power["verified"], power["delay"]) == ("power", True, POWER_DELAY)
     # node-b's power delay passed between the storage level and the power level.
     assert power["duration"] >= POWER_DELAY
+    # Storage after power: node-a is off, but node-b cannot reach the array to preempt its
+    # key; that is recorded with what is left to do, and the fence stands.
+    assert (after["level"], after["follow_up"], after["verified"]) == (
+        "storage", "after-power", False)
+    assert "left to do" in after["reason"] and after["left"]
 
 
 def test_mute_bmc_fails_within_the_deadline_and_keeps_io_frozen(lab, programs, tgtd, bmcs):

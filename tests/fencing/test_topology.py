@@ -4,6 +4,7 @@ holder behind its socket), the lock a real flock; the BMC is an in-memory stand-
 powers off when told, driven by the real verified power-off."""
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -86,12 +87,16 @@ def test_storage_that_cannot_act_falls_through_to_power_after_the_delay(tmp_path
     result = fence_peer(PEER, ["arbiter0"], [STORAGE, POWER], adapters(tmp_path, clock, bmc),
                         clock, power_delay=3.0)
     assert result.verdict is Verdict.POWERED_OFF and result.fenced
-    storage, power = result.attempts
+    storage, power, after = result.attempts
     assert (storage.kind, storage.verified) == (FenceLevelKind.STORAGE, False)
     assert "holder unavailable" in storage.reason
     assert (power.kind, power.verified) == (FenceLevelKind.POWER, True)
     assert bmc.off_at == start + 3.0  # the delay came first, then the command
     assert "after a 3 s power delay" in power.reason
+    # Storage after power: the holder is still not there, so the key stays, and says so.
+    assert (after.kind, after.follow_up, after.verified) == (
+        FenceLevelKind.STORAGE, "after-power", False)
+    assert "holder unavailable" in after.reason and "left to do" in after.reason
 
 
 def test_no_level_verified_is_failed_with_every_reason(tmp_path):
@@ -127,7 +132,8 @@ def test_a_fence_of_the_same_peer_in_progress_blocks_until_the_budget_passes(tmp
                             adapters(tmp_path, clock, bmc), clock, power_delay=2.0)
     assert result.verdict is Verdict.FAILED and result.attempts == ()
     assert "PeerLockTimeout" in result.reason
-    assert result.elapsed >= fence_budget([STORAGE, POWER], 2.0) == 17.0
+    # every level, the delay, and the preempt after a power-only fence (the storage timeout)
+    assert result.elapsed >= fence_budget([STORAGE, POWER], 2.0) == 5 + 10 + 2 + 5
     assert bmc.state is PowerState.ON
 
 
@@ -138,3 +144,59 @@ def test_levels_and_delays_are_checked(tmp_path):
     with pytest.raises(ValueError, match="power_delay"):
         fence_peer(PEER, ["arbiter0"], [STORAGE], adapters(tmp_path, clock, None),
                    clock, power_delay=-1)
+
+
+class StandInHolder:
+    """A holder whose preempt always proves the key gone (the SAN side is tested elsewhere)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str] | None]] = []
+
+    def preempt(self, victim_node, lun_names, deadline):
+        self.calls.append((victim_node, lun_names))
+        luns = lun_names or ["arbiter0", "web1-disk"]
+        return {"fenced": True, "preempt": {"luns": [{"lun": n, "ok": True} for n in luns]},
+                "verification": {"checks": [{"lun": n, "verdict": True} for n in luns]}}
+
+
+def test_power_after_storage_turns_a_storage_fence_into_a_power_off(tmp_path):
+    clock = SimClock()
+    bmc = StandInBmc(clock)
+    holder = StandInHolder()
+    after_storage = FenceLevel(FenceLevelKind.POWER, 10.0, also_after_storage=True)
+    result = fence_peer(PEER, ["arbiter0"], [STORAGE, after_storage],
+                        replace(adapters(tmp_path, clock, bmc), storage=holder), clock)
+    assert result.verdict is Verdict.POWERED_OFF
+    storage, power = result.attempts
+    assert storage.verified and (power.follow_up, power.verified) == ("after-storage", True)
+    assert bmc.state is PowerState.OFF
+    assert holder.calls == [("node-a", ["arbiter0"])]  # no second preempt: the key is gone
+
+
+def test_a_power_level_without_the_flag_does_not_run_after_storage(tmp_path):
+    clock = SimClock()
+    bmc = StandInBmc(clock)
+    result = fence_peer(PEER, ["arbiter0"], [STORAGE, POWER],
+                        replace(adapters(tmp_path, clock, bmc), storage=StandInHolder()), clock)
+    assert result.verdict is Verdict.FENCED_BY_STORAGE and len(result.attempts) == 1
+    assert bmc.state is PowerState.ON
+
+
+def test_power_after_storage_that_fails_leaves_the_storage_verdict(tmp_path):
+    clock = SimClock()
+    after_storage = FenceLevel(FenceLevelKind.POWER, 10.0, also_after_storage=True)
+    result = fence_peer(PEER, ["arbiter0"], [STORAGE, after_storage],
+                        replace(adapters(tmp_path, clock, None), storage=StandInHolder()), clock)
+    assert result.verdict is Verdict.FENCED_BY_STORAGE
+    assert result.attempts[1].reason == "no power adapter on this node"
+
+
+def test_after_a_power_only_fence_the_key_is_preempted_on_every_lun(tmp_path):
+    clock = SimClock()
+    holder = StandInHolder()
+    result = fence_peer(PEER, ["arbiter0"], [POWER],
+                        replace(adapters(tmp_path, clock, StandInBmc(clock)), storage=holder),
+                        clock)
+    assert result.verdict is Verdict.POWERED_OFF
+    assert holder.calls == [("node-a", None)]  # None: every LUN, guest LUNs included
+    assert result.attempts[-1].verified and result.attempts[-1].follow_up == "after-power"

@@ -72,3 +72,34 @@ def test_takeover_after_a_fence_starts_the_peers_guests_in_order(lab, node_file,
     held = holdings(lab, observer())
     assert {held[lun].registered for lun in ("web1-disk", "db1-disk", "app1-disk")} == {
         ("node-b",) * 4}
+
+
+def test_takeover_of_a_powered_off_peer_preempts_the_key_it_still_holds(lab, node_file, tgtd,
+                                                                       observer):
+    # Storage after power: a power-only fence that could not reach the SAN left node-a's key
+    # registered; the takeover the operator asks for preempts it, then starts the guests.
+    uri = node_uris(node_file, tgtd)["node-b"]
+    node_a = lab.config("node-b").node("node-a").key
+    assert any(node_a in (path.keys or ()) for view in _views(observer) for path in view.paths)
+    result = stonewall(lab, "node-b", uri, "takeover", "node-a", "--power-off-verified")
+    assert "stonewall: node-a's key preempted and verified gone on every LUN" in result.stdout
+    assert "web1: started" in result.stdout.splitlines()
+    assert not any(node_a in (path.keys or ()) for view in _views(observer)
+                   for path in view.paths)
+
+
+def test_takeover_says_what_is_left_when_the_key_cannot_be_preempted(lab, node_file, tgtd):
+    lab.holders["node-b"].stop()
+    uri = node_uris(node_file, tgtd)["node-b"]
+    result = stonewall(lab, "node-b", uri, "takeover", "node-a", "--power-off-verified")
+    assert result.returncode != 0
+    assert "node-a is off, but its key is not verified gone everywhere (holder unavailable" \
+        in result.stderr
+    assert "left to do: `stonewall vm takeover node-a --power-off-verified`" in result.stderr
+
+
+def _views(observer):  # type: ignore[no-untyped-def]
+    from stonewall.clock import SYSTEM_CLOCK, Deadline
+    from stonewall.storage.ownership import read_views
+
+    return read_views(observer(), Deadline.after(10), SYSTEM_CLOCK).values()
