@@ -90,7 +90,7 @@ install-data: man hook $(COMPLETION_TARGET)
 	install -D -m 0755 $(OUT)/libvirt/50-stonewall-guard "$(DESTDIR)$(HOOKDIR)/50-stonewall-guard"
 	install -d "$(DESTDIR)$(DOCDIR)/examples"
 	install -m 0644 $(DOCS) "$(DESTDIR)$(DOCDIR)/"
-	install -m 0644 examples/cluster.yaml "$(DESTDIR)$(DOCDIR)/examples/cluster.yaml"
+	install -m 0644 examples/*.yaml "$(DESTDIR)$(DOCDIR)/examples/"
 	$(if $(COMPLETION_TARGET),$(MAKE) install-completion)
 
 install-completion: completion

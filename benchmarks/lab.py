@@ -169,7 +169,7 @@ class Nodes:
         boot = self.cluster.boot(node, f"{node}-bench-boot-{self.boots[node]}")
         holder = StonewallProcess(self.configs[node], ["holder", "run", "--node", node,
                                                        "--join"],
-                                  env={"STONEWALL_BOOT_ID_FILE": str(boot)})
+                                  env=self.cluster.environment(node))
         began = time.perf_counter()
         try:
             holder.start(ready_timeout=HOLDER_READY_SECONDS)

@@ -137,9 +137,10 @@ class FenceResult:
             "elapsed": round(self.elapsed, 3),
             "lock_wait": round(self.lock_wait, 3),
             "reason": self.reason,
-            "levels": [{"level": a.kind.value, "started": round(a.started, 3),
-                        "duration": round(a.duration, 3), "verified": a.verified,
-                        "reason": a.reason, **a.details} for a in self.attempts],
+            "levels": [{"level": a.kind.value, "devices": a.devices, "follow_up": a.follow_up,
+                        "started": round(a.started, 3), "duration": round(a.duration, 3),
+                        "verified": a.verified, "reason": a.reason, **a.details}
+                       for a in self.attempts],
         }
 
 

@@ -49,7 +49,7 @@ def unfence_command(args: argparse.Namespace) -> int:
     if not groups:
         print("stonewall fabric: no fabric level is configured: nothing to unfence")
         return EXIT_OK
-    records = BootRecords(config.paths.state_dir, current_boot_id())
+    records = BootRecords(config.paths.state_dir, current_boot_id(config.paths.boot_id))
     status = EXIT_OK
     for group in groups:
         try:

@@ -12,10 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-KERNEL_BOOT_ID = "/proc/sys/kernel/random/boot_id"
-
-
-def current_boot_id(source: str = KERNEL_BOOT_ID) -> str:
+def current_boot_id(source: str) -> str:
     """This boot's id, read from `source` (config `paths.boot_id`)."""
     return Path(source).read_text().strip()
 

@@ -30,8 +30,11 @@ LUNS = [LabLun("arbiter0", 1, "arbiter", 0), LabLun("arbiter1", 2, "arbiter", 1)
 
 
 class Lab:
-    def __init__(self, cluster: LabCluster) -> None:
+    def __init__(self, cluster: LabCluster, guest_runs: dict[str, str] | None = None) -> None:
+        """`guest_runs`: guest LUN -> the node whose guest runs on it: that node claims it
+        as soon as its holder joined (its guest's registration)."""
         self.cluster = cluster
+        self.guest_runs = dict(guest_runs or {})
         for node in cluster.nodes:
             cluster.start_kernel(node, Deadline.after(20))
         self.configs = {node: cluster.write_config(node) for node in cluster.nodes}
@@ -54,7 +57,13 @@ class Lab:
 
     def start_holder(self, node: str, join: bool = True) -> StonewallProcess:
         args = ["holder", "run", "--node", node] + (["--join"] if join else [])
-        return self.start(node, self.process(node, args))
+        started = self.start(node, self.process(node, args))
+        configured = {lun.name for lun in self.config(node).luns}
+        for lun in (lun for lun, runs_on in self.guest_runs.items()
+                    if runs_on == node and join and lun in configured):
+            claimed = self.client(node).claim(lun, Deadline.after(10))
+            assert claimed.ok, claimed
+        return started
 
     def start(self, node: str, process: StonewallProcess) -> StonewallProcess:
         """Start `process` as `node`'s holder (the holder or the watchdog service, which
@@ -94,16 +103,17 @@ class Lab:
 
 @contextmanager
 def running_lab(tgtd: Tgtd, workdir: Path, extra: dict[str, object] | None = None,
-                luns: list[LabLun] | None = None) -> Iterator[Lab]:
-    """A Lab on `tgtd` with `luns` (default: the standard LUNs) and `extra` top-level config
-    keys; every holder it started is stopped on exit."""
+                luns: list[LabLun] | None = None,
+                guest_runs: dict[str, str] | None = None) -> Iterator[Lab]:
+    """A Lab on `tgtd` with `luns` (default: the standard LUNs), `extra` top-level config
+    keys and `guest_runs` (see Lab); every holder it started is stopped on exit."""
     luns = list(luns or LUNS)
     for lun in luns:
         if lun.lun not in tgtd.targets[1].luns:
             tgtd.add_lun(1, lun.lun)
     cluster = LabCluster(workdir, tgtd, luns=luns, extra=dict(extra or {}))
     try:
-        lab = Lab(cluster)
+        lab = Lab(cluster, guest_runs)
     except BaseException:
         for node in list(cluster.kernels):
             cluster.stop_kernel(node)

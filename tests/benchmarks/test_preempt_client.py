@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multipath-cluster.yaml"
 
 
 def test_without_a_holder_it_exits_1_and_says_so(tmp_path: Path) -> None:

@@ -37,8 +37,9 @@ def drbdadm(version: DrbdVersion) -> str:
 
 
 def write_resource(directory: Path, version: DrbdVersion, name: str, minors: Sequence[int],
-                   inner: str) -> Path:
-    """A two-node resource file with `inner` pasted into the resource section."""
+                   inner: str, hosts: tuple[str, str] = (THIS_HOST, PEER_HOST)) -> Path:
+    """A two-node resource file with `inner` pasted into the resource section; `hosts`: the
+    names of its `on` sections (this host first)."""
     volumes = "\n".join(
         f"    volume {number} {{ device /dev/drbd{minor}; disk /dev/vg/{name}-{number}; "
         "meta-disk internal; }" for number, minor in enumerate(minors))
@@ -47,8 +48,8 @@ def write_resource(directory: Path, version: DrbdVersion, name: str, minors: Seq
     text = (f"resource {name} {{\n"
             + "".join(f"    {line}\n" if line else "\n" for line in inner.splitlines())
             + f"{volumes}\n"
-            f"    on {THIS_HOST} {{ address {MY_ADDRESS}:7789; {my_id}}}\n"
-            f"    on {PEER_HOST} {{ address {PEER_ADDRESS}:7789; {peer_id}}}\n"
+            f"    on {hosts[0]} {{ address {MY_ADDRESS}:7789; {my_id}}}\n"
+            f"    on {hosts[1]} {{ address {PEER_ADDRESS}:7789; {peer_id}}}\n"
             "}\n")
     path = directory / f"{name}.res"
     path.write_text(text)

@@ -22,7 +22,10 @@ def lab_extra() -> dict[str, Any]:
 
 @pytest.fixture
 def lab(tgtd: Tgtd, tmp_path: Path, lab_extra: dict[str, Any]) -> Iterator[Lab]:
-    with running_lab(tgtd, tmp_path / "lab", lab_extra) as started:
+    """node-a runs web1 (its guest LUN web1-disk, in no DRBD resource, carries node-a's key
+    from the moment node-a's holder joined)."""
+    with running_lab(tgtd, tmp_path / "lab", lab_extra,
+                     guest_runs={"web1-disk": "node-a"}) as started:
         yield started
 
 

@@ -183,4 +183,4 @@ def unfence(lab, node: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stonewall", "--config", str(lab.configs[node]), "fabric",
          "unfence", "--node", node], capture_output=True, text=True, timeout=60,
-        env={**os.environ, "STONEWALL_BOOT_ID_FILE": str(lab.boots[node])})
+        env=os.environ.copy())

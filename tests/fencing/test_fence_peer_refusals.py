@@ -11,7 +11,7 @@ from stonewall.eventlog import read_events
 from .drbd_calls import drbd9_env, run_handler_string
 from .test_fence_peer_storage import FROZEN, fence, key_of, luns_holding
 
-ALL_LUNS = {"arbiter0", "arbiter1", "data0", "web1-disk"}
+ALL_LUNS = {"arbiter0", "arbiter1", "data0", "web1-disk"}  # web1-disk: node-a runs web1
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_drbd_naming_another_node_as_us_is_refused(both_holders, observer, progr
     # node-a DRBD says we are, so the client refuses it before it counts.
     run = fence(lab, programs, "node-b", env)
     assert run.exit_code == FROZEN and "the holder serves node-b, not node-a" in run.stderr
-    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS
+    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS - {"web1-disk"}
     assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
 
 

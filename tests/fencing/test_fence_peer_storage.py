@@ -73,7 +73,7 @@ def test_drbd_84_environment_finds_the_peer_by_address(lab, observer, programs):
     lab.start_holder("node-b")
     run = fence(lab, programs, "node-a", drbd84_env("node-b", "r1"), "--node node-a")
     assert run.exit_code == FENCED_BY_STORAGE, run.stderr
-    assert luns_holding(observer(), key_of(lab, "node-b")) == {"arbiter1", "web1-disk"}
+    assert luns_holding(observer(), key_of(lab, "node-b")) == {"arbiter1"}  # r1 has only arbiter0
 
 
 def test_as_drbds_usermode_helper_with_only_the_kernel_environment(lab, observer, programs):

@@ -27,10 +27,10 @@ WATCHDOG = {"interval": 0.2, "io_deadline": 0.2, "check_deadline": 0.6, "timeout
 def lab_extra(tgtd: Tgtd) -> dict[str, Any]:
     extra = lab_config_extra(fencing=[{"level": "storage", "timeout": 4},
                                       {"level": "wait-t-safe", "timeout": 10}])
+    # The LUNs a join registers (a guest LUN needs its node's data path: not here).
     luns = [{"name": lun.name, "role": lun.role, "order": lun.order,
-             "reservation": lun.reservation,
              "iscsi": {"target": ARRAY_IQN, "lun": lun.lun,
-                       "portals": list(tgtd.portals)}} for lun in LUNS]
+                       "portals": list(tgtd.portals)}} for lun in LUNS if lun.role != "guest"]
     # A LUN on a target the array does not have: every path of it is down.
     luns.append({"name": "ghost", "role": "shared",
                  "iscsi": {"target": "iqn.2026-11.lab.stonewall:gone", "lun": 1,

@@ -38,14 +38,17 @@ def lab_extra() -> dict[str, Any]:
 def _drbdadm_with_default_config(tmp_path: Path, config: Path, resource: Path,
                                  environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`drbdadm fence-peer r0` with `config` at /etc/stonewall/cluster.yaml in a private
-    mount namespace (an overlay on /etc that ends with the command)."""
+    mount namespace (an overlay on /etc that ends with the command), on a host named node-b
+    (a private UTS namespace): drbdadm finds its own `on` section by the host name, and the
+    handler checks drbd.conf's names against the configuration's."""
     upper, work = tmp_path / "etc-upper", tmp_path / "etc-work"
     upper.mkdir()
     work.mkdir()
     script = (f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"
               f" && mkdir -p /etc/stonewall && cp {config} /etc/stonewall/cluster.yaml"
               f" && exec {drbdadm(DrbdVersion.V9)} -c {resource} fence-peer r0")
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+    return subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "sh",
+                           "-c", f"hostname node-b && {script}"],
                           env=environ, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -55,7 +58,8 @@ def test_drbdadm_starts_fence_peer_with_no_stonewall_environment_and_it_fences(
     lab.start_holder("node-b")
     handler = programs["fence-peer"]  # a console script, as the package installs it
     resource = write_resource(tmp_path, DrbdVersion.V9, "r0", [0],
-                              f'handlers {{\n    fence-peer "{handler}";\n}}')
+                              f'handlers {{\n    fence-peer "{handler}";\n}}',
+                              hosts=("node-b", "node-a"))
     # What DRBD 9's kernel exports for fence-peer; drbdadm adds its own DRBD_* variables.
     kernel = {**KERNEL_BASE, "DRBD_MY_ADDRESS": MY_ADDRESS, "DRBD_MY_AF": "ipv4",
               "DRBD_PEER_ADDRESS": PEER_ADDRESS, "DRBD_PEER_AF": "ipv4",

@@ -31,7 +31,8 @@ def test_a_standalone_resource_is_shown_and_needs_attention(lab, tmp_path: Path)
     report = json.loads(status(lab, "node-b", path_with(tmp_path / "bin"), "--json").stdout)
     assert report["drbd"]["attention"] is True
     assert report["drbd"]["resources"][0]["attention"] == ["r0: peer node id 0 StandAlone"]
-    assert all(lun["verdict"] == "ok" for lun in report["luns"])
+    assert {lun["name"]: lun["verdict"] for lun in report["luns"]} == {
+        "arbiter0": "ok", "arbiter1": "ok", "data0": "ok", "web1-disk": "owned by node-a"}
 
 
 def test_without_drbd_here_the_line_says_so_and_the_luns_decide(lab, tmp_path: Path):

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stonewall.holder.api import FenceOutcome
+from stonewall.storage.reports import LunCheck, LunFence, PreemptReport, VerifyReport
 from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig, FenceLevel, FenceLevelKind, IpmiSettings, Node, Secret
@@ -20,7 +22,7 @@ from stonewall.holder.client import HolderClient
 from stonewall.power.fence import power_off_verified
 from stonewall.power.protocol import PowerState
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multipath-cluster.yaml"
 STORAGE = FenceLevel(FenceLevelKind.STORAGE, 5.0)
 POWER = FenceLevel(FenceLevelKind.POWER, 10.0)
 T_SAFE_LEVEL = FenceLevel(FenceLevelKind.WAIT_T_SAFE, 30.0)
@@ -152,11 +154,12 @@ class StandInHolder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[str] | None]] = []
 
-    def preempt(self, victim_node, lun_names, deadline):
+    def preempt(self, victim_node, lun_names, deadline) -> FenceOutcome:
         self.calls.append((victim_node, lun_names))
-        luns = lun_names or ["arbiter0", "web1-disk"]
-        return {"fenced": True, "preempt": {"luns": [{"lun": n, "ok": True} for n in luns]},
-                "verification": {"checks": [{"lun": n, "verdict": True} for n in luns]}}
+        luns = tuple(lun_names or ["arbiter0", "web1-disk"])
+        return FenceOutcome(victim_node, luns,
+                            PreemptReport([LunFence(n, "preempt", "p0", True) for n in luns]),
+                            VerifyReport(luns, tuple(LunCheck(n, True, 1, ()) for n in luns)))
 
 
 def test_power_after_storage_turns_a_storage_fence_into_a_power_off(tmp_path):

@@ -11,7 +11,7 @@ from ..drbdsetup_standin import install, path_with, split_brain_status
 from .drbd_calls import HandlerRun, drbd9_env, drbd84_env, run_handler_string
 from .test_fence_peer_storage import FENCED_BY_STORAGE, fence, key_of, luns_holding
 
-ALL_LUNS = {"arbiter0", "arbiter1", "data0", "web1-disk"}
+ALL_LUNS = {"arbiter0", "arbiter1", "data0", "web1-disk"}  # web1-disk: node-a runs web1
 
 
 def call(lab, programs, handler: str, me: str, env: dict[str, str], extra: str = ""
@@ -62,7 +62,7 @@ def test_unfence_without_a_fence_is_a_no_op(lab, observer, programs):
     lab.start_holder("node-b")
     run = call(lab, programs, "unfence-peer", "node-a", drbd9_env("node-a", "node-b", "r0"))
     assert run.exit_code == 0, run.stderr
-    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS
+    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS - {"web1-disk"}
 
 
 def test_split_brain_names_the_owner_and_the_commands_and_changes_nothing(
@@ -82,7 +82,7 @@ def test_split_brain_names_the_owner_and_the_commands_and_changes_nothing(
     assert sum("--discard-my-data" in " ".join(lines)
                for lines in record["details"]["commands"].values()) == 1
     assert luns_holding(observer(), key_of(lab, "node-a")) == {"web1-disk"}
-    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS
+    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS - {"web1-disk"}
 
 
 def test_split_brain_on_drbd_84_uses_its_command_syntax(lab, programs):
@@ -101,7 +101,7 @@ def test_split_brain_without_a_fence_is_ambiguous_and_resolves_nothing(lab, obse
     assert "ambiguous" in run.stderr and "neither was fenced" in run.stderr
     assert "choose ONE node" in run.stderr
     assert luns_holding(observer(), key_of(lab, "node-a")) == ALL_LUNS
-    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS
+    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS - {"web1-disk"}
 
 
 def test_split_brain_without_a_holder_is_ambiguous(lab, programs):
@@ -130,7 +130,7 @@ def test_split_brain_corroborates_with_drbds_own_view(lab, observer, programs, t
     assert "node-a is Primary here: stop what uses the device" in run.stderr
     record = read_events(lab.config("node-a").paths.event_log)[-1]
     assert record["details"]["drbd"].startswith("DRBD here: r0: Primary")
-    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS
+    assert luns_holding(observer(), key_of(lab, "node-b")) == ALL_LUNS - {"web1-disk"}
 
 
 def test_split_brain_says_when_drbd_reports_the_peer_connected_again(lab, programs, tmp_path):

@@ -189,7 +189,7 @@ def test_pcs_adds_provides_unfencing_from_the_metadata(sandbox, config_path, tmp
 
 
 def test_a_device_covers_named_luns_resources_and_guests_arbiter_first() -> None:
-    example = load_config(str(Path(__file__).resolve().parents[2] / "examples" / "cluster.yaml"))
+    example = load_config(str(Path(__file__).resolve().parents[2] / "examples" / "multipath-cluster.yaml"))
     request = read_request(["-o", "off", "-n", "kvm-b", "--luns", "db1-disk",
                             "--guests", "web1", "--drbd-resources", "r0"], None)
     # r0 arbitrates on arbiter0 and arbiter1; guest web1 lives on web1-disk.

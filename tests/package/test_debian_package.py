@@ -90,7 +90,7 @@ def test_the_installed_package_holds_no_lab_and_checks_the_example(
                            in ("lab", "benchmarks", "tests")]
     no_lab = root.run(["/usr/bin/python3", "-c", "import stonewall.lab"])
     assert no_lab.returncode == 1 and "No module named 'stonewall.lab'" in no_lab.stderr
-    example = "/usr/share/doc/stonewall/examples/cluster.yaml"
+    example = "/usr/share/doc/stonewall/examples/multipath-cluster.yaml"
     check = root.run(["/usr/sbin/stonewall", "--config", example, "config", "check",
                       "--skip-secrets"])
     assert check.returncode == 0, check.stderr
