@@ -18,6 +18,13 @@ class Transport(str, Enum):
     SG = "sg"  # kernel SCSI devices through sg3_utils (sg_persist / mpathpersist)
 
 
+class SgBackend(str, Enum):
+    """How the `sg` transport sends a PR command down a kernel path device."""
+
+    SG_PERSIST = "sg_persist"  # one sg_persist process per command (and for diagnostics)
+    SGIO = "sgio"  # ioctl(SG_IO) from the calling process (storage/scsi/sgio.py)
+
+
 class LunRole(str, Enum):
     ARBITER = "arbiter"  # arbitrates fence races; worked first, lowest `order` first
     GUEST = "guest"  # belongs to one guest; may carry a type-1 reservation
@@ -108,6 +115,7 @@ class Lun:
     alias: str | None = None  # multipath alias (/dev/mapper/ALIAS)
     iscsi: IscsiLocation | None = None
     reservation: ReservationType = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+    sg_backend: SgBackend = SgBackend.SG_PERSIST  # sg transport only
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ is kept, marked down with the reason, so reports can name it.
 
 For the `sg` transport a LUN's paths are the kernel's path devices of its WWID (found in
 sysfs): one `sg_persist` device each. The kernel already holds those nexuses, so there is
-nothing to log in; a path the kernel reports down is kept, marked down."""
+nothing to log in; a path the kernel reports down is kept, marked down. Each command is an
+`sg_persist` run, or (LUN `sg_backend: sgio`) an ioctl(SG_IO) from this process."""
 from __future__ import annotations
 
 import functools
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from stonewall.clock import Deadline
-from stonewall.config.model import Lun, Transport
+from stonewall.config.model import Lun, SgBackend, Transport
 from stonewall.storage.multipath import resolve
 from stonewall.storage.multipath.errors import MultipathError
 from stonewall.storage.multipath.sysfs import discover_sysfs
@@ -24,6 +25,7 @@ from stonewall.storage.scsi.commands import CommandPrDevice
 from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.iscsi import IscsiSession
 from stonewall.storage.scsi.sg import SgPersistDevice, SgRunner
+from stonewall.storage.scsi.sgio import SgioDevice
 
 # Test and lab hooks: a sysfs tree and device nodes other than the host's own.
 SYSFS_ROOT_VARIABLE = "STONEWALL_SYSFS_ROOT"
@@ -55,6 +57,8 @@ class LunPath:
     def close(self) -> None:
         if self.session is not None:
             self.session.close()
+        if isinstance(self.device, SgioDevice):
+            self.device.close()  # its path device's fd
 
 
 PathSet = dict[str, list[LunPath]]  # LUN name -> its paths
@@ -100,7 +104,9 @@ def _sg_paths(lun: Lun, discovery: Discovery, runner: SgRunner, dev_root: str) -
                              f"(looked in {discovery.source})")
     paths = []
     for found_path in found.paths:
-        path = LunPath(lun, found_path.device, SgPersistDevice(found_path.device, runner))
+        device: PrDevice = (SgioDevice(found_path.device) if lun.sg_backend is SgBackend.SGIO
+                            else SgPersistDevice(found_path.device, runner))
+        path = LunPath(lun, found_path.device, device)
         # UNKNOWN stays up: sysfs always knows the state, and a path that does not answer
         # is reported down by the command that tried it.
         if found_path.state is PathState.DOWN:
