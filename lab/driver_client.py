@@ -38,6 +38,7 @@ class DriverClient:
         self._lock = threading.Lock()
         self._next = 0
         self._waiting: dict[int, queue.Queue[dict[str, Any] | None]] = {}
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()  # lines with no id
         self._thread = threading.Thread(target=self._read, args=(reader,), daemon=True)
         self._thread.start()
 
@@ -53,6 +54,9 @@ class DriverClient:
             if not line.startswith("{"):
                 continue  # a stray console line
             answer = json.loads(line)
+            if answer.get("id") is None:
+                self.events.put(answer)
+                continue
             with self._lock:
                 waiting = self._waiting.pop(answer.get("id"), None)
             if waiting is not None:

@@ -44,6 +44,8 @@ def to_json(value: Any) -> Any:
         return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, dict):
+        return {key: to_json(item) for key, item in value.items()}
     if isinstance(value, (tuple, list, frozenset, set)):
         return [to_json(v) for v in value]
     if isinstance(value, bytes):
@@ -103,7 +105,12 @@ class PrDriver:
         lock = threading.Lock()
 
         def run(line: str) -> None:
-            text = json.dumps(self.answer(line))
+            answer = self.answer(line)
+            try:
+                text = json.dumps(answer)
+            except (TypeError, ValueError) as exc:  # a result JSON cannot carry
+                text = json.dumps({"id": answer.get("id"), "ok": False,
+                                   "error": type(exc).__name__, "message": str(exc)})
             with lock:
                 writer.write(text + "\n")
                 writer.flush()

@@ -15,6 +15,36 @@ from stonewall.storage.scsi.iscsi import IscsiSession
 
 
 
+KERNEL_TIER = Path(__file__).parent / "kernel"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kernel", action="store_true",
+                     help="run the kernel tier (tests/kernel: QEMU guests) and nothing else")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The kernel tier runs only with --kernel (`./run test --kernel`), and then alone."""
+    wanted = config.getoption("--kernel")
+    keep, drop = [], []
+    for item in items:
+        (keep if item.path.is_relative_to(KERNEL_TIER) == wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+    config.stash[_KERNEL_DESELECTED] = 0 if wanted else len(drop)
+
+
+def pytest_terminal_summary(terminalreporter: object, config: pytest.Config) -> None:
+    count = config.stash.get(_KERNEL_DESELECTED, 0)
+    if count:
+        terminalreporter.write_line(  # type: ignore[attr-defined]
+            f"kernel tier: {count} test(s) not run here; they run with ./run test --kernel")
+
+
+_KERNEL_DESELECTED = pytest.StashKey[int]()
+
+
 def _tgtd_available() -> bool:
     return shutil.which("tgtd") is not None or Path("/usr/sbin/tgtd").exists()
 
