@@ -20,29 +20,16 @@ KERNEL_TIER = Path(__file__).parent / "kernel"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--kernel", action="store_true",
-                     help="run the kernel tier (tests/kernel: QEMU guests) and nothing else")
+                     help="run only the kernel tier (tests/kernel: QEMU guests as nodes)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The kernel tier runs only with --kernel (`./run test --kernel`), and then alone."""
-    wanted = config.getoption("--kernel")
-    keep, drop = [], []
-    for item in items:
-        (keep if item.path.is_relative_to(KERNEL_TIER) == wanted else drop).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-    config.stash[_KERNEL_DESELECTED] = 0 if wanted else len(drop)
-
-
-def pytest_terminal_summary(terminalreporter: object, config: pytest.Config) -> None:
-    count = config.stash.get(_KERNEL_DESELECTED, 0)
-    if count:
-        terminalreporter.write_line(  # type: ignore[attr-defined]
-            f"kernel tier: {count} test(s) not run here; they run with ./run test --kernel")
-
-
-_KERNEL_DESELECTED = pytest.StashKey[int]()
+    """`./run test --kernel`: the kernel tier alone (it is part of the whole suite too)."""
+    if not config.getoption("--kernel"):
+        return
+    keep = [item for item in items if item.path.is_relative_to(KERNEL_TIER)]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
 
 
 def _tgtd_available() -> bool:

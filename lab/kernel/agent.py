@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stonewall.lab.kernel.pr_ioctl import pr_ioctl
 from stonewall.lab.pr_driver import PrDriver
 from stonewall.lab.stamps import BLOCK, Stamp, encode
 
@@ -100,7 +101,8 @@ class GuestAgent(PrDriver):
         self.ops.update({"clock": self.clock, "run": self.run, "spawn": self.spawn,
                          "poll": self.poll, "write_file": self.write_file,
                          "read_file": self.read_file, "writer_start": self.writer_start,
-                         "writer_status": self.writer_status, "writer_stop": self.writer_stop})
+                         "writer_status": self.writer_status, "writer_stop": self.writer_stop,
+                         "pr_ioctl": lambda request: pr_ioctl(**request["arguments"])})
 
     @staticmethod
     def clock(_request: dict[str, Any]) -> dict[str, float]:
