@@ -129,6 +129,37 @@ def run_size(workdir: Path, lun_count: int, runs: int) -> dict[str, Any]:
         array.stop()
 
 
+def kernel_tier(workdir: Path, runs: int) -> list[dict[str, Any]]:
+    """Per-command cost of each backend on a real kernel: a kernel-tier guest (QEMU TCG)
+    whose path devices /dev/sda and /dev/sdb reach tgtd, timed inside the guest by its
+    agent (lab/kernel/agent.py) around each PrDevice call."""
+    from stonewall.lab.kernel.cluster import KernelCluster, node_key
+    from stonewall.lab.kernel.guest import GuestImage
+
+    rows = []
+    with KernelCluster(workdir, GuestImage.find()) as cluster:
+        agent = cluster.agent("node-a")
+        key = node_key("node-a")
+        for backend in BACKENDS:
+            for call, args, kwargs in (("register", [0, key], {"ignore_existing": True}),
+                                       ("read_keys", [], {})):
+                seconds = [agent.request("pr", 60, backend=backend, device=path, call=call,
+                                         args=args, kwargs=kwargs, timeout=30)["seconds"]
+                           for _ in range(runs) for path in ("/dev/sda", "/dev/sdb")]
+                rows.append({"backend": backend, "command": call, "commands": len(seconds),
+                             "median_ms": round(statistics.median(seconds) * 1000, 2),
+                             "max_ms": round(max(seconds) * 1000, 2)})
+    return rows
+
+
+def kernel_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["", "## On the kernel tier (QEMU TCG guest, kernel path devices, tgtd)", "",
+             "| backend | command | commands | median | max |", "|---|---|---|---|---|"]
+    lines += [f"| {r['backend']} | {r['command']} | {r['commands']} | {r['median_ms']} ms | "
+              f"{r['max_ms']} ms |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def summary(size: int, measured: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for backend in BACKENDS:
@@ -157,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,512", help="LUN counts (64,512)")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per case (5)")
+    parser.add_argument("--kernel", action="store_true",
+                        help="also measure both on the kernel tier (a QEMU guest; root)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -170,14 +203,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                   flush=True)
             rows += summary(size, run_size(Path(tmp) / f"n{size}", size, args.runs))
             print(markdown(rows, ""), file=sys.stderr, flush=True)
+        kernel_rows = kernel_tier(Path(tmp) / "kernel", 4 * args.runs) if args.kernel else []
     note = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
             f"{args.runs} runs per case; one process, stonewall's ownership code, "
             "map_bounded pool of 16 per level.")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sg_backends.json").write_text(json.dumps({"note": note, "rows": rows},
-                                                          indent=1))
-    (args.out / "sg_backends.md").write_text(markdown(rows, note))
-    print(markdown(rows, note))
+    text = markdown(rows, note) + (kernel_markdown(kernel_rows) if kernel_rows else "")
+    (args.out / "sg_backends.json").write_text(json.dumps(
+        {"note": note, "rows": rows, "kernel_tier": kernel_rows}, indent=1))
+    (args.out / "sg_backends.md").write_text(text)
+    print(text)
     return 0
 
 
