@@ -19,6 +19,7 @@ import yaml
 
 from stonewall.clock import Deadline
 from stonewall.lab.drbd_side import drbd9_handler_env
+from stonewall.lab.driver_client import DriverClient
 from stonewall.lab.kernel.guest import GuestImage, KernelGuest
 from stonewall.lab.stamps import BLOCK, Stamp, decode
 from stonewall.lab.tgtd import Tgtd
@@ -38,9 +39,10 @@ RUNTIME = "/run/stonewall"
 CONFIG = "/run/stonewall-config/cluster.yaml"
 # Watchdog timing in the guests: the real i6300esb needs whole seconds. A check is
 # ~0.1 s of SG_IO under TCG; the numbers keep the production rules (timing.py), and a
-# 20 s timeout leaves a fenced guest time to show what its kernel does before the reset.
+# 30 s timeout leaves a fenced guest time to show what its kernel does before the reset,
+# even on a loaded machine (measured: the steps after the fence took over 20 s at load 18).
 WATCHDOG = {"device": "/dev/watchdog", "interval": 1, "io_deadline": 2, "check_deadline": 5,
-            "timeout": 20, "grace": 5, "margin": 2}
+            "timeout": 30, "grace": 5, "margin": 2}
 
 
 def initiator(node: str) -> str:
@@ -108,7 +110,7 @@ class KernelCluster:
         self.stop()
 
     # -- the nodes -----------------------------------------------------------------------
-    def agent(self, node: str) -> Any:
+    def agent(self, node: str) -> DriverClient:
         client = self.guests[node].agent
         assert client is not None
         return client

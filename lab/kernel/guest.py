@@ -91,6 +91,8 @@ class KernelGuest:
     agent: DriverClient | None = None
     started_at: float = 0.0
     block_io_errors: int = 0
+    _path_devices: dict[int, str] = field(default_factory=dict, init=False, repr=False)
+    _plugs: int = field(default=0, init=False, repr=False)
 
     @property
     def agent_socket(self) -> Path:
@@ -123,8 +125,6 @@ class KernelGuest:
         for tag, directory in (("usr", "/usr"), ("project", str(self.project))):
             command += ["-virtfs", f"local,path={directory},mount_tag={tag},"
                                    "security_model=none,readonly=on,multidevs=remap"]
-        self._path_devices = {index: f"dev{index}" for index in range(len(self.paths))}
-        self._plugs = 0
         for index, url in enumerate(self.paths):
             command += ["-drive", f"file={url},if=none,id=path{index},format=raw,cache=none",
                         "-device", f"scsi-block,drive=path{index},bus=scsi0.0,channel=0,"
@@ -134,6 +134,7 @@ class KernelGuest:
     # -- life cycle ----------------------------------------------------------------------
     def start(self) -> "KernelGuest":
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._path_devices = {index: f"dev{index}" for index in range(len(self.paths))}
         for stale in (self.agent_socket, self.qmp_socket):
             stale.unlink(missing_ok=True)
         log = open(self.workdir / "console.log", "w")  # noqa: SIM115 - the reader closes it
