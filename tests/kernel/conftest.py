@@ -19,7 +19,8 @@ from stonewall.lab.kernel.guest import GuestError, GuestImage, qemu_binary
 
 def _missing() -> str | None:
     if os.geteuid() != 0:
-        return "the kernel tier needs root (tgtd, QEMU's 9p shares): run ./run test --kernel as root"
+        return ("the kernel tier needs root (tgtd, QEMU's 9p shares): run ./run test --kernel "
+                "as root")
     if qemu_binary() is None:
         return "qemu-system-x86_64 not found: install qemu-system-x86 (scripts/setup does)"
     if shutil.which("tgtd") is None and not Path("/usr/sbin/tgtd").exists():
