@@ -24,6 +24,7 @@ from stonewall.config.model import (
     Paths,
     Portal,
     Secret,
+    SgBackend,
     StartPolicy,
     Transport,
     WatchdogSettings,
@@ -195,6 +196,7 @@ LUN = Record({
     "wwid": optional(Text("a WWID", pattern=r"[A-Za-z0-9._:-]{1,128}")),
     "alias": optional(Text("a multipath alias", pattern=r"[A-Za-z0-9._-]{1,128}")),
     "iscsi": optional(ISCSI),
+    "sg_backend": optional(Choice.of(SgBackend)),
 })
 
 DRBD = Record({

@@ -25,6 +25,13 @@ class Transport(str, Enum):
     SG = "sg"  # data path: kernel SCSI path devices (SG_IO / sg_persist), optional control path
 
 
+class SgBackend(str, Enum):
+    """How the `sg` transport sends a PR command down a kernel path device."""
+
+    SG_PERSIST = "sg_persist"  # one sg_persist process per command (and for diagnostics)
+    SGIO = "sgio"  # ioctl(SG_IO) from the calling process (storage/scsi/sgio.py)
+
+
 class LunRole(str, Enum):
     ARBITER = "arbiter"  # arbitrates fence races; worked first, lowest `order` first
     GUEST = "guest"  # one guest's disk: registered only where the guest runs (type 7)
@@ -149,6 +156,7 @@ class Lun:
     alias: str | None = None  # multipath alias (/dev/mapper/ALIAS)
     iscsi: IscsiLocation | None = None  # the control path (the only path for `iscsi`)
     reservation: ReservationType = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+    sg_backend: SgBackend = SgBackend.SG_PERSIST  # sg transport only
 
     @property
     def has_data_path(self) -> bool:

@@ -10,7 +10,8 @@ Two kinds (DESIGN sections 1 and 3):
   quickly; no guest writes through them. A path that cannot be opened is kept, marked down.
 
 An `sg` LUN has data paths and, when it also names an `iscsi:` location, control paths; an
-`iscsi` LUN has control paths only."""
+`iscsi` LUN has control paths only. Each data-path command is an `sg_persist` run, or (LUN
+`sg_backend: sgio`) an ioctl(SG_IO) from this process."""
 from __future__ import annotations
 
 import functools
@@ -19,7 +20,7 @@ from enum import Enum
 from typing import Callable
 
 from stonewall.clock import Deadline
-from stonewall.config.model import Lun, Paths, Transport
+from stonewall.config.model import Lun, Paths, SgBackend, Transport
 from stonewall.storage.multipath import resolve
 from stonewall.storage.multipath.errors import MultipathError
 from stonewall.storage.multipath.sysfs import discover_sysfs
@@ -29,6 +30,7 @@ from stonewall.storage.scsi.commands import CommandPrDevice
 from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.iscsi import IscsiSession
 from stonewall.storage.scsi.sg import SgPersistDevice, SgRunner
+from stonewall.storage.scsi.sgio import SgioDevice
 
 class PathSetupError(Exception):
     """The node or LUN lacks what its transport needs."""
@@ -61,6 +63,8 @@ class LunPath:
     def close(self) -> None:
         if self.session is not None:
             self.session.close()
+        if isinstance(self.device, SgioDevice):
+            self.device.close()  # its path device's fd
 
 
 PathSet = dict[str, list[LunPath]]  # LUN name -> its paths
@@ -105,8 +109,9 @@ def _sg_paths(lun: Lun, discovery: Discovery, runner: SgRunner, dev_root: str) -
                              f"(looked in {discovery.source})")
     paths = []
     for found_path in found.paths:
-        path = LunPath(lun, found_path.device, SgPersistDevice(found_path.device, runner),
-                       kind=PathKind.DATA)
+        device: PrDevice = (SgioDevice(found_path.device) if lun.sg_backend is SgBackend.SGIO
+                            else SgPersistDevice(found_path.device, runner))
+        path = LunPath(lun, found_path.device, device, kind=PathKind.DATA)
         # UNKNOWN stays up: sysfs always knows the state, and a path that does not answer
         # is reported down by the command that tried it.
         if found_path.state is PathState.DOWN:

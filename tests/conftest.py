@@ -19,6 +19,23 @@ from .secret_guard import lab_secrets_stay_hidden, pytest_runtest_makereport  # 
 pytest_plugins = ["pytester"]  # tests/test_secret_guard.py runs the guard on tests of its own
 
 
+KERNEL_TIER = Path(__file__).parent / "kernel"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kernel", action="store_true",
+                     help="run only the kernel tier (tests/kernel: QEMU guests as nodes)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`./run test --kernel`: the kernel tier alone (it is part of the whole suite too)."""
+    if not config.getoption("--kernel"):
+        return
+    keep = [item for item in items if item.path.is_relative_to(KERNEL_TIER)]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
 def _tgtd_available() -> bool:
     return shutil.which("tgtd") is not None or Path("/usr/sbin/tgtd").exists()
 
