@@ -2,7 +2,7 @@
 (LUNs on the lab's tgtd, two portals each), differing only in each node's own directories.
 
 LUNs with a data path (guest LUNs by default) are `sg` LUNs: each node reaches them through
-its kernel stand-in (lab/kernel.py), whose sysfs tree and devices the node's configuration
+its kernel stand-in (lab/kernel_standin.py), whose sysfs tree and devices the node's configuration
 names (`paths.sysfs`, `paths.dev`), with the array's portals as the control path. The other
 LUNs are reached on the control path alone."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ import yaml
 from stonewall.clock import Deadline
 from stonewall.config.model import Lun, Portal, Transport
 from stonewall.lab.identities import ARRAY_IQN
-from stonewall.lab.kernel import KernelLun, LabKernel
+from stonewall.lab.kernel_standin import KernelLun, LabKernel
 from stonewall.lab.tgtd import Tgtd
 
 

@@ -1,7 +1,7 @@
 """A lab guest: writes stamped blocks to its LUN through its node's data path, as QEMU writes
 to /dev/mapper/<map> and the kernel sends each write down one path of the map.
 
-The paths are the node's kernel nexuses (lab/kernel.py, the nexus stand-in), never the
+The paths are the node's kernel nexuses (lab/kernel_standin.py, the nexus stand-in), never the
 service's control sessions. Path choice and errors follow dm-multipath:
 - each write goes to the next usable path in turn: the default selector, service-time,
   picks the path with the least outstanding work and moves it to the tail of the list, so
@@ -115,7 +115,7 @@ def _is_unit_attention(sense: bytes) -> bool:
 
 
 def load_map(maps_file: str, lun: str) -> GuestMap:
-    """The map of `lun` from the node kernel's maps.json (lab/kernel.py)."""
+    """The map of `lun` from the node kernel's maps.json (lab/kernel_standin.py)."""
     with open(maps_file) as handle:
         entry = json.load(handle)[lun]
     return GuestMap(entry["socket"], [MapPath(p["name"], p["device"]) for p in entry["paths"]])

@@ -3,7 +3,7 @@
 - tgtd with an arbiter LUN pair and one LUN per guest; four portals, two per node, so a
   node can lose its own paths without the other noticing;
 - per node: a process group (the "machine"), a watchdog stand-in that resets that group, a
-  BMC on 127.0.0.1 whose power-off kills it, its kernel (lab/kernel.py: one session per
+  BMC on 127.0.0.1 whose power-off kills it, its kernel (lab/kernel_standin.py: one session per
   guest LUN and portal, held for the machine's life, under a multipath map per LUN: the
   data path), the watchdog service (`stonewall watchdog run`, which is also the node's
   holder; its own sessions are the control path) and the node's guests: processes that

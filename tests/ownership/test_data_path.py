@@ -1,5 +1,5 @@
 """The data path (DESIGN sections 1 and 3), against tgtd: a node's guests write through its
-kernel's nexuses (lab/kernel.py: the nexus stand-in behind per-path devices and a multipath
+kernel's nexuses (lab/kernel_standin.py: the nexus stand-in behind per-path devices and a multipath
 map), never through the service's control sessions, and ownership is proven there.
 
 web1-disk is a guest LUN (type 7, Write Exclusive – All Registrants): a node is registered on

@@ -17,7 +17,7 @@ from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import IscsiLocation, Lun, LunRole, Portal, Transport
 from stonewall.lab.identities import ARRAY_IQN, NODE_A_IQN, NODE_B_IQN
-from stonewall.lab.kernel import device_id_page as kernel_device_id_page
+from stonewall.lab.kernel_standin import device_id_page as kernel_device_id_page
 from stonewall.lab.nexus import FakeDevice, NexusStandIn
 from stonewall.lab.tgtd import Tgtd
 from stonewall.storage import ownership
