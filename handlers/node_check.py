@@ -20,7 +20,8 @@ from stonewall.config.identity import UnknownLocalNode, local_node
 from stonewall.config.model import ClusterConfig, IpmiSettings, Node, Transport
 from stonewall.config.secrets import (SecretError, exposure, password_file_problems,
                                       read_secret)
-from stonewall.holder.client import HolderClient, HolderError, HolderUnavailable, socket_path
+from stonewall.holder.api import HolderFailure
+from stonewall.holder.client import HolderClient, socket_path
 from stonewall.power.fence import PowerClient, power_status
 from stonewall.power.protocol import PowerState
 from stonewall.storage.multipath.errors import MultipathError
@@ -72,7 +73,7 @@ def check_node(config: ClusterConfig, node_option: str | None, host: Host) -> li
     findings += watchdog_device(config.watchdog.device, host.proc_root)
     findings += directories(config)
     findings += secrets(config, host)
-    findings.append(holder_socket(config, host.clock))
+    findings.append(holder_socket(config, node_option, host.clock))
     findings += bmcs(config, host)
     return findings
 
@@ -250,15 +251,15 @@ def _environment_file(path: str) -> dict[str, str]:
             if sep and key.strip() and not key.strip().startswith("#")}
 
 
-def holder_socket(config: ClusterConfig, clock: Clock) -> Finding:
+def holder_socket(config: ClusterConfig, node: str | None, clock: Clock) -> Finding:
     """The holder answers on its socket; no socket at all is the state before the service
     first starts, not a problem."""
     path = socket_path(config.paths.runtime_dir)
     if not os.path.exists(path):
         return Finding("holder", f"{path}: not running (normal before the service started)")
     try:
-        HolderClient(path).state(Deadline.after(HOLDER_TIMEOUT, clock))
-    except (HolderUnavailable, HolderError) as err:
+        HolderClient(config, node).state(Deadline.after(HOLDER_TIMEOUT, clock))
+    except HolderFailure as err:
         return Finding("holder", f"{path} does not answer: {err}",
                        "systemctl restart stonewall-watchdog (remove the socket if no "
                        "holder runs)")

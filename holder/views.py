@@ -34,7 +34,7 @@ def read_views(config: ClusterConfig, lun_names: list[str] | None, node_name: st
     except UnknownLocalNode:
         initiator = f"iqn.2026-11.org.stonewall:status-{socket.gethostname()}"
     luns = config.luns_in_arbiter_order(tuple(lun_names) if lun_names else None)
-    kernel = KernelRoots.from_environment(os.environ)
+    kernel = KernelRoots.of(config.paths)
     paths = plan_paths(luns, initiator, role="reader", discovery=kernel.discover,
                        dev_root=kernel.dev)
     try:

@@ -31,7 +31,7 @@ nodes:
       pdu:
         - agent: fence_no_such_pdu
           options: {{ip: 192.0.2.12, plug: "2"}}
-luns: [{{name: d0, role: shared, transport: sg, wwid: "3600a"}}]
+luns: [{{name: d0, role: shared, transport: sg, wwid: "3600a098038304437415d4b6a59684a51"}}]
 fencing:
   - {{level: storage, timeout: 10}}
   - {{level: agent, devices: pdu, timeout: 20}}
@@ -81,7 +81,7 @@ def test_agent_and_fabric_levels_name_a_device_group(write_config: WriteConfig,
         cluster: lab
         nodes:
           - {name: kvm-a, id: 1}
-        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a"}]
+        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a098038304437415d4b6a59684a51"}]
         fencing:
           - {level: storage, timeout: 10}
           - {level: fabric, timeout: 20}
@@ -101,7 +101,7 @@ def test_a_level_naming_a_group_a_node_lacks_is_a_config_error(write_config: Wri
         cluster: lab
         nodes:
           - {name: kvm-a, id: 1}
-        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a"}]
+        luns: [{name: d0, role: shared, transport: sg, wwid: "3600a098038304437415d4b6a59684a51"}]
         fencing:
           - {level: agent, devices: pdu, timeout: 20, also_after_storage: true}
         """)

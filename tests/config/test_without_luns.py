@@ -9,10 +9,10 @@ NODES = """\
         nodes:
           - name: kvm-a
             id: 1
-            ipmi: {address: 192.0.2.1, username: admin, password_env: BMC_A}
+            ipmi: {address: 192.0.2.1, username: admin, password_file: /etc/stonewall/bmc-a.pw}
           - name: kvm-b
             id: 2
-            ipmi: {address: 192.0.2.2, username: admin, password_env: BMC_B}
+            ipmi: {address: 192.0.2.2, username: admin, password_file: /etc/stonewall/bmc-b.pw}
         luns: []
         drbd:
           - {name: r0, peers: {0: kvm-a, 1: kvm-b}}

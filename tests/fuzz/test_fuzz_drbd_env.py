@@ -141,5 +141,6 @@ def test_a_refused_environment_exits_1_in_one_line_and_changes_nothing_on_the_sa
     assert line.startswith("stonewall-drbd: fence-peer: refused, ") and line.endswith("-> exit 1")
     records = read_events(lab.config("node-b").paths.event_log)[events_before:]
     assert [(r["actor"], r["outcome"]) for r in records] == [("node-b", "refused")]
-    # every LUN node-a joined (web1-disk, a guest LUN, carries a key only while its guest runs)
-    assert luns_holding(observer(), key_of(lab, "node-a")) == {"arbiter0", "arbiter1", "data0"}
+    # every LUN node-a joined, and web1-disk, the LUN of the guest it runs
+    assert luns_holding(observer(), key_of(lab, "node-a")) == {
+        "arbiter0", "arbiter1", "data0", "web1-disk"}

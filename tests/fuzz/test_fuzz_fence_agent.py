@@ -128,8 +128,9 @@ def test_refused_stdin_exits_1_in_one_line_and_leaves_the_san_alone(lab, observe
     [line] = result.stderr_lines(skip_prefix="fence_stonewall: warning: ")
     assert line.startswith("fence_stonewall: ")
     assert read_events(lab.config("node-b").paths.event_log) == []  # an off always records
-    # every LUN node-a joined (web1-disk, a guest LUN, carries a key only while its guest runs)
-    assert luns_holding(observer(), key_of(lab, "node-a")) == {"arbiter0", "arbiter1", "data0"}
+    # every LUN node-a joined, and web1-disk, the LUN of the guest it runs
+    assert luns_holding(observer(), key_of(lab, "node-a")) == {
+        "arbiter0", "arbiter1", "data0", "web1-disk"}
 
 
 @budget.process(6)

@@ -256,7 +256,7 @@ def test_kernel_roots_come_from_the_configuration(tmp_path: Path):
         "cluster": "sgpaths", "paths": {"sysfs": "/lab/sys", "dev": "/lab/dev"},
         "nodes": [{"name": "node-a", "id": 1}],
         "luns": [{"name": "arbiter0", "role": "arbiter", "transport": "sg",
-                  "wwid": "36001405ffffffffffffffffffffffff"}],
+                  "wwid": "36001405ffffffffffffffffffffffff0"}],
         "fencing": [{"level": "storage", "timeout": 10}]}))
     assert KernelRoots.of(load_config(str(config)).paths) == KernelRoots("/lab/sys", "/lab/dev")
     assert KernelRoots() == KernelRoots("/sys", "/dev")
