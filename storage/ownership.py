@@ -203,9 +203,10 @@ def probe_registration(path: LunPath, key: int, deadline: Deadline, clock: Clock
 def claim_lun(lun_paths: list[LunPath], lun: Lun, key: int, deadline: Deadline,
               clock: Clock) -> ClaimOutcome:
     """Make this node the guest LUN's one registrant: refuse while another key is registered
-    (its guest runs, or may run, there), register on every path, reserve `lun.reservation`
-    where no reservation is held, and read the keys back. Two nodes claiming at once both
-    see the other's key afterwards and both withdraw: neither starts the guest."""
+    (its guest runs, or may run, there), register on every path that answers (at least one
+    data path), reserve `lun.reservation` where no reservation is held, and read the keys
+    back. Two nodes claiming at once both see the other's key afterwards and both withdraw:
+    neither starts the guest."""
     before = read_views({lun.name: lun_paths}, deadline, clock)[lun.name]
     if not before.reachable:
         return ClaimOutcome(lun.name, False, "no path answered (cannot tell who owns it)")
@@ -213,9 +214,13 @@ def claim_lun(lun_paths: list[LunPath], lun: Lun, key: int, deadline: Deadline,
     if others:
         return ClaimOutcome(lun.name, False, "registered by another node", others)
     registered = register_paths({lun.name: lun_paths}, key, deadline, clock)
-    if not registered.ok:
+    writable = [p for p in lun_paths if p.registered and (
+        p.kind is PathKind.DATA or not data_paths(lun_paths))]
+    if not writable:
+        # Not one nexus the guest writes through carries our key: nothing to start on. A
+        # path that is down is left (the service registers it when it comes back).
         withdrawn = unregister_paths(lun_paths, key, deadline, clock)
-        return ClaimOutcome(lun.name, False, "could not register on every path: " + "; ".join(
+        return ClaimOutcome(lun.name, False, "could not register on a data path: " + "; ".join(
             f"{o.path}: {o.detail}" for o in registered.failures()), registered=withdrawn)
     after = read_views({lun.name: lun_paths}, deadline, clock)[lun.name]
     others = _other_keys(after, key)
@@ -229,8 +234,11 @@ def claim_lun(lun_paths: list[LunPath], lun: Lun, key: int, deadline: Deadline,
         if not reserved.ok:
             withdrawn = unregister_paths(lun_paths, key, deadline, clock)
             return ClaimOutcome(lun.name, False, reserved.detail, registered=withdrawn)
-    return ClaimOutcome(lun.name, True, f"registered on {len(registered.outcomes)} path(s), "
-                        f"{lun.reservation.short}", registered=registered)
+    down = [o.path for o in registered.failures()]
+    return ClaimOutcome(lun.name, True, f"registered on {len(registered.outcomes) - len(down)} "
+                        f"path(s), {lun.reservation.short}"
+                        + (f"; not on {', '.join(down)} (down)" if down else ""),
+                        registered=registered)
 
 
 def release_guest_lun(lun_paths: list[LunPath], lun: Lun, key: int, deadline: Deadline,

@@ -23,6 +23,8 @@ from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.model import WatchdogSettings
 from stonewall.lab.processes import ProcessStartError, StonewallProcess
 from stonewall.storage.ownership import LunCheck, VerifyReport, read_views
+from stonewall.storage.scsi.commands import CommandPrDevice
+from stonewall.storage.scsi.types import ReservationType
 from stonewall.watchdog.loop import CheckOutcome
 from stonewall.watchdog.service import ServiceExit, check_result
 from stonewall.watchdog.snapshot import read_snapshot, status_path
@@ -177,22 +179,26 @@ def test_a_preempted_node_destroys_its_guests_and_is_reset_within_the_bound(
 
 
 def test_a_node_whose_data_path_registration_was_removed_is_reset_within_the_bound(
-        lab, machines, record_property):
+        lab, machines, sessions, record_property):
     # Only the guest LUN loses node-a's key: the arbiters still list it, so READ KEYS there
-    # proves nothing; the probe of each data-path nexus does.
-    lab.start_holder("node-b")
+    # proves nothing; the probe of each data-path nexus does. The SAN-side fault is made
+    # from a nexus of node-b's key (stonewall's fencer preempts arbiters first).
     machine = machines(running=["web1"])
     lab.start("node-a", machine.service)
     assert lab.client("node-a").claim("web1-disk", soon()).ok is True
     time.sleep(3 * TIMING["interval"])
-    assert lab.client("node-b").preempt("node-a", ["web1-disk"], soon()).fenced is True
+    key_b = lab.config("node-a").node("node-b").key
+    fencer = CommandPrDevice(sessions("iqn.2026-11.lab.stonewall:node-b-fencer", lun=4))
+    fencer.register(0, key_b, soon(), ignore_existing=True)
+    # service action key 0 on an all-registrants LUN: every other registration goes
+    fencer.preempt(key_b, 0, ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS, soon())
     preempted = time.monotonic()
     fire = machine.standin.wait_fired(Deadline.after(ANY_FAILURE_TO_RESET + 5))
     assert fire is not None and fire.killed
     assert fire.monotonic - preempted <= PREEMPT_TO_RESET + SLACK
     record_property("data_path_preempt_to_reset", round(fire.monotonic - preempted, 3))
     snapshot = read_snapshot(status_path(lab.config("node-a").paths.runtime_dir))
-    assert snapshot["watchdog"]["self_fencing_reason"] == "key gone: own key missing on web1-disk"
+    assert snapshot["watchdog"]["self_fencing_reason"] == "key gone (own key missing on web1-disk)"
     assert snapshot["service"]["guest_stop"]["destroyed"] == ["web1"]
     assert snapshot["holder"]["fenced_in_this_boot"] is True
 

@@ -28,11 +28,13 @@ luns:
     iscsi: {{target: "{ARRAY}", lun: 1, portals: ["127.0.0.1:3260"]}}
   - name: web1-disk
     role: guest
-    reservation: we
+    transport: sg
+    wwid: "3600a098038304437415d4b6a59684a51"
     iscsi: {{target: "{ARRAY}", lun: 2, portals: ["127.0.0.1:3260"]}}
   - name: db1-disk
     role: guest
-    reservation: we
+    transport: sg
+    wwid: "3600a098038304437415d4b6a59684a52"
     iscsi: {{target: "{ARRAY}", lun: 3, portals: ["127.0.0.1:3260"]}}
 guests:
   - {{name: web1, luns: [web1-disk], home: node-a}}
