@@ -13,29 +13,12 @@ from stonewall.vm.takeover import (
     FenceEvidence, Skipped, TakeoverReport, take_over, take_over_fenced_peer)
 from stonewall.watchdog.timing import t_safe
 
+from ..sim_clock import SimClock
 from ..lab_fixtures import observer  # noqa: F401 - pytest finds fixtures by name
 from .vm_lab import Holding, Hosts, holdings, hosts, lab, soon  # noqa: F401
 
 A_GUESTS_IN_ORDER = ["web1", "db1", "bad1", "app1"]  # home node-a, by `order`
 START = 1000.0
-
-
-class SimClock:
-    """Simulated time: sleep() moves it on at once and is recorded."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return 1.8e9 + self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += max(0.0, seconds)
 
 
 @pytest.fixture
