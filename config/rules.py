@@ -25,7 +25,7 @@ from stonewall.config.model import (
 from stonewall.config.schema import INVALID, ProblemLog, did_you_mean
 from stonewall.storage.multipath.errors import InvalidWwid
 from stonewall.storage.multipath.wwid import WwidKind, parse_wwid
-from stonewall.watchdog.timing import settings_problems
+from stonewall.config.timing import settings_problems
 
 
 def _duplicates(log: ProblemLog, what: str, places: Iterable[tuple[str, Any]],

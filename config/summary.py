@@ -10,7 +10,7 @@ from typing import Any
 from stonewall.config.keys import derive_key, format_key
 from stonewall.config.model import ClusterConfig, FenceLevel, IpmiSettings, Lun, Node, Secret, Transport
 from stonewall.config.rules import WITHOUT_LUNS
-from stonewall.watchdog.timing import t_safe
+from stonewall.config.timing import t_safe
 
 
 def summarise(config: ClusterConfig) -> dict[str, Any]:

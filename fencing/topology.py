@@ -168,7 +168,7 @@ def fence_peer(peer: Node, lun_names: Sequence[str], levels: Sequence[FenceLevel
 
     `power_delay` is the ACTING node's `Node.power_delay`, slept before the power level, so
     two nodes that lost each other do not power each other off at the same moment.
-    `t_safe` (stonewall.watchdog.timing.t_safe) enables the wait-t-safe level."""
+    `t_safe` (stonewall.config.timing.t_safe) enables the wait-t-safe level."""
     if not levels:
         raise ValueError("no fencing levels: a peer cannot be proven fenced")
     if power_delay < 0:

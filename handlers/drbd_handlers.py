@@ -39,7 +39,7 @@ from stonewall.storage.drbd.exitcodes import (
     FenceOutcome, FencePeerExit, advisory_exit_code, exit_code_for)
 from stonewall.storage.drbd.resolve import FenceTarget, ResolveError, resolve_fence_target
 from stonewall.storage.drbd.status import ResourceStatus
-from stonewall.watchdog.timing import t_safe
+from stonewall.config.timing import t_safe
 
 LOG_IDENT = "stonewall-drbd"
 # unfence-peer and split-brain only read the SAN; this bounds them when no storage level

@@ -327,7 +327,7 @@ def stop_exit_status(report: StopReport) -> int:
 def run_takeover(args: argparse.Namespace) -> int:
     from stonewall.clock import SYSTEM_CLOCK
     from stonewall.vm.takeover import take_over_fenced_peer
-    from stonewall.watchdog.timing import t_safe
+    from stonewall.config.timing import t_safe
 
     started = SYSTEM_CLOCK.monotonic()
     try:

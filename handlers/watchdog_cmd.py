@@ -20,7 +20,7 @@ from stonewall.config.identity import UnknownLocalNode, local_node
 from stonewall.config.model import ClusterConfig, WatchdogSettings
 from stonewall.watchdog.snapshot import (
     Health, SnapshotMissing, SnapshotUnreadable, current_reading, render_text)
-from stonewall.watchdog.timing import format_timing_table, t_safe, timing_table
+from stonewall.config.timing import format_timing_table, t_safe, timing_table
 
 EXIT_OK = 0
 EXIT_UNREADABLE = 1

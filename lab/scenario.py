@@ -51,7 +51,7 @@ from stonewall.vm.control import StartOutcome, start_guest
 from stonewall.vm.libvirt_conn import LibvirtConnection
 from stonewall.vm.takeover import FenceEvidence, TakeoverReport, take_over
 from stonewall.lab.watchdog_supervisor import StandinSupervisor, spawn_supervisor
-from stonewall.watchdog.timing import t_safe
+from stonewall.config.timing import t_safe
 
 FAST_WATCHDOG = {"interval": 0.2, "io_deadline": 0.3, "check_deadline": 1.0, "timeout": 1.5,
                  "grace": 1.0, "margin": 0.5}

@@ -5,7 +5,7 @@ memory and on the network (same MAC and IP) until its watchdog resets it. So eac
 `start_policy` decides when it may start:
 
 - `safe` (default): once the peer's power-off was verified, or T_safe after the storage fence
-  was verified (the peer's watchdog has reset it by then: stonewall.watchdog.timing);
+  was verified (the peer's watchdog has reset it by then: stonewall.config.timing);
 - `immediate` (opt-in): as soon as storage fencing is verified.
 
 Guests start one after another in `order` (a dependency order: an `immediate` guest listed

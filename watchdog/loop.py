@@ -30,7 +30,7 @@ from stonewall.watchdog.errors import (
     WatchdogError,
 )
 from stonewall.watchdog.systemd import ServiceNotifier
-from stonewall.watchdog.timing import pet_period, petting_limit
+from stonewall.config.timing import pet_period, petting_limit
 
 LOG = logging.getLogger("stonewall.watchdog")
 

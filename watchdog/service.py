@@ -30,7 +30,7 @@ from stonewall.watchdog.guests import LocalGuests
 from stonewall.watchdog.loop import CheckOutcome, CheckResult, OwnershipWatchdog
 from stonewall.watchdog.snapshot import status_path, write_snapshot
 from stonewall.watchdog.systemd import ServiceNotifier
-from stonewall.watchdog.timing import t_safe
+from stonewall.config.timing import t_safe
 
 START_SECONDS = 10.0  # logging in every path, and joining, at start-up
 STOP_JOIN_SECONDS = 5.0  # the loop's threads get this long to end after a clean stop

@@ -11,7 +11,7 @@ import pytest
 from stonewall.eventlog import read_events
 from stonewall.lab.identities import ARRAY_IQN
 from stonewall.lab.tgtd import Tgtd
-from stonewall.watchdog.timing import t_safe
+from stonewall.config.timing import t_safe
 
 from ..lab_fixtures import LUNS
 from .drbd_calls import drbd9_env, lab_config_extra

@@ -12,7 +12,7 @@ import time
 from stonewall.clock import Deadline
 from stonewall.config.model import LunRole
 from stonewall.vm.control import StartOutcome, start_guest
-from stonewall.watchdog.timing import t_safe
+from stonewall.config.timing import t_safe
 
 STORAGE_FENCED, POWERED_OFF, FAILED = 4, 7, 1
 

@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 
 from stonewall.lab.scenario import LabGuest, ScenarioLab
-from stonewall.watchdog.timing import t_safe
+from stonewall.config.timing import t_safe
 
 from .test_failover import assert_one_rule
 

@@ -11,7 +11,7 @@ from stonewall.storage.scsi.types import ReservationType
 from stonewall.vm.control import StartOutcome, destroy_guests_for_lost_ownership, start_guest
 from stonewall.vm.takeover import (
     FenceEvidence, Skipped, TakeoverReport, take_over, take_over_fenced_peer)
-from stonewall.watchdog.timing import t_safe
+from stonewall.config.timing import t_safe
 
 from ..sim_clock import SimClock
 from ..lab_fixtures import observer  # noqa: F401 - pytest finds fixtures by name

@@ -29,7 +29,7 @@ from stonewall.watchdog.loop import CheckOutcome
 from stonewall.watchdog.service import ServiceExit, check_result
 from stonewall.watchdog.snapshot import read_snapshot, status_path
 from stonewall.lab.watchdog_supervisor import StandinSupervisor
-from stonewall.watchdog.timing import pet_period, settings_problems, timing_table
+from stonewall.config.timing import pet_period, settings_problems, timing_table
 
 from .conftest import Node
 

@@ -28,7 +28,7 @@ from stonewall.watchdog.loop import CheckOutcome, CheckResult, LoopState, Owners
 from stonewall.watchdog.select import open_watchdog
 from stonewall.lab.watchdog_supervisor import StandinSupervisor
 from stonewall.watchdog.systemd import SystemdNotifier
-from stonewall.watchdog.timing import t_safe, timing_table
+from stonewall.config.timing import t_safe, timing_table
 
 SLACK = 0.25  # thread and process wake-ups on a busy test machine; margin (0.5 s) covers it
 

@@ -5,7 +5,7 @@ import pytest
 
 from stonewall.config.model import WatchdogSettings
 from stonewall.watchdog.loop import CheckOutcome, CheckResult, Evidence, judge, self_fence_reason
-from stonewall.watchdog.timing import (
+from stonewall.config.timing import (
     format_timing_table,
     pet_period,
     settings_problems,
