@@ -26,7 +26,7 @@ from stonewall.benchmarks.measure import BenchFailure, ProcessRun, expect_exit, 
 from stonewall.clock import Deadline
 from stonewall.config.model import Lun
 from stonewall.lab.nexus import FakeDevice, NexusStandIn
-from stonewall.storage.parallel import map_bounded
+from stonewall.bounded import map_bounded
 from stonewall.storage.scsi.sg import SgPersistDevice, SgRunner
 
 FENCE_SCSI = "/usr/sbin/fence_scsi"

@@ -25,7 +25,7 @@ from stonewall.config.loader import load_config
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.holder.node import NodeHolder
 from stonewall.storage.bootid import BootRecords
-from stonewall.storage.parallel import map_bounded
+from stonewall.bounded import map_bounded
 from stonewall.storage.paths import PathSet
 from stonewall.storage.scsi import cdb
 from stonewall.storage.scsi.iscsi import wait_for

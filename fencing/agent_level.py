@@ -18,7 +18,7 @@ from stonewall.config.secrets import SecretError, read_secret
 from stonewall.power.agent import (
     AgentAction, DeviceFailure, DeviceResult, Runner, drive_device)
 from stonewall.process import run_process
-from stonewall.storage.parallel import Abandoned, map_bounded
+from stonewall.bounded import Abandoned, map_bounded
 
 
 @dataclass(frozen=True)

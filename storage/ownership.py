@@ -13,7 +13,7 @@ from typing import Callable
 
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import Lun, LunRole
-from stonewall.storage.parallel import map_bounded
+from stonewall.bounded import map_bounded
 from stonewall.storage.paths import LunPath, PathKind, PathSet, data_paths
 from stonewall.storage.reports import (
     ClaimOutcome, LunCheck, LunFence, PathOutcome, PreemptReport, Report, VerifyReport)

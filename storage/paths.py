@@ -25,7 +25,7 @@ from stonewall.storage.multipath import resolve
 from stonewall.storage.multipath.errors import MultipathError
 from stonewall.storage.multipath.sysfs import discover_sysfs
 from stonewall.storage.multipath.types import Discovery, PathDevice, PathState
-from stonewall.storage.parallel import map_bounded
+from stonewall.bounded import map_bounded
 from stonewall.storage.scsi.commands import CommandPrDevice
 from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.iscsi import IscsiSession

@@ -23,7 +23,7 @@ from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig, Lun, Node
 from stonewall.holder.api import Holder, HolderFailure
 from stonewall.storage.view import LunView
-from stonewall.storage.parallel import map_bounded
+from stonewall.bounded import map_bounded
 from stonewall.vm import guest_registration as registration
 from stonewall.vm.disks import DomainXmlError
 from stonewall.vm.guest_registration import LunResult

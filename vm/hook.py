@@ -30,7 +30,7 @@ from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig
 from stonewall.messages import printable
 from stonewall.storage.view import ReadViews
-from stonewall.vm.bounded import DeadlineExceeded, call_before
+from stonewall.bounded import DeadlineExceeded, call_before
 from stonewall.vm.mapping import guest_luns
 from stonewall.vm.placement import Placement, may_run
 

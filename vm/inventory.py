@@ -8,7 +8,7 @@ from typing import Mapping
 from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig
 from stonewall.storage.view import LunView
-from stonewall.vm.bounded import DeadlineExceeded, call_before
+from stonewall.bounded import DeadlineExceeded, call_before
 from stonewall.storage.view import ReadViews
 from stonewall.vm.libvirt_conn import DomainState, LibvirtConnection, LibvirtError
 from stonewall.vm.listing import GuestRow, guest_verdict

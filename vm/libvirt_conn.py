@@ -14,7 +14,7 @@ from typing import Callable, TypeVar
 import libvirt
 
 from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
-from stonewall.vm.bounded import DeadlineExceeded, call_before
+from stonewall.bounded import DeadlineExceeded, call_before
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@ import threading
 import time
 
 from stonewall.clock import Deadline
-from stonewall.storage.parallel import MAX_WORKERS, Abandoned, map_bounded
+from stonewall.bounded import MAX_WORKERS, Abandoned, map_bounded
 
 
 def test_nested_maps_wider_than_the_pool_finish_without_waiting_for_the_deadline():

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from stonewall.clock import Deadline
-from stonewall.vm.bounded import DeadlineExceeded, call_before
+from stonewall.bounded import DeadlineExceeded, call_before
 from stonewall.vm.libvirt_conn import (
     DomainAlreadyRunning, DomainNotFound, DomainState, LibvirtConnection, LibvirtUnavailable,
     StopOutcome, domain_state)
