@@ -7,14 +7,23 @@ from typing import Mapping
 from stonewall.config.model import ClusterConfig, Node
 
 
+NODE_ENV = "STONEWALL_NODE"
+
+
 class UnknownLocalNode(Exception):
     """This machine matches no configured node."""
+
+
+def local_node_name(cli_value: str | None, environ: Mapping[str, str]) -> str:
+    """--node, else $STONEWALL_NODE, else the short host name (not checked against a
+    configuration: the hook runs before one is read)."""
+    return cli_value or environ.get(NODE_ENV) or socket.gethostname().split(".", 1)[0]
 
 
 def local_node(config: ClusterConfig, cli_value: str | None,
                environ: Mapping[str, str]) -> Node:
     """The node this process acts as."""
-    name = cli_value or environ.get("STONEWALL_NODE") or socket.gethostname().split(".")[0]
+    name = local_node_name(cli_value, environ)
     try:
         return config.node(name)
     except KeyError:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sys
 from functools import cache
 from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
+from stonewall.config.identity import NODE_ENV, local_node_name
 from stonewall.clock import Deadline
 from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.model import ClusterConfig, Node
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 ViewsSource = Callable[[ClusterConfig], ReadViews]
 
-NODE_ENV = "STONEWALL_NODE"
 EXIT_OK = 0
 EXIT_PROBLEM = 1  # vm list: a guest runs twice or without ownership; install: refused
 EXIT_ERROR = 2  # configuration, connection or usage error
@@ -376,11 +375,6 @@ def list_exit_status(rows: Sequence[GuestRow]) -> int:
     if Verdict.CANNOT_TELL in verdicts:
         return EXIT_CANNOT_TELL
     return EXIT_OK
-
-
-def local_node_name(option: str | None, environ: Mapping[str, str]) -> str:
-    """--node, else $STONEWALL_NODE, else the short host name."""
-    return option or environ.get(NODE_ENV) or socket.gethostname().split(".", 1)[0]
 
 
 def _add_node_option(parser: argparse.ArgumentParser) -> None:
