@@ -124,7 +124,7 @@ def _agent_device(agent: str, options: Mapping[str, str], secret_file: str | Non
 
 
 def _watchdog_device(text: str) -> str:
-    # "standin:/path" names the userspace stand-in's socket (stonewall.watchdog.select).
+    # "standin:/path" names the userspace stand-in's socket (stonewall.watchdog.open_device).
     if text.startswith("/") or text.startswith("standin:/"):
         return text
     raise ValueError(f"watchdog device {text!r} is not valid; expected an absolute device path "

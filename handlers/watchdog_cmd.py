@@ -121,7 +121,7 @@ def run_command(args: argparse.Namespace) -> int:
     from stonewall.vm.libvirt_conn import LibvirtConnection
     from stonewall.watchdog.errors import WatchdogError
     from stonewall.watchdog.guests import LocalGuests
-    from stonewall.watchdog.select import open_watchdog
+    from stonewall.watchdog.open_device import open_watchdog
     from stonewall.watchdog.service import ServiceExit, WatchdogService
     from stonewall.watchdog.systemd import NotifyFailed, SystemdNotifier
 

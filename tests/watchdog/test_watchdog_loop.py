@@ -25,7 +25,7 @@ from stonewall.watchdog.errors import (
     SelfFencingInProgress,
 )
 from stonewall.watchdog.loop import CheckOutcome, CheckResult, LoopState, OwnershipWatchdog
-from stonewall.watchdog.select import open_watchdog
+from stonewall.watchdog.open_device import open_watchdog
 from stonewall.lab.watchdog_supervisor import StandinSupervisor
 from stonewall.watchdog.systemd import SystemdNotifier
 from stonewall.config.timing import t_safe, timing_table

@@ -6,7 +6,7 @@ import pytest
 from stonewall.config.model import WatchdogSettings
 from stonewall.watchdog.device import LinuxWatchdog
 from stonewall.watchdog.errors import StandinNotAllowed, WatchdogUnavailable
-from stonewall.watchdog.select import open_watchdog
+from stonewall.watchdog.open_device import open_watchdog
 from stonewall.watchdog.standin import StandinWatchdog
 
 
