@@ -173,8 +173,9 @@ class OwnershipWatchdog:
             if self._guests_may_run():
                 self._call_on_fenced(f"start refused ({exc}) while guests run")
             raise
-        self._petter.start()
+        # READY=1 before the petter's first STATUS: systemd (and the test) read them in order
         self._notify(lambda n: n.ready())
+        self._petter.start()
 
     def _arm_after_first_check(self, first_check_deadline: Deadline) -> None:
         if not self._first_result.wait(first_check_deadline.remaining()):
