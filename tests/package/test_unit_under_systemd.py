@@ -120,6 +120,8 @@ def container(lab, deb: Path, tmp_path: Path) -> Iterator[tuple[Container, Stand
         document = lab.cluster.document("node-a")
         for key in ("paths", "guests"):
             document.pop(key, None)  # the package's directories, /run/stonewall and friends
+        # The container has no kernel path devices of the lab's: its LUNs on the control path
+        document["luns"] = [lun for lun in document["luns"] if lun.get("transport") != "sg"]
         document["watchdog"] = {"device": f"standin:{STANDIN_INSIDE}/wd.sock",
                                 "allow_standin": True, **TIMING}
         config = tmp_path / "cluster.yaml"
