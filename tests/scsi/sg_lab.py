@@ -9,7 +9,9 @@ from pathlib import Path
 
 from stonewall.clock import Deadline
 from stonewall.storage.scsi.device import CommandResult
-from stonewall.storage.scsi.errors import ScsiError
+from stonewall.storage.scsi.errors import (
+    CommandTimeout, IllegalRequest, NotReady, ReservationConflict, ScsiError, TargetBusy,
+    TransportError, UnitAttention, UnsupportedServiceAction)
 from stonewall.storage.scsi.sense import SenseKey, encode_fixed_sense
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sg3_utils"
@@ -100,3 +102,18 @@ class ScriptedNexus:
     sg_path: str
     block_path: str
     unserved_path: str  # in the map, but its nexus socket has no server
+
+
+# What the target (or the nexus) answers, and the exception type every SG transport turns it
+# into: the one table the sg_persist and the SG_IO error tests both run.
+PR_OUTCOMES = [
+    (check_condition(SenseKey.UNIT_ATTENTION, 0x2A, 0x03), UnitAttention),
+    (check_condition(SenseKey.ILLEGAL_REQUEST, 0x24, 0x00), UnsupportedServiceAction),
+    (check_condition(SenseKey.ILLEGAL_REQUEST, 0x26, 0x00), IllegalRequest),
+    (check_condition(SenseKey.NOT_READY, 0x04, 0x01), NotReady),
+    (CommandResult(0x08), TargetBusy),
+    (CommandResult(0x28), TargetBusy),
+    (CommandResult(0x18), ReservationConflict),
+    (TransportError("connection lost"), TransportError),
+    (CommandTimeout("no answer"), CommandTimeout),
+]

@@ -18,7 +18,7 @@ from stonewall.storage.scsi.sg import (
     MpathPersistDevice, SgPersistDevice, SgRunner, mpathpersist_error, sg3_utils_error)
 from stonewall.storage.scsi.types import PrOutAction, ReservationType
 
-from .sg_lab import ScriptedNexus, check_condition, load_runs, run_of
+from .sg_lab import PR_OUTCOMES, ScriptedNexus, check_condition, load_runs, run_of
 
 KEY = 0x5354570000000001
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
@@ -168,17 +168,7 @@ def test_deadline_kills_a_hung_sg_persist(scripted_nexus: ScriptedNexus):
     assert time.monotonic() - started < 2.0
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    (check_condition(SenseKey.UNIT_ATTENTION, 0x2A, 0x03), UnitAttention),
-    (check_condition(SenseKey.ILLEGAL_REQUEST, 0x24, 0x00), UnsupportedServiceAction),
-    (check_condition(SenseKey.ILLEGAL_REQUEST, 0x26, 0x00), IllegalRequest),
-    (check_condition(SenseKey.NOT_READY, 0x04, 0x01), NotReady),
-    (CommandResult(0x08), TargetBusy),
-    (CommandResult(0x28), TargetBusy),
-    (CommandResult(0x18), ReservationConflict),
-    (TransportError("connection lost"), TransportError),
-    (CommandTimeout("no answer"), CommandTimeout),
-])
+@pytest.mark.parametrize(("answer", "expected"), PR_OUTCOMES)
 def test_real_sg_persist_outcomes(scripted_nexus: ScriptedNexus, answer, expected):
     scripted_nexus.target.answer = answer
     device = SgPersistDevice(scripted_nexus.sg_path, SgRunner(scripted_nexus.environment))

@@ -14,12 +14,10 @@ from stonewall.lab.driver_client import DriverClient, RemoteFailure
 from stonewall.storage.scsi import cdb
 from stonewall.storage.scsi.device import CommandResult
 from stonewall.storage.scsi.errors import (
-    CommandTimeout, DeviceError, IllegalRequest, NotReady, ReservationConflict, TargetBusy,
-    TransportError, UnitAttention, UnsupportedServiceAction)
-from stonewall.storage.scsi.sense import SenseKey
+    CommandTimeout, DeviceError)
 from stonewall.storage.scsi.types import PrOutAction, ReservationType
 
-from .sg_lab import ScriptedNexus, check_condition
+from .sg_lab import PR_OUTCOMES, ScriptedNexus
 
 KEY = 0x5354570000000001
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
@@ -42,17 +40,7 @@ def driver(scripted_nexus: ScriptedNexus) -> Iterator[DriverClient]:
             process.wait()
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    (check_condition(SenseKey.UNIT_ATTENTION, 0x2A, 0x03), UnitAttention),
-    (check_condition(SenseKey.ILLEGAL_REQUEST, 0x24, 0x00), UnsupportedServiceAction),
-    (check_condition(SenseKey.ILLEGAL_REQUEST, 0x26, 0x00), IllegalRequest),
-    (check_condition(SenseKey.NOT_READY, 0x04, 0x01), NotReady),
-    (CommandResult(0x08), TargetBusy),
-    (CommandResult(0x28), TargetBusy),
-    (CommandResult(0x18), ReservationConflict),
-    (TransportError("connection lost"), TransportError),
-    (CommandTimeout("no answer"), CommandTimeout),
-])
+@pytest.mark.parametrize(("answer", "expected"), PR_OUTCOMES)
 def test_outcomes_become_the_transports_exception_types(
         scripted_nexus: ScriptedNexus, driver: DriverClient, answer, expected):
     scripted_nexus.target.answer = answer
