@@ -166,7 +166,7 @@ class Nodes:
 
     def start_holder(self, node: str) -> HolderStart:
         """Start `node`'s holder with --join; time it to READY and read its footprint."""
-        boot = self.cluster.boot(node, f"{node}-bench-boot-{self.boots[node]}")
+        self.cluster.boot(node, f"{node}-bench-boot-{self.boots[node]}")
         holder = StonewallProcess(self.configs[node], ["holder", "run", "--node", node,
                                                        "--join"],
                                   env=self.cluster.environment(node))

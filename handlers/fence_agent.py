@@ -23,7 +23,6 @@ append a record to the event log (`paths.event_log`).
 from __future__ import annotations
 
 import json
-import json
 import logging
 import os
 import sys

@@ -11,7 +11,6 @@ from xml.sax.saxutils import escape, quoteattr
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
 from stonewall.vm.disks import DomainXmlError, parse_domain_disks
 from stonewall.vm.hook import (
