@@ -354,7 +354,9 @@ class ScenarioLab:
             if node.down is not None or node.anchor is None:
                 continue
             if node.anchor.poll() is not None:
-                fired = node.supervisor.fired() if node.supervisor else None
+                # The stand-in records its firing just after its SIGKILL: give it a moment.
+                fired = (node.supervisor.wait_fired(Deadline.after(0.5))
+                         if node.supervisor else None)
                 self._machine_gone(node, "reset by its watchdog" if fired else "powered off")
 
     def wait_down(self, node_name: str, within: float) -> bool:
