@@ -62,11 +62,11 @@ def fence_entry_points(nodes: Nodes, workdir: Path) -> list[EntryPoint]:
     module, function = "stonewall.handlers.drbd_handlers", "fence_peer_main"
     if _has(module, function):
         from stonewall.storage.drbd.env import DrbdVersion
-        from stonewall.storage.drbd.exitcodes import FenceOutcome, exit_code_for
+        from stonewall.storage.drbd.exitcodes import FencePeerOutcome, exit_code_for
         script = console_script(workdir / "bin", "stonewall-drbd-fence-peer", module, function)
         points.append(EntryPoint("drbd fence-peer", Invocation(
             ["/bin/sh", "-c", f"{script} --config {config} --node {FENCER}"],
-            exit_code_for(FenceOutcome.PEER_FENCED_BY_STORAGE, DrbdVersion.V9),
+            exit_code_for(FencePeerOutcome.PEER_FENCED_BY_STORAGE, DrbdVersion.V9),
             env=drbd9_handler_env("r0", "0", 0, 1, {0: FENCER, 1: VICTIM}), replace_env=True)))
     else:
         points.append(EntryPoint("drbd fence-peer", None, f"{module}.{function} not in tree"))

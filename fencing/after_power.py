@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from stonewall.clock import Deadline
-from stonewall.holder.api import (FenceOutcome, Holder, HolderFailure, HolderRefused,
-                                  HolderUnavailable)
+from stonewall.holder.api import (Holder, HolderFailure, HolderRefused, HolderUnavailable,
+                                  StorageFenceOutcome)
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class AfterPowerPreempt:
     done: bool
     left: tuple[str, ...] = ()  # one phrase per LUN still to do
     error: str = ""  # the holder could not be asked, or refused
-    answer: FenceOutcome | None = None
+    answer: StorageFenceOutcome | None = None
 
     def describe(self) -> str:
         if self.done:
@@ -44,7 +44,7 @@ class AfterPowerPreempt:
 
 def preempt_after_power(holder: Holder, peer: str, deadline: Deadline) -> AfterPowerPreempt:
     """Preempt `peer`'s key on every LUN and read the evidence back; never raises for the
-    holder's sake (fenced is recomputed from the per-LUN evidence: FenceOutcome.fenced)."""
+    holder's sake (fenced is recomputed from the per-LUN evidence: StorageFenceOutcome.fenced)."""
     try:
         answer = holder.preempt(peer, None, deadline)
     except HolderUnavailable as err:

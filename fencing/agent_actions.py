@@ -20,7 +20,7 @@ from stonewall.clock import Clock, Deadline
 from stonewall.config.keys import format_key
 from stonewall.config.model import ClusterConfig, FenceLevel, FenceLevelKind, Node
 from stonewall.fencing.lock import peer_lock
-from stonewall.fencing.topology import FenceAdapters, Verdict, fence_peer
+from stonewall.fencing.topology import FenceAdapters, FenceVerdict, fence_peer
 from stonewall.holder.api import Holder, HolderFailure, HolderRefused
 
 EXIT_OK = 0
@@ -95,7 +95,7 @@ def fence_off(config: ClusterConfig, target: str, luns: Sequence[str] | None, ho
                        f"verified gone from {_lun_text(config, luns)}", local.name, details)
     reason = "; ".join([a.reason for a in result.attempts] + ([result.reason] if result.reason
                                                                else []))
-    if result.verdict is Verdict.LOST_RACE:
+    if result.verdict is FenceVerdict.LOST_RACE:
         reason = f"this node lost the race; {reason}"
     return Outcome(EXIT_FAILED, "not-fenced", f"{what}: NOT fenced: {reason}", local.name,
                    details)

@@ -52,7 +52,7 @@ class FenceAdapters:
     agent_off: GroupOff | None = None
 
 
-class Verdict(str, Enum):
+class FenceVerdict(str, Enum):
     """How a fence ended."""
 
     FENCED_BY_STORAGE = "fenced-by-storage"  # key verified gone on every LUN
@@ -64,16 +64,16 @@ class Verdict(str, Enum):
 
     @property
     def fenced(self) -> bool:
-        return self in (Verdict.FENCED_BY_STORAGE, Verdict.POWERED_OFF, Verdict.T_SAFE_ELAPSED,
-                        Verdict.FABRIC_FENCED)
+        return self in (FenceVerdict.FENCED_BY_STORAGE, FenceVerdict.POWERED_OFF,
+                        FenceVerdict.T_SAFE_ELAPSED, FenceVerdict.FABRIC_FENCED)
 
 
 _VERDICT_OF_LEVEL = {
-    FenceLevelKind.STORAGE: Verdict.FENCED_BY_STORAGE,
-    FenceLevelKind.POWER: Verdict.POWERED_OFF,
-    FenceLevelKind.WAIT_T_SAFE: Verdict.T_SAFE_ELAPSED,
-    FenceLevelKind.AGENT: Verdict.POWERED_OFF,
-    FenceLevelKind.FABRIC: Verdict.FABRIC_FENCED,
+    FenceLevelKind.STORAGE: FenceVerdict.FENCED_BY_STORAGE,
+    FenceLevelKind.POWER: FenceVerdict.POWERED_OFF,
+    FenceLevelKind.WAIT_T_SAFE: FenceVerdict.T_SAFE_ELAPSED,
+    FenceLevelKind.AGENT: FenceVerdict.POWERED_OFF,
+    FenceLevelKind.FABRIC: FenceVerdict.FABRIC_FENCED,
 }
 # Levels that take the acting node's power delay: they cut the peer off, and the peer may be
 # cutting us off at the same moment.
@@ -109,7 +109,7 @@ class FenceResult:
 
     peer: str
     luns: tuple[str, ...]
-    verdict: Verdict
+    verdict: FenceVerdict
     attempts: tuple[LevelAttempt, ...]
     lock_wait: float  # seconds spent waiting for another fence of the same peer
     started_at: float  # wall clock
@@ -177,7 +177,7 @@ def fence_peer(peer: Node, lun_names: Sequence[str], levels: Sequence[FenceLevel
     start, started_at = clock.monotonic(), clock.wall()
     budget = fence_budget(levels, power_delay)
 
-    def finish(verdict: Verdict, attempts: list[LevelAttempt], lock_wait: float,
+    def finish(verdict: FenceVerdict, attempts: list[LevelAttempt], lock_wait: float,
                reason: str = "") -> FenceResult:
         return FenceResult(peer.name, luns, verdict, tuple(attempts), lock_wait, started_at,
                            clock.monotonic() - start, reason)
@@ -192,13 +192,13 @@ def fence_peer(peer: Node, lun_names: Sequence[str], levels: Sequence[FenceLevel
                 attempt = run.level(level)
                 run.attempts.append(attempt)
                 if run.lost_race:
-                    return finish(Verdict.LOST_RACE, run.attempts, lock_wait)
+                    return finish(FenceVerdict.LOST_RACE, run.attempts, lock_wait)
                 if attempt.verified:
                     return finish(run.follow_up(level, levels[index + 1:]), run.attempts,
                                   lock_wait)
-            return finish(Verdict.FAILED, run.attempts, lock_wait)
+            return finish(FenceVerdict.FAILED, run.attempts, lock_wait)
     except (PeerLockTimeout, PeerLockError) as err:
-        return finish(Verdict.FAILED, [], clock.monotonic() - start,
+        return finish(FenceVerdict.FAILED, [], clock.monotonic() - start,
                       f"peer lock: {type(err).__name__}: {err}")
 
 
@@ -231,7 +231,7 @@ class _Run:
                             verified, reason, details, level.devices, follow_up)
 
     # -- after the fence verified -------------------------------------------------------------
-    def follow_up(self, verified: FenceLevel, rest: Sequence[FenceLevel]) -> Verdict:
+    def follow_up(self, verified: FenceLevel, rest: Sequence[FenceLevel]) -> FenceVerdict:
         """The verdict of a fence `verified` proved, after the work it asks for next.
 
         After a storage fence, the later levels marked `also_after_storage` power the peer
@@ -246,10 +246,10 @@ class _Run:
                     attempt = self.level(level, "after-storage")
                     self.attempts.append(attempt)
                     if attempt.verified:
-                        return Verdict.POWERED_OFF
-            return Verdict.FENCED_BY_STORAGE
+                        return FenceVerdict.POWERED_OFF
+            return FenceVerdict.FENCED_BY_STORAGE
         verdict = _VERDICT_OF_LEVEL[verified.kind]
-        if verdict is Verdict.POWERED_OFF and self.luns:
+        if verdict is FenceVerdict.POWERED_OFF and self.luns:
             began = self.clock.monotonic()
             outcome = preempt_after_power(self.adapters.storage, self.peer.name,
                                           Deadline.after(self.after_power_timeout, self.clock))

@@ -30,13 +30,13 @@ from stonewall.config.model import ClusterConfig, FenceLevelKind, Node
 from stonewall.eventlog import Event, EventLog, EventLogError, read_events
 from stonewall.fencing.adapters import node_adapters
 from stonewall.fencing.drbd_verdicts import Finding, peer_unfence, split_brain
-from stonewall.fencing.topology import Verdict, fence_peer
+from stonewall.fencing.topology import FenceVerdict, fence_peer
 from stonewall.holder.client import HolderClient
 from stonewall.log import decision_fields, decision_logger
 from stonewall.storage.drbd.drbdsetup import ANSWER_SECONDS, DrbdStatusUnavailable, drbd_status
 from stonewall.storage.drbd.env import HandlerEnv, HandlerEnvError, parse_handler_env
 from stonewall.storage.drbd.exitcodes import (
-    FenceOutcome, FencePeerExit, advisory_exit_code, exit_code_for)
+    FencePeerOutcome, FencePeerExit, advisory_exit_code, exit_code_for)
 from stonewall.storage.drbd.resolve import FenceTarget, ResolveError, resolve_fence_target
 from stonewall.storage.drbd.status import ResourceStatus
 from stonewall.config.timing import t_safe
@@ -47,13 +47,13 @@ LOG_IDENT = "stonewall-drbd"
 DEFAULT_READ_TIMEOUT = 10.0
 
 _DRBD_OUTCOME = {
-    Verdict.FENCED_BY_STORAGE: FenceOutcome.PEER_FENCED_BY_STORAGE,
-    Verdict.POWERED_OFF: FenceOutcome.PEER_POWERED_OFF,
+    FenceVerdict.FENCED_BY_STORAGE: FencePeerOutcome.PEER_FENCED_BY_STORAGE,
+    FenceVerdict.POWERED_OFF: FencePeerOutcome.PEER_POWERED_OFF,
     # Its SAN ports are down: it can no longer write the shared storage (as after a preempt).
-    Verdict.FABRIC_FENCED: FenceOutcome.PEER_FENCED_BY_STORAGE,
-    Verdict.T_SAFE_ELAPSED: FenceOutcome.PEER_UNREACHABLE_CONSIDERED_DEAD,
-    Verdict.LOST_RACE: FenceOutcome.FAILED,
-    Verdict.FAILED: FenceOutcome.FAILED,
+    FenceVerdict.FABRIC_FENCED: FencePeerOutcome.PEER_FENCED_BY_STORAGE,
+    FenceVerdict.T_SAFE_ELAPSED: FencePeerOutcome.PEER_UNREACHABLE_CONSIDERED_DEAD,
+    FenceVerdict.LOST_RACE: FencePeerOutcome.FAILED,
+    FenceVerdict.FAILED: FencePeerOutcome.FAILED,
 }
 
 # Everything that means "this call cannot be tied to a configured resource, peer and node".

@@ -367,12 +367,12 @@ def run_takeover(args: argparse.Namespace) -> int:
 
 def list_exit_status(rows: Sequence[GuestRow]) -> int:
     """1 if a guest runs twice or without ownership, else 3 if any cannot be told, else 0."""
-    from stonewall.vm.listing import Verdict
+    from stonewall.vm.listing import GuestVerdict
 
     verdicts = {row.verdict for row in rows}
-    if verdicts & {Verdict.RUNS_TWICE, Verdict.RUNS_WITHOUT_OWNERSHIP}:
+    if verdicts & {GuestVerdict.RUNS_TWICE, GuestVerdict.RUNS_WITHOUT_OWNERSHIP}:
         return EXIT_PROBLEM
-    if Verdict.CANNOT_TELL in verdicts:
+    if GuestVerdict.CANNOT_TELL in verdicts:
         return EXIT_CANNOT_TELL
     return EXIT_OK
 

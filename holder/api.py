@@ -91,7 +91,7 @@ class JoinOutcome:
 
 
 @dataclass(frozen=True)
-class FenceOutcome:
+class StorageFenceOutcome:
     """What `preempt` did to `victim` on `luns` (the LUNs asked for, arbiter first), and what
     reading the keys back proved."""
 
@@ -128,7 +128,7 @@ class FenceOutcome:
                 "verification": self.verification.to_jsonable()}
 
     @classmethod
-    def from_json(cls, data: Any) -> "FenceOutcome":
+    def from_json(cls, data: Any) -> "StorageFenceOutcome":
         data = wire.obj(data, "fence outcome")
         return cls(wire.field(data, "victim", str, "fence outcome"),
                    wire.strings(data, "luns", "fence outcome"),
@@ -222,7 +222,7 @@ class Holder(Protocol):
                deadline: Deadline) -> VerifyReport: ...
 
     def preempt(self, victim_node: str, lun_names: Sequence[str] | None,
-                deadline: Deadline) -> FenceOutcome: ...
+                deadline: Deadline) -> StorageFenceOutcome: ...
 
     def claim(self, lun: str, deadline: Deadline) -> ClaimOutcome: ...
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from stonewall import wire
 from stonewall.clock import Deadline
 from stonewall.holder.api import (
-    WIRE_ERRORS, FenceOutcome, HolderError, HolderState, HolderUnavailable, HolderUntrusted,
-    JoinOutcome)
+    WIRE_ERRORS, HolderError, HolderState, HolderUnavailable, HolderUntrusted, JoinOutcome,
+    StorageFenceOutcome)
 from stonewall.holder.protocol import MAX_LINE, peer_credentials, trusted_uid
 from stonewall.storage.reports import ClaimOutcome, VerifyReport
 from stonewall.storage.view import LunView
@@ -83,9 +83,9 @@ class HolderClient:
         return dataclasses.replace(report, luns=tuple(asked))
 
     def preempt(self, victim_node: str, lun_names: Sequence[str] | None,
-                deadline: Deadline) -> FenceOutcome:
+                deadline: Deadline) -> StorageFenceOutcome:
         asked = self._lun_names(lun_names)
-        outcome = self._decode("preempt", FenceOutcome.from_json,
+        outcome = self._decode("preempt", StorageFenceOutcome.from_json,
                                self._call("preempt", deadline, victim=victim_node, luns=asked))
         if outcome.victim != victim_node:
             raise HolderUntrusted(f"the holder answered a fence of {outcome.victim!r}, not of "

@@ -13,7 +13,8 @@ from dataclasses import replace
 from stonewall.clock import Clock, Deadline
 from stonewall.config.keys import describe_key
 from stonewall.config.model import ClusterConfig, Lun, LunRole, Node, Transport
-from stonewall.holder.api import FenceOutcome, HolderRefused, HolderState, JoinOutcome, PathState
+from stonewall.holder.api import (
+    HolderRefused, HolderState, JoinOutcome, PathState, StorageFenceOutcome)
 from stonewall.storage import ownership
 from stonewall.storage.bootid import BootRecords, FencedBoot
 from stonewall.storage.multipath.errors import MultipathError
@@ -154,7 +155,7 @@ class NodeHolder:
                                 self.clock)
 
     def preempt(self, victim_name: str, lun_names: Sequence[str] | None,
-                deadline: Deadline) -> FenceOutcome:
+                deadline: Deadline) -> StorageFenceOutcome:
         """Fence `victim_name` on the LUNs (arbiter first) and verify its key gone."""
         victim = self._node(victim_name)
         if victim.name == self.node.name or victim.key == self.node.key:
@@ -168,7 +169,7 @@ class NodeHolder:
                 self.boot_records.mark_fenced()
             verification = ownership.verify(self._subset(luns), victim.key, False, deadline,
                                             self.clock)
-            return FenceOutcome(victim.name, tuple(lun.name for lun in luns), report,
+            return StorageFenceOutcome(victim.name, tuple(lun.name for lun in luns), report,
                                 verification)
 
     def claim(self, lun_name: str, deadline: Deadline) -> ownership.ClaimOutcome:

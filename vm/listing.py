@@ -13,7 +13,7 @@ from stonewall.vm.libvirt_conn import DomainState
 from stonewall.vm.placement import Placement
 
 
-class Verdict(Enum):
+class GuestVerdict(Enum):
     OK = "ok"
     RUNS_TWICE = "runs on more than one node"
     RUNS_WITHOUT_OWNERSHIP = "runs without ownership"
@@ -27,7 +27,7 @@ class GuestRow:
     owners: tuple[str, ...]  # nodes that may run it (own every LUN)
     running_on: tuple[str, ...]  # nodes where a QEMU process of it exists
     states: Mapping[str, DomainState]  # node -> state; UNKNOWN where nobody could tell
-    verdict: Verdict
+    verdict: GuestVerdict
     reasons: tuple[str, ...]  # why, one line each; empty for plain "ok"
     warnings: tuple[str, ...] = ()  # disk set-ups that weaken the guard (placement warnings)
 
@@ -48,25 +48,27 @@ def guest_verdict(guest: str, placements: Mapping[str, Placement],
     # Warnings depend on the guest's disks only, so every node's placement carries the same.
     warnings = next((p.warnings for p in placements.values()), ())
 
-    def row(verdict: Verdict, reasons: Sequence[str] = ()) -> GuestRow:
+    def row(verdict: GuestVerdict, reasons: Sequence[str] = ()) -> GuestRow:
         return GuestRow(guest, owners, running, all_states, verdict, tuple(reasons), warnings)
 
     if len(running) > 1:
-        return row(Verdict.RUNS_TWICE, [f"a QEMU process exists on {', '.join(running)}"])
+        return row(GuestVerdict.RUNS_TWICE, [f"a QEMU process exists on {', '.join(running)}"])
     if trespassing:
-        return row(Verdict.RUNS_WITHOUT_OWNERSHIP,
-                   [f"on {node}: {reason}" for node in trespassing for reason in placements[node].reasons])
+        return row(GuestVerdict.RUNS_WITHOUT_OWNERSHIP,
+                   [f"on {node}: {reason}"
+                    for node in trespassing for reason in placements[node].reasons])
     if unknown:
-        return row(Verdict.CANNOT_TELL, [f"state on {node} is unknown" for node in unknown])
+        return row(GuestVerdict.CANNOT_TELL, [f"state on {node} is unknown" for node in unknown])
     unsure = tuple(node for node, p in placements.items() if p.cannot_tell)
     if unsure:
-        return row(Verdict.CANNOT_TELL,
-                   [f"on {node}: {reason}" for node in unsure for reason in placements[node].reasons])
+        return row(GuestVerdict.CANNOT_TELL,
+                   [f"on {node}: {reason}"
+                    for node in unsure for reason in placements[node].reasons])
     if running:
-        return row(Verdict.OK)
+        return row(GuestVerdict.OK)
     if owners:
-        return row(Verdict.OWNED_BUT_STOPPED)
-    return row(Verdict.OK, ["stopped, and no node owns its storage"])
+        return row(GuestVerdict.OWNED_BUT_STOPPED)
+    return row(GuestVerdict.OK, ["stopped, and no node owns its storage"])
 
 
 def render_table(rows: Sequence[GuestRow]) -> str:

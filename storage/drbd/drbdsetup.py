@@ -8,13 +8,14 @@ split-brain handler, `stonewall status`) then say they could not, and decide on 
 evidence alone, as before."""
 from __future__ import annotations
 
-import subprocess
-
 from stonewall.clock import Deadline
+from stonewall.process import ProcessError, ProgramNotFound, run_process
 from stonewall.storage.drbd.status import DrbdStatusError, ResourceStatus, parse_status_json
 
 PROGRAM = "drbdsetup"
 ANSWER_SECONDS = 3.0  # drbdsetup answers from the kernel at once, or not at all
+# A resource with 32 volumes and 31 peers is ~60 KiB of JSON; 4 MiB covers any real node.
+_JSON_LIMIT = 4 * 1024 * 1024
 
 
 class DrbdStatusUnavailable(Exception):
@@ -28,16 +29,19 @@ def drbd_status(deadline: Deadline, resource: str | None = None,
     if deadline.remaining() <= 0:
         raise DrbdStatusUnavailable(f"{' '.join(argv)}: no time left")
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              timeout=deadline.remaining(), check=False)
-    except FileNotFoundError:
+        done = run_process(argv, deadline, output_limit=_JSON_LIMIT)
+    except ProgramNotFound:
         raise DrbdStatusUnavailable(f"{program} is not installed") from None
-    except subprocess.TimeoutExpired:
-        raise DrbdStatusUnavailable(f"{' '.join(argv)} did not answer in time") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    except ProcessError as err:
+        raise DrbdStatusUnavailable(f"{program} cannot run: {err}") from None
+    if done.timed_out:
+        raise DrbdStatusUnavailable(f"{' '.join(argv)} did not answer in time")
+    if not done.ok:
+        last = (done.text("stderr").strip().splitlines() or ["no message"])[-1]
         raise DrbdStatusUnavailable(f"{' '.join(argv)} exited {done.returncode}: {last}")
+    if done.stdout_dropped:
+        raise DrbdStatusUnavailable(f"{' '.join(argv)}: more than {_JSON_LIMIT} bytes of JSON")
     try:
-        return parse_status_json(done.stdout)
+        return parse_status_json(done.text())
     except DrbdStatusError as err:
         raise DrbdStatusUnavailable(str(err)) from err

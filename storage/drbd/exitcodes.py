@@ -51,7 +51,7 @@ _KERNEL_LOG: Mapping[FencePeerExit, str] = MappingProxyType({
 })
 
 
-class FenceOutcome(Enum):
+class FencePeerOutcome(Enum):
     """What the fence-peer decision established about the peer."""
 
     PEER_FENCED_BY_STORAGE = "peer-fenced-by-storage"  # peer's key preempted and verified gone
@@ -65,22 +65,20 @@ class FenceOutcome(Enum):
 
 # The kernel's switch is literally the same in 8.4 (drbd-8.4.7 drbd_nl.c:539-600) and 9
 # (drbd_nl.c:874-925); both versions are listed so a new generation has to be looked at.
-_V84_AND_V9_CODES: Mapping[FenceOutcome, FencePeerExit] = MappingProxyType({
-    FenceOutcome.PEER_FENCED_BY_STORAGE: FencePeerExit.PEER_OUTDATED,
-    FenceOutcome.PEER_POWERED_OFF: FencePeerExit.PEER_STONITHED,
+_V84_AND_V9_CODES: Mapping[FencePeerOutcome, FencePeerExit] = MappingProxyType({
+    FencePeerOutcome.PEER_FENCED_BY_STORAGE: FencePeerExit.PEER_OUTDATED,
+    FencePeerOutcome.PEER_POWERED_OFF: FencePeerExit.PEER_STONITHED,
     # "peer got outdated, or was already outdated" (kernel comment on P_OUTDATED); 3 would
     # claim Inconsistent, which is more than we know.
-    FenceOutcome.PEER_ALREADY_OUTDATED: FencePeerExit.PEER_OUTDATED,
-    FenceOutcome.PEER_UNREACHABLE_CONSIDERED_DEAD: FencePeerExit.PEER_DOWN,
-    FenceOutcome.FAILED: FencePeerExit.FAILED,
+    FencePeerOutcome.PEER_ALREADY_OUTDATED: FencePeerExit.PEER_OUTDATED,
+    FencePeerOutcome.PEER_UNREACHABLE_CONSIDERED_DEAD: FencePeerExit.PEER_DOWN,
+    FencePeerOutcome.FAILED: FencePeerExit.FAILED,
 })
-_FENCE_PEER_CODES: Mapping[DrbdVersion, Mapping[FenceOutcome, FencePeerExit]] = MappingProxyType({
-    DrbdVersion.V8_4: _V84_AND_V9_CODES,
-    DrbdVersion.V9: _V84_AND_V9_CODES,
-})
+_FENCE_PEER_CODES: Mapping[DrbdVersion, Mapping[FencePeerOutcome, FencePeerExit]] = (
+    MappingProxyType({DrbdVersion.V8_4: _V84_AND_V9_CODES, DrbdVersion.V9: _V84_AND_V9_CODES}))
 
 
-def exit_code_for(outcome: FenceOutcome, version: DrbdVersion) -> int:
+def exit_code_for(outcome: FencePeerOutcome, version: DrbdVersion) -> int:
     """The fence-peer exit status that tells DRBD `version` about `outcome`.
 
     FAILED maps to a status outside 3..7, which keeps I/O frozen under resource-and-stonith.
@@ -90,8 +88,8 @@ def exit_code_for(outcome: FenceOutcome, version: DrbdVersion) -> int:
     except ValueError:
         raise ValueError(f"unknown DRBD version {version!r}: expected one of "
                          f"{[v.value for v in DrbdVersion]}") from None
-    if not isinstance(outcome, FenceOutcome):
-        raise TypeError(f"expected a FenceOutcome, got {outcome!r}")
+    if not isinstance(outcome, FencePeerOutcome):
+        raise TypeError(f"expected a FencePeerOutcome, got {outcome!r}")
     return int(codes[outcome])
 
 

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from stonewall.storage.multipath.errors import SysfsUnavailable
-from stonewall.storage.multipath.topology import HCTL, is_scsi_disk, link_from_ancestors
+from stonewall.storage.multipath.scsi_tree import HCTL, is_scsi_disk, link_from_ancestors
 from stonewall.storage.multipath.types import (Discovery, MultipathMap, PathDevice,
                                                kernel_name_order)
 from stonewall.storage.multipath.wwid import device_wwid, wwid_from_dm_uuid

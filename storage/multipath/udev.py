@@ -16,7 +16,7 @@ import os
 from typing import TYPE_CHECKING
 
 from stonewall.storage.multipath.errors import UdevUnavailable
-from stonewall.storage.multipath.topology import HCTL, is_scsi_disk, link_from_ancestors
+from stonewall.storage.multipath.scsi_tree import HCTL, is_scsi_disk, link_from_ancestors
 from stonewall.storage.multipath.types import (Discovery, MultipathMap, PathDevice,
                                                kernel_name_order)
 from stonewall.storage.multipath.wwid import (Wwid, device_wwid, multipath_wwid,

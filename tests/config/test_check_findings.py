@@ -54,7 +54,7 @@ def test_a_yaml_syntax_error_says_how_to_fix_it(write_config: WriteConfig,
                                                 fix: str) -> None:
     [(found_line, key, message)] = problems_of(write_config(text))
     assert found_line == line and key == ""
-    assert message.startswith("YAML syntax: ") and f"; fix: " in message and fix in message
+    assert message.startswith("YAML syntax: ") and "; fix: " in message and fix in message
 
 
 DRBD_POWER = """\

@@ -11,7 +11,7 @@ import pytest
 
 from stonewall.config.model import ClusterConfig, DrbdResource, Lun, LunRole, Node, Transport
 from stonewall.storage.drbd.env import DrbdVersion, HandlerEnv, HandlerEnvError, parse_handler_env
-from stonewall.storage.drbd.exitcodes import FenceOutcome, exit_code_for
+from stonewall.storage.drbd.exitcodes import FencePeerOutcome, exit_code_for
 from stonewall.storage.drbd.resolve import PeerMatch, resolve_fence_target
 
 from .drbdconf import (
@@ -132,9 +132,9 @@ def test_a_drbd_conf_that_disagrees_with_the_kernel_about_minors_is_refused(
 
 
 @pytest.mark.parametrize("version", list(DrbdVersion))
-@pytest.mark.parametrize("outcome", list(FenceOutcome))
+@pytest.mark.parametrize("outcome", list(FencePeerOutcome))
 def test_drbdadm_passes_our_fence_peer_exit_code_on_unchanged(
-        tmp_path: Path, version: DrbdVersion, outcome: FenceOutcome) -> None:
+        tmp_path: Path, version: DrbdVersion, outcome: FencePeerOutcome) -> None:
     code = exit_code_for(outcome, version)
     kernel = V9_KERNEL_FENCE_PEER if version is DrbdVersion.V9 else V84_KERNEL
 

@@ -6,7 +6,7 @@ import pytest
 from stonewall.storage.drbd.env import DrbdVersion
 from stonewall.storage.drbd.exitcodes import (
     AdvisoryExit,
-    FenceOutcome,
+    FencePeerOutcome,
     FencePeerExit,
     HelperStatus,
     advisory_exit_code,
@@ -28,16 +28,16 @@ def test_named_codes_are_drbds_abi_values() -> None:
 
 @pytest.mark.parametrize("version", list(DrbdVersion))
 def test_each_outcome_maps_to_the_code_drbd_reads_as_that_outcome(version: DrbdVersion) -> None:
-    assert exit_code_for(FenceOutcome.PEER_FENCED_BY_STORAGE, version) == 4
-    assert exit_code_for(FenceOutcome.PEER_POWERED_OFF, version) == 7
-    assert exit_code_for(FenceOutcome.PEER_ALREADY_OUTDATED, version) == 4
-    assert exit_code_for(FenceOutcome.PEER_UNREACHABLE_CONSIDERED_DEAD, version) == 5
+    assert exit_code_for(FencePeerOutcome.PEER_FENCED_BY_STORAGE, version) == 4
+    assert exit_code_for(FencePeerOutcome.PEER_POWERED_OFF, version) == 7
+    assert exit_code_for(FencePeerOutcome.PEER_ALREADY_OUTDATED, version) == 4
+    assert exit_code_for(FencePeerOutcome.PEER_UNREACHABLE_CONSIDERED_DEAD, version) == 5
 
 
 @pytest.mark.parametrize("version", list(DrbdVersion))
 def test_failure_is_a_code_the_kernel_treats_as_broken_so_io_stays_frozen(
         version: DrbdVersion) -> None:
-    code = exit_code_for(FenceOutcome.FAILED, version)
+    code = exit_code_for(FencePeerOutcome.FAILED, version)
 
     assert code not in KERNEL_KNOWN
     assert code != 0  # 0 is also "broken", but reads like success to every human and script
@@ -47,23 +47,23 @@ def test_failure_is_a_code_the_kernel_treats_as_broken_so_io_stays_frozen(
 @pytest.mark.parametrize("version", list(DrbdVersion))
 def test_no_outcome_outdates_ourselves_or_marks_the_peer_inconsistent(
         version: DrbdVersion) -> None:
-    codes = {exit_code_for(outcome, version) for outcome in FenceOutcome}
+    codes = {exit_code_for(outcome, version) for outcome in FencePeerOutcome}
 
     assert FencePeerExit.PEER_PRIMARY not in codes  # 6 would outdate OUR disks
     assert FencePeerExit.PEER_INCONSISTENT not in codes  # 3 claims more than we know
 
 
 def test_version_may_be_given_as_its_text() -> None:
-    assert exit_code_for(FenceOutcome.PEER_POWERED_OFF, "8.4") == 7  # type: ignore[arg-type]
+    assert exit_code_for(FencePeerOutcome.PEER_POWERED_OFF, "8.4") == 7  # type: ignore[arg-type]
 
 
 def test_unknown_version_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown DRBD version"):
-        exit_code_for(FenceOutcome.PEER_POWERED_OFF, "10")  # type: ignore[arg-type]
+        exit_code_for(FencePeerOutcome.PEER_POWERED_OFF, "10")  # type: ignore[arg-type]
 
 
 def test_something_else_than_an_outcome_is_refused() -> None:
-    with pytest.raises(TypeError, match="FenceOutcome"):
+    with pytest.raises(TypeError, match="FencePeerOutcome"):
         exit_code_for("fenced", DrbdVersion.V9)  # type: ignore[arg-type]
 
 

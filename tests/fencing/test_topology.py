@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stonewall.holder.api import FenceOutcome
+from stonewall.holder.api import StorageFenceOutcome
 from stonewall.storage.reports import LunCheck, LunFence, PreemptReport, VerifyReport
 from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig, FenceLevel, FenceLevelKind, IpmiSettings, Node, Secret
 from stonewall.fencing.lock import peer_lock
-from stonewall.fencing.topology import FenceAdapters, Verdict, fence_budget, fence_peer
+from stonewall.fencing.topology import FenceAdapters, FenceVerdict, fence_budget, fence_peer
 from stonewall.holder.client import HolderClient
 from stonewall.power.fence import power_off_verified
 from stonewall.power.protocol import PowerState
@@ -72,7 +72,7 @@ def test_storage_that_cannot_act_falls_through_to_power_after_the_delay(tmp_path
     start = clock.now
     result = fence_peer(PEER, ["arbiter0"], [STORAGE, POWER], adapters(tmp_path, clock, bmc),
                         clock, power_delay=3.0)
-    assert result.verdict is Verdict.POWERED_OFF and result.fenced
+    assert result.verdict is FenceVerdict.POWERED_OFF and result.fenced
     storage, power, after = result.attempts
     assert (storage.kind, storage.verified) == (FenceLevelKind.STORAGE, False)
     assert "holder unavailable" in storage.reason
@@ -89,7 +89,7 @@ def test_no_level_verified_is_failed_with_every_reason(tmp_path):
     clock = SimClock()
     result = fence_peer(PEER, ["arbiter0"], [STORAGE, POWER], adapters(tmp_path, clock, None),
                         clock)
-    assert result.verdict is Verdict.FAILED and not result.fenced
+    assert result.verdict is FenceVerdict.FAILED and not result.fenced
     assert [a.reason for a in result.attempts][1] == "no power adapter on this node"
     assert "NOT fenced" in result.summary() and "holder unavailable" in result.summary()
 
@@ -98,7 +98,7 @@ def test_wait_t_safe_proves_nothing_without_a_preempt(tmp_path):
     clock = SimClock()
     result = fence_peer(PEER, ["arbiter0"], [STORAGE, T_SAFE_LEVEL],
                         adapters(tmp_path, clock, None), clock, t_safe=17.0)
-    assert result.verdict is Verdict.FAILED
+    assert result.verdict is FenceVerdict.FAILED
     assert "its watchdog need not fire" in result.attempts[1].reason
     assert clock.slept == []  # it did not wait for nothing
 
@@ -116,7 +116,7 @@ def test_a_fence_of_the_same_peer_in_progress_blocks_until_the_budget_passes(tmp
     with peer_lock(str(tmp_path / "run"), PEER.name, Deadline.after(1, clock), clock):
         result = fence_peer(PEER, ["arbiter0"], [STORAGE, POWER],
                             adapters(tmp_path, clock, bmc), clock, power_delay=2.0)
-    assert result.verdict is Verdict.FAILED and result.attempts == ()
+    assert result.verdict is FenceVerdict.FAILED and result.attempts == ()
     assert "PeerLockTimeout" in result.reason
     # every level, the delay, and the preempt after a power-only fence (the storage timeout)
     assert result.elapsed >= fence_budget([STORAGE, POWER], 2.0) == 5 + 10 + 2 + 5
@@ -138,10 +138,10 @@ class StandInHolder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[str] | None]] = []
 
-    def preempt(self, victim_node, lun_names, deadline) -> FenceOutcome:
+    def preempt(self, victim_node, lun_names, deadline) -> StorageFenceOutcome:
         self.calls.append((victim_node, lun_names))
         luns = tuple(lun_names or ["arbiter0", "web1-disk"])
-        return FenceOutcome(victim_node, luns,
+        return StorageFenceOutcome(victim_node, luns,
                             PreemptReport([LunFence(n, "preempt", "p0", True) for n in luns]),
                             VerifyReport(luns, tuple(LunCheck(n, True, 1, ()) for n in luns)))
 
@@ -153,7 +153,7 @@ def test_power_after_storage_turns_a_storage_fence_into_a_power_off(tmp_path):
     after_storage = FenceLevel(FenceLevelKind.POWER, 10.0, also_after_storage=True)
     result = fence_peer(PEER, ["arbiter0"], [STORAGE, after_storage],
                         replace(adapters(tmp_path, clock, bmc), storage=holder), clock)
-    assert result.verdict is Verdict.POWERED_OFF
+    assert result.verdict is FenceVerdict.POWERED_OFF
     storage, power = result.attempts
     assert storage.verified and (power.follow_up, power.verified) == ("after-storage", True)
     assert bmc.state is PowerState.OFF
@@ -165,7 +165,7 @@ def test_a_power_level_without_the_flag_does_not_run_after_storage(tmp_path):
     bmc = StandInBmc(clock)
     result = fence_peer(PEER, ["arbiter0"], [STORAGE, POWER],
                         replace(adapters(tmp_path, clock, bmc), storage=StandInHolder()), clock)
-    assert result.verdict is Verdict.FENCED_BY_STORAGE and len(result.attempts) == 1
+    assert result.verdict is FenceVerdict.FENCED_BY_STORAGE and len(result.attempts) == 1
     assert bmc.state is PowerState.ON
 
 
@@ -174,7 +174,7 @@ def test_power_after_storage_that_fails_leaves_the_storage_verdict(tmp_path):
     after_storage = FenceLevel(FenceLevelKind.POWER, 10.0, also_after_storage=True)
     result = fence_peer(PEER, ["arbiter0"], [STORAGE, after_storage],
                         replace(adapters(tmp_path, clock, None), storage=StandInHolder()), clock)
-    assert result.verdict is Verdict.FENCED_BY_STORAGE
+    assert result.verdict is FenceVerdict.FENCED_BY_STORAGE
     assert result.attempts[1].reason == "no power adapter on this node"
 
 
@@ -184,6 +184,6 @@ def test_after_a_power_only_fence_the_key_is_preempted_on_every_lun(tmp_path):
     result = fence_peer(PEER, ["arbiter0"], [POWER],
                         replace(adapters(tmp_path, clock, StandInBmc(clock)), storage=holder),
                         clock)
-    assert result.verdict is Verdict.POWERED_OFF
+    assert result.verdict is FenceVerdict.POWERED_OFF
     assert holder.calls == [("node-a", None)]  # None: every LUN, guest LUNs included
     assert result.attempts[-1].verified and result.attempts[-1].follow_up == "after-power"

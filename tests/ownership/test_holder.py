@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from stonewall.clock import SYSTEM_CLOCK, Deadline
-from stonewall.holder.api import FenceOutcome, HolderFencedBoot, HolderRefused, HolderUnavailable
+from stonewall.holder.api import (
+    HolderFencedBoot, HolderRefused, HolderUnavailable, StorageFenceOutcome)
 from stonewall.holder.client import HolderClient
 from stonewall.storage.ownership import read_views
 from stonewall.storage.scsi import cdb
@@ -70,7 +71,7 @@ def test_fence_race_has_exactly_one_winner(lab, observer):
     lab.start_holder("node-b")
     config = lab.config("node-a")
     keys = {config.node(n).key: n for n in ("node-a", "node-b")}
-    results: dict[str, FenceOutcome] = {}
+    results: dict[str, StorageFenceOutcome] = {}
 
     def fence(me: str, peer: str) -> None:
         results[me] = lab.client(me).preempt(peer, None, soon())

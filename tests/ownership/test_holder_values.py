@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stonewall.holder.api import FenceOutcome, HolderState, JoinOutcome, PathState
+from stonewall.holder.api import StorageFenceOutcome, HolderState, JoinOutcome, PathState
 from stonewall.holder.protocol import encode
 from stonewall.storage.reports import (
     LunCheck, LunFence, PathOutcome, PreemptReport, Report, VerifyReport)
@@ -18,9 +18,9 @@ from stonewall.wire import WireFormatError
 LUNS = ("arbiter0", "data0")
 
 
-def outcome(checks: tuple[LunCheck, ...]) -> FenceOutcome:
+def outcome(checks: tuple[LunCheck, ...]) -> StorageFenceOutcome:
     preempt = PreemptReport([LunFence(lun, "preempt", "127.0.0.1:3260", True) for lun in LUNS])
-    return FenceOutcome("node-a", LUNS, preempt, VerifyReport(LUNS, checks))
+    return StorageFenceOutcome("node-a", LUNS, preempt, VerifyReport(LUNS, checks))
 
 
 def proven(lun: str) -> LunCheck:
@@ -93,4 +93,4 @@ def test_a_lost_race_or_a_failed_preempt_is_never_fenced():
 ])
 def test_a_malformed_answer_is_refused(document, fragment):
     with pytest.raises(WireFormatError, match=fragment):
-        FenceOutcome.from_json(document)
+        StorageFenceOutcome.from_json(document)

@@ -17,7 +17,7 @@ from stonewall.handlers import vm_cmd
 from stonewall.storage.scsi.types import ReservationType
 from stonewall.vm.inventory import collect_inventory
 from stonewall.vm.libvirt_conn import DomainState
-from stonewall.vm.listing import Verdict, guest_verdict, render_json, render_table
+from stonewall.vm.listing import GuestVerdict, guest_verdict, render_json, render_table
 from stonewall.vm.mapping import guest_luns
 from stonewall.vm.placement import may_run
 
@@ -42,41 +42,41 @@ def web1_owned_by_a(config: ClusterConfig) -> dict:
 
 def test_running_on_its_owner_is_ok(web1_owned_by_a: dict) -> None:
     row = guest_verdict("web1", web1_owned_by_a, {"kvm-a": RUNNING, "kvm-b": OFF})
-    assert row.verdict is Verdict.OK and row.owners == ("kvm-a",) and row.running_on == ("kvm-a",)
+    assert row.verdict is GuestVerdict.OK and row.owners == ("kvm-a",) and row.running_on == ("kvm-a",)
 
 
 def test_running_on_a_node_that_does_not_own_it(web1_owned_by_a: dict) -> None:
     row = guest_verdict("web1", web1_owned_by_a, {"kvm-a": OFF, "kvm-b": DomainState.PAUSED})
-    assert row.verdict is Verdict.RUNS_WITHOUT_OWNERSHIP
+    assert row.verdict is GuestVerdict.RUNS_WITHOUT_OWNERSHIP
     assert row.reasons == ("on kvm-b: LUN web1-disk is registered by kvm-a: the guest runs, or may run, there",)
 
 
 def test_running_twice_is_reported_even_if_a_third_node_cannot_tell(web1_owned_by_a: dict) -> None:
     row = guest_verdict("web1", {**web1_owned_by_a, "kvm-c": web1_owned_by_a["kvm-b"]},
                         {"kvm-a": RUNNING, "kvm-b": RUNNING})
-    assert row.verdict is Verdict.RUNS_TWICE and row.states["kvm-c"] is DomainState.UNKNOWN
+    assert row.verdict is GuestVerdict.RUNS_TWICE and row.states["kvm-c"] is DomainState.UNKNOWN
 
 
 def test_owned_but_stopped(web1_owned_by_a: dict) -> None:
     row = guest_verdict("web1", web1_owned_by_a, {"kvm-a": OFF, "kvm-b": OFF})
-    assert row.verdict is Verdict.OWNED_BUT_STOPPED
+    assert row.verdict is GuestVerdict.OWNED_BUT_STOPPED
 
 
 def test_an_unknown_state_is_cannot_tell_never_stopped(web1_owned_by_a: dict) -> None:
     row = guest_verdict("web1", web1_owned_by_a, {"kvm-a": OFF, "kvm-b": DomainState.UNKNOWN})
-    assert row.verdict is Verdict.CANNOT_TELL and row.reasons == ("state on kvm-b is unknown",)
+    assert row.verdict is GuestVerdict.CANNOT_TELL and row.reasons == ("state on kvm-b is unknown",)
 
 
 def test_unreadable_ownership_is_cannot_tell(config: ClusterConfig) -> None:
     row = guest_verdict("web1", placements(config, "web1", {}), {"kvm-a": RUNNING, "kvm-b": OFF})
-    assert row.verdict is Verdict.CANNOT_TELL
+    assert row.verdict is GuestVerdict.CANNOT_TELL
     assert "on kvm-a: LUN web1-disk: no ownership view (cannot tell)" in row.reasons
 
 
 def test_stopped_and_owned_by_nobody_is_ok(config: ClusterConfig) -> None:
     views = {"web1-disk": lun_view("web1-disk", [])}
     row = guest_verdict("web1", placements(config, "web1", views), {"kvm-a": OFF, "kvm-b": OFF})
-    assert row.verdict is Verdict.OK and row.reasons == ("stopped, and no node owns its storage",)
+    assert row.verdict is GuestVerdict.OK and row.reasons == ("stopped, and no node owns its storage",)
 
 
 def test_table_and_json(web1_owned_by_a: dict) -> None:
@@ -100,7 +100,7 @@ def test_disk_set_ups_that_weaken_the_guard_are_listed(config: ClusterConfig) ->
     views = owned_by(config, "kvm-a")
     row = guest_verdict("db1", {n.name: may_run(storage, n, views, config) for n in config.nodes},
                         {"kvm-a": RUNNING, "kvm-b": OFF})
-    assert row.verdict is Verdict.OK and len(row.warnings) == 1
+    assert row.verdict is GuestVerdict.OK and len(row.warnings) == 1
     assert render_table([row]).endswith(
         "  db1: warning: the guest issues SCSI reservations on LUN db1-disk itself (<reservations> on "
         "a device='lun' disk): they go through this node's I_T nexus, next to its fencing key\n")
@@ -128,8 +128,8 @@ def test_inventory_of_two_real_hosts(config: ClusterConfig, two_hosts: dict, san
     inventory = collect_inventory(config, lambda luns, deadline: san, two_hosts, local_node="kvm-a",
                                   deadline=Deadline.after(10))
     verdicts = {row.guest: row.verdict for row in inventory.rows}
-    assert verdicts == {"web1": Verdict.OK, "db1": Verdict.RUNS_TWICE,
-                        "app1": Verdict.RUNS_WITHOUT_OWNERSHIP}
+    assert verdicts == {"web1": GuestVerdict.OK, "db1": GuestVerdict.RUNS_TWICE,
+                        "app1": GuestVerdict.RUNS_WITHOUT_OWNERSHIP}
     app1 = inventory.rows[2]
     assert app1.running_on == ("kvm-b",) and "not registered" in app1.reasons[0]
     assert inventory.problems == ()
@@ -139,7 +139,7 @@ def test_a_node_nobody_can_ask_makes_the_inventory_cannot_tell(config: ClusterCo
     inventory = collect_inventory(config, lambda luns, deadline: san, {"kvm-a": two_hosts["kvm-a"]},
                                   local_node="kvm-a", deadline=Deadline.after(10))
     # kvm-a runs web1 and db1 as their owner, but kvm-b might run a copy: nobody can tell.
-    assert [row.verdict for row in inventory.rows] == [Verdict.CANNOT_TELL] * 3
+    assert [row.verdict for row in inventory.rows] == [GuestVerdict.CANNOT_TELL] * 3
     assert inventory.rows[0].states == {"kvm-a": RUNNING, "kvm-b": DomainState.UNKNOWN}
     assert inventory.problems == ("kvm-b: no libvirt URI given (--uri kvm-b=URI)",)
 
@@ -150,7 +150,7 @@ def test_a_failing_views_source_is_reported_and_cannot_tell(config: ClusterConfi
 
     inventory = collect_inventory(config, broken, two_hosts, local_node="kvm-a", deadline=Deadline.after(10))
     verdicts = {row.guest: row.verdict for row in inventory.rows}
-    assert verdicts == {"web1": Verdict.CANNOT_TELL, "db1": Verdict.RUNS_TWICE, "app1": Verdict.CANNOT_TELL}
+    assert verdicts == {"web1": GuestVerdict.CANNOT_TELL, "db1": GuestVerdict.RUNS_TWICE, "app1": GuestVerdict.CANNOT_TELL}
     assert inventory.problems == ("cannot read LUN ownership: holder socket refused",)
 
 
