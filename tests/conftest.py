@@ -27,8 +27,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="run only the kernel tier (tests/kernel: QEMU guests as nodes)")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects: the kernel tier is in the slow tier
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`./run test --kernel`: the kernel tier alone (it is part of the whole suite too)."""
+    """The kernel tier (tests/kernel) is part of the slow tier; `./run test --kernel` runs it
+    alone."""
+    for item in items:
+        if item.path.is_relative_to(KERNEL_TIER):
+            item.add_marker(pytest.mark.slow)
     if not config.getoption("--kernel"):
         return
     keep = [item for item in items if item.path.is_relative_to(KERNEL_TIER)]
