@@ -41,7 +41,8 @@ from stonewall.lab.drbd_side import drbd9_handler_env
 from stonewall.lab.guest import RING
 from stonewall.lab.identities import ARRAY_IQN
 from stonewall.lab.processes import StonewallProcess
-from stonewall.lab.stamps import Stamp, Violation, check_after_fence, decode
+from stonewall.lab.stamps import (Stamp, Violation, check_acknowledged_kept, check_after_fence,
+                                  check_single_writer, decode)
 from stonewall.lab.tgtd import Tgtd
 from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import close_paths, connect_paths, plan_paths
@@ -58,6 +59,12 @@ FAST_WATCHDOG = {"interval": 0.2, "io_deadline": 0.3, "check_deadline": 1.0, "ti
 DRBD_IDS = {"node-a": 0, "node-b": 1}
 DRBD_ADDRESSES = {"node-a": "127.0.1.1", "node-b": "127.0.1.2"}
 FENCE_PEER_EXIT = {4: "peer fenced by storage (outdated)", 7: "peer powered off (stonithed)"}
+SEQUENCES_PER_START = 1_000_000  # each start of a guest numbers its writes from its own million
+
+
+def start_of(stamp: Stamp) -> int:
+    """Which start of its guest wrote `stamp`."""
+    return stamp.sequence // SEQUENCES_PER_START
 
 
 @dataclass(frozen=True)
@@ -287,8 +294,8 @@ class ScenarioLab:
     def _start_writer(self, guest_name: str, node: LabNode) -> None:
         log = self.workdir / "guests" / f"{guest_name}.jsonl"
         log.parent.mkdir(parents=True, exist_ok=True)
-        # each start of a guest numbers its writes from its own million
-        first = 1_000_000 * sum(1 for n in self.nodes.values() if guest_name in n.guests)
+        first = SEQUENCES_PER_START * sum(1 for n in self.nodes.values()
+                                          if guest_name in n.guests)
         assert self.cluster is not None
         writer = subprocess.Popen(
             [sys.executable, "-m", "stonewall.lab.guest", "--maps",
@@ -339,6 +346,23 @@ class ScenarioLab:
             subprocess.run(["ss", "-K", "-t", "dst", host, "dport", "=", f":{port}"],
                            check=True, capture_output=True, timeout=10)
         self.note(f"{node_name} lost path(s) {', '.join(portals)}")
+
+    def restore_paths(self, node_name: str, portals: list[str]) -> None:
+        """The portals listen again. The lab's kernel does not log in again by itself (an
+        iscsid would), so the node's lost sessions stay down for this boot."""
+        for portal in portals:
+            self.tgtd.add_portal(portal)
+        self.note(f"{node_name}: path(s) {', '.join(portals)} listening again")
+
+    def freeze(self, node_name: str) -> None:
+        """SIGSTOP the whole machine (a hung host: nothing runs, nothing is lost). Its
+        watchdog stand-in runs outside the machine and keeps counting."""
+        os.killpg(self.nodes[node_name].pgid, signal.SIGSTOP)
+        self.note(f"{node_name} frozen (SIGSTOP)")
+
+    def thaw(self, node_name: str) -> None:
+        os.killpg(self.nodes[node_name].pgid, signal.SIGCONT)
+        self.note(f"{node_name} thawed (SIGCONT)")
 
     def _machine_gone(self, node: LabNode, why: str) -> None:
         if node.down is None:
@@ -454,27 +478,31 @@ class ScenarioLab:
     # -- the one rule ----------------------------------------------------------------------
     def check_invariants(self) -> InvariantReport:
         """Read every guest LUN back and judge: nothing of a fenced node accepted after its
-        fence point; every guest on at most one node; no fenced key back in its boot."""
+        fence point; no two nodes' writes acknowledged in overlapping windows; no
+        acknowledged write lost; every guest on at most one node; no fenced key back in its
+        boot."""
         self.poll_machines()
         config = self.config(next(iter(self.nodes)))
-        names = [f"{g.name}-disk" for g in self.guests] + ["arbiter0", "arbiter1"]
-        # Read through every node's portals: a node that lost its paths took only its own.
-        every_portal = tuple(parse_portal(portal) for portal in self.tgtd.portals)
-        luns = control_path_luns([config.lun(name) for name in names], every_portal)
-        paths = plan_paths(luns, "iqn.2026-11.lab.stonewall:checker", "reader")
+        paths = self._observer_paths(config)
         violations: list[Violation] = []
         stamps_read = 0
         try:
             connect_paths(paths, Deadline.after(10))
             for guest in self.guests:
-                stamps = self._read_stamps(paths[f"{guest.name}-disk"])
+                lun = f"{guest.name}-disk"
+                read_from = time.time()  # later acknowledgements may land after their block
+                stamps = self._read_stamps(paths[lun])
                 stamps_read += len(stamps)
+                written = [r for r in self._acknowledged(guest.name) if r.get("written")]
                 acknowledged = [Stamp(r["time"], r["node"], r["guest"], r["sequence"])
-                                for r in self._acknowledged(guest.name) if r.get("written")]
+                                for r in written]
+                before_read = [stamp for stamp, r in zip(acknowledged, written)
+                               if r["ack"] < read_from]
+                violations += check_single_writer(lun, acknowledged, start_of)
+                violations += check_acknowledged_kept(lun, stamps, before_read, RING)
                 for fence in self.fences:
                     if fence.fenced:
-                        violations += check_after_fence(f"{guest.name}-disk", stamps,
-                                                        fence.victim, fence.ended,
+                        violations += check_after_fence(lun, stamps, fence.victim, fence.ended,
                                                         acknowledged)
             views = read_views(paths, Deadline.after(10), SYSTEM_CLOCK)
         finally:
@@ -488,6 +516,29 @@ class ScenarioLab:
                     key in (p.keys or ()) for v in views.values() for p in v.paths):
                 keys_back.append(fence.victim)
         return InvariantReport(violations, self.running_guests(), keys_back, stamps_read)
+
+    def _observer_paths(self, config: ClusterConfig) -> dict[str, list[Any]]:
+        """An independent initiator's paths to every LUN, through every node's portals (a
+        node that lost its paths took only its own)."""
+        names = [f"{g.name}-disk" for g in self.guests] + ["arbiter0", "arbiter1"]
+        every_portal = tuple(parse_portal(portal) for portal in self.tgtd.portals)
+        luns = control_path_luns([config.lun(name) for name in names], every_portal)
+        return plan_paths(luns, "iqn.2026-11.lab.stonewall:checker", "reader")
+
+    def registered_nodes(self) -> dict[str, set[str] | None]:
+        """LUN -> the nodes whose key an independent observer reads there (any path; None
+        when no path of the LUN answered)."""
+        config = self.config(next(iter(self.nodes)))
+        names = {node.key: node.name for node in config.nodes}
+        paths = self._observer_paths(config)
+        try:
+            connect_paths(paths, Deadline.after(10))
+            views = read_views(paths, Deadline.after(10), SYSTEM_CLOCK)
+        finally:
+            close_paths(paths)
+        return {lun: {names.get(key, f"0x{key:016x}") for p in view.up_paths
+                      for key in (p.keys or ())} if view.reachable else None
+                for lun, view in views.items()}
 
     @staticmethod
     def _read_stamps(lun_paths: list[Any]) -> list[Stamp]:

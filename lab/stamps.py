@@ -2,11 +2,13 @@
 
 Each write is one 512-byte block: magic, node, guest, sequence number, wall time, CRC32. A
 guest writes sequence n at LBA (n mod ring). The checker reads every block of the ring and
-judges the one rule: after the fence point, no block accepted from the fenced node."""
+judges: after a fence point, no block accepted from the fenced node; no two nodes' writes
+acknowledged in overlapping windows; no acknowledged write lost."""
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 BLOCK = 512
@@ -57,4 +59,45 @@ def check_after_fence(lun: str, stamps: list[Stamp], fenced_node: str,
     found += [Violation(lun, s, "acknowledged by the SAN to the fenced node after the fence "
                                 "point") for s in acknowledged
               if s.node == fenced_node and s.time > fence_point]
+    return found
+
+
+def check_acknowledged_kept(lun: str, stamps: list[Stamp], acknowledged: list[Stamp],
+                            ring: int) -> list[Violation]:
+    """No acknowledged write lost: each block of the ring holds the last write the SAN
+    acknowledged to that block, or a later one (a write in flight when its writer died may
+    land without an acknowledgement). A guest writes sequence n at block n mod `ring`."""
+    on_disk = {stamp.sequence % ring: stamp for stamp in stamps}
+    last: dict[int, Stamp] = {}
+    for stamp in acknowledged:
+        block = stamp.sequence % ring
+        if block not in last or stamp.time > last[block].time:
+            last[block] = stamp
+    found = []
+    for block, stamp in sorted(last.items()):
+        held = on_disk.get(block)
+        if held is None or (held != stamp and held.time < stamp.time):
+            found.append(Violation(lun, stamp, f"acknowledged, but block {block} holds "
+                                               f"{'nothing' if held is None else held}"))
+    return found
+
+
+def check_single_writer(lun: str, acknowledged: list[Stamp],
+                        start_of: Callable[[Stamp], int]) -> list[Violation]:
+    """The one rule over time: the acknowledged writes of each start of the guest span a
+    window (first to last), and the windows of two different nodes never overlap.
+    `start_of` names the start a stamp belongs to (each start numbers its own writes)."""
+    windows: dict[tuple[str, int], tuple[Stamp, Stamp]] = {}
+    for stamp in sorted(acknowledged):
+        key = (stamp.node, start_of(stamp))
+        first, _ = windows.get(key, (stamp, stamp))
+        windows[key] = (first, stamp)
+    found = []
+    spans = sorted(windows.items(), key=lambda item: item[1][0].time)
+    for index, ((node, _), (_first, last)) in enumerate(spans):
+        for (other, _), (other_first, _other_last) in spans[index + 1:]:
+            if other != node and other_first.time < last.time:
+                found.append(Violation(lun, other_first,
+                                       f"acknowledged to {other} while {node} still wrote "
+                                       f"(its write at {last.time:.3f} was acknowledged)"))
     return found
