@@ -271,6 +271,7 @@ class _Nemesis:
         self.side = side
         self.result = result
         self.heals: list[tuple[float, Callable[[], None]]] = []
+        self.lost: set[str] = set()  # portals not listening now
 
     def apply(self, fault: Fault, now: float) -> None:
         node = self.lab.nodes[fault.node]
@@ -301,10 +302,14 @@ class _Nemesis:
         elif fault.kind is FaultKind.LINK_LOSS:
             self.side.broken = True
         elif fault.kind in (FaultKind.LOSE_ONE_PATH, FaultKind.LOSE_ALL_PATHS):
-            portals = node.portals[:1] if fault.kind is FaultKind.LOSE_ONE_PATH else node.portals
+            listening = [portal for portal in node.portals if portal not in self.lost]
+            portals = listening[:1] if fault.kind is FaultKind.LOSE_ONE_PATH else listening
+            if not portals:
+                self.result.skipped.append(f"{fault.kind.value} on {fault.node}: no path left")
+                return
+            self.lost.update(portals)
             self.lab.lose_paths(fault.node, portals)
-            self._heal_after(now + fault.duration,
-                             lambda: self.lab.restore_paths(fault.node, portals))
+            self._heal_after(now + fault.duration, lambda: self._restore(fault.node, portals))
         elif fault.kind is FaultKind.SERVICE_KILLED:
             assert node.service is not None
             node.service.kill()
@@ -320,6 +325,10 @@ class _Nemesis:
         bmc.set_behaviour(BmcBehaviour(mute=True) if fault.kind is FaultKind.BMC_MUTE
                           else BmcBehaviour(status_error=0xFF))
         self._heal_after(now + fault.duration, lambda: bmc.set_behaviour(normal))
+
+    def _restore(self, node: str, portals: list[str]) -> None:
+        self.lab.restore_paths(node, portals)
+        self.lost.difference_update(portals)
 
     def _thaw(self, node: str) -> None:
         if self.lab.nodes[node].down is None:  # else: reset by its watchdog while frozen
@@ -472,7 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--replay", type=Path, help="a saved failing schedule to run again")
     parser.add_argument("--out", type=Path, default=Path("nemesis-results"),
-                        help="report.json, report.md and failures/ (default nemesis-results)")
+                        help="report.json, report.md, failures/ and liveness/ (the runs that "
+                             "broke a rule, and those with a liveness failure; default "
+                             "nemesis-results)")
     parser.add_argument("--verbose", action="store_true", help="print every timeline")
     args = parser.parse_args(argv)
     if args.replay is not None:
@@ -485,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         schedules = [draw_schedule(seed) for seed in
                      range(args.first_seed, args.first_seed + args.schedules)]
-    (args.out / "failures").mkdir(parents=True, exist_ok=True)
+    for folder in ("failures", "liveness"):
+        (args.out / folder).mkdir(parents=True, exist_ok=True)
     results = []
     for schedule in schedules:
         workdir = Path(tempfile.mkdtemp(prefix=f"nemesis-{schedule.seed}-"))
@@ -500,8 +512,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {schedule.seed:4d} {verdict:6s} {result.seconds:5.1f}s "
               f"exits {result.fence_exits} liveness "
               f"{result.liveness.value if result.liveness else 'ok'}: {faults}", flush=True)
-        if not result.ok:
-            saved = args.out / "failures" / f"seed-{schedule.seed}.json"
+        if not result.ok or result.liveness is not None:
+            folder = "failures" if not result.ok else "liveness"
+            saved = args.out / folder / f"seed-{schedule.seed}.json"
             saved.write_text(json.dumps(result.to_json(), indent=2) + "\n")
             for line in result.violations + result.false_claims:
                 print(f"    {line}")
