@@ -248,8 +248,7 @@ class IscsiSession:
         """Process whatever the target sent meanwhile (without waiting) and tell whether the
         connection still stands: a target that closed it is noticed here, not at the next
         command."""
-        with self.lock:
-            return self.connected and self._service_once(0)
+        return not dropped_sessions([self])
 
     def _service_once(self, timeout: float) -> bool:
         spec = self._poll_spec()
@@ -268,6 +267,35 @@ class IscsiSession:
         context, self._context = self._context, None
         if context:
             li.lib().iscsi_destroy_context(context)
+
+
+def dropped_sessions(sessions: Iterable[IscsiSession]) -> list[IscsiSession]:
+    """The sessions whose connection is gone, found with one poll() over all of them (no
+    waiting): whatever each target sent meanwhile is processed, so a target that closed a
+    connection is noticed here, not at the next command. A session busy with a command
+    (its lock held) is left to that command, which notices a drop itself."""
+    dropped: list[IscsiSession] = []
+    held: list[IscsiSession] = []
+    by_fd: dict[int, IscsiSession] = {}
+    poller = select.poll()
+    try:
+        for session in sessions:
+            if not session.lock.acquire(blocking=False):
+                continue
+            held.append(session)
+            spec = session._poll_spec()
+            if spec is None:
+                dropped.append(session)
+                continue
+            poller.register(spec[0], spec[1] | select.POLLIN)
+            by_fd[spec[0]] = session
+        for fd, revents in poller.poll(0):
+            if not by_fd[fd]._service(revents):
+                dropped.append(by_fd[fd])
+    finally:
+        for session in held:
+            session.lock.release()
+    return dropped
 
 
 class SessionPoller:
