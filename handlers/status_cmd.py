@@ -15,10 +15,7 @@ from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.views import read_views
 from stonewall.storage import status_report
-from stonewall.storage.drbd.drbdsetup import ANSWER_SECONDS, DrbdStatusUnavailable, drbd_status
-from stonewall.storage.drbd.status import attention as drbd_attention
-from stonewall.storage.drbd.status import summary as drbd_summary
-from stonewall.storage.paths import PathSetupError
+from stonewall.storage.path_errors import PathSetupError
 from stonewall.watchdog.snapshot import (Health, SnapshotMissing, SnapshotUnreadable,
                                           current_reading)
 
@@ -81,8 +78,14 @@ def drbd_section(config: ClusterConfig, deadline: Deadline) -> dict[str, object]
     of the LUNs: status may run on any machine."""
     if not config.drbd_resources:
         return None
+    # Imported here: a configuration without DRBD resources does not pay for them.
+    from stonewall.storage.drbd.drbdsetup import (
+        ANSWER_SECONDS, DrbdStatusUnavailable, drbd_status)
+    from stonewall.storage.drbd.status import attention as drbd_attention
+    from stonewall.storage.drbd.status import summary as drbd_summary
     try:
-        found = {status.name: status for status in drbd_status(deadline)}
+        found = {status.name: status
+                 for status in drbd_status(deadline.earlier(ANSWER_SECONDS))}
     except DrbdStatusUnavailable as exc:
         return {"available": False, "attention": False, "resources": [],
                 "summary": f"cannot read DRBD's status here: {exc}"}
@@ -122,7 +125,7 @@ def run_status(args: argparse.Namespace) -> int:
             return 2
         statuses = status_report.build(config, views)
         watchdog = watchdog_section(config)
-        drbd = drbd_section(config, Deadline.after(min(args.timeout, ANSWER_SECONDS)))
+        drbd = drbd_section(config, Deadline.after(args.timeout))
         text = (status_report.to_json(config, statuses, watchdog, drbd) if args.json
                 else status_report.to_table(config, statuses, args.paths)
                 + f"\nwatchdog: {watchdog['summary']}"

@@ -193,6 +193,10 @@ class IscsiSession:
             del self._pending[command_id]
             lib.scsi_free_scsi_task(task)
             pending.error = TransportError(f"{description}: {self._error_text()}")
+        elif lib.iscsi_which_events(self._context) & select.POLLOUT:
+            # Write the PDU now rather than on the next poll() round: one wakeup per command
+            # (its answer) instead of two. A socket that cannot take it keeps it queued.
+            self._service(select.POLLOUT)
         return pending
 
     def _on_command_done(self, _context: int, status: int, task_ptr: int,
