@@ -69,10 +69,12 @@ def _nothing() -> None:
 
 
 # -- fence -----------------------------------------------------------------------------------
-def stonewall_fence(nodes: Nodes, workdir: Path, runs: int) -> list[CaseResult]:
-    """Every available fence entry point: node-a fences node-b; node-b reboots between."""
+def stonewall_fence(nodes: Nodes, workdir: Path, runs: int,
+                    python: str = sys.executable) -> list[CaseResult]:
+    """Every available fence entry point, run by `python`: node-a fences node-b; node-b
+    reboots between."""
     results = []
-    for point in fence_entry_points(nodes, workdir):
+    for point in fence_entry_points(nodes, workdir, python):
         invocation = point.invocation
         if invocation is None:
             results.append(CaseResult("fence", point.name, nodes.count, nodes.paths_per_lun,
@@ -124,11 +126,11 @@ def fence_scsi_fence(nodes: Nodes, fence_scsi: FenceScsiNode, runs: int,
 
 
 # -- status ----------------------------------------------------------------------------------
-def stonewall_status(nodes: Nodes, runs: int) -> list[CaseResult]:
-    """`stonewall status` (table, then --json) on node-a, whose holder runs."""
+def stonewall_status(nodes: Nodes, runs: int,
+                     python: str = sys.executable) -> list[CaseResult]:
+    """`stonewall status` (table, then --json) on node-a, whose holder runs, by `python`."""
     names = [lun.name for lun in nodes.config.luns]
-    base = [sys.executable, "-m", "stonewall", "--config", str(nodes.configs[FENCER]),
-            "status"]
+    base = [python, "-m", "stonewall", "--config", str(nodes.configs[FENCER]), "status"]
 
     def check_table(run: ProcessRun) -> None:
         missing = [name for name in names if name not in run.stdout]

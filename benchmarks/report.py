@@ -170,6 +170,9 @@ def markdown(doc: dict[str, object]) -> str:
     settings = doc.get("settings")
     note = settings.get("note") if isinstance(settings, dict) else ""
     lines = [f"Note: {note}", ""] if note else []
+    installed = settings.get("entry_points_stonewall") if isinstance(settings, dict) else None
+    if installed:
+        lines += [f"Entry points run: {installed}.", ""]
     lines += [f"Machine: {machine['cores']} cores ({machine['cpu']}), kernel "
              f"{machine['kernel']}, Python {machine['python']}; {packages}. "
              f"Commit {machine['commit'] or '?'}"

@@ -6,6 +6,7 @@ not judged here); 1 some case failed (its row says why); 2 the lab could not be 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -43,6 +44,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="LUN count for the join and holder start-up cases (512)")
     parser.add_argument("--luns-per-target", type=int, default=DEFAULT_LUNS_PER_TARGET,
                         help=f"LUNs per tgtd target ({DEFAULT_LUNS_PER_TARGET})")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the Python whose stonewall the timed entry points run "
+                             "(`./run bench` passes a normal install of the tree; default: "
+                             "this one)")
     parser.add_argument("--note", default="",
                         help="a line stored with the results and shown above the table "
                              "(e.g. what differs from the committed tree)")
@@ -79,9 +84,9 @@ def run_size(nodes: Nodes, workdir: Path, args: argparse.Namespace,
             progress(result)
 
     if size in args.fence_sizes:
-        add(cases.stonewall_fence(nodes, workdir, args.runs))
+        add(cases.stonewall_fence(nodes, workdir, args.runs, args.python))
     if size in args.status_luns:  # before fence_scsi's key is on the LUNs: it is foreign
-        add(cases.stonewall_status(nodes, args.runs))
+        add(cases.stonewall_status(nodes, args.runs, args.python))
     if size in args.fence_sizes or size in args.status_luns:
         fence_scsi = FenceScsiNode(workdir / "fence_scsi", list(nodes.config.luns))
         layouts = [False, True] if args.fence_scsi_per_path else [False]
@@ -150,6 +155,17 @@ def _progress(result: CaseResult) -> None:
         say(f"  {result.case:6} {result.tool:32} {size}: FAILED {result.error}")
 
 
+def installed_from(python: str) -> str:
+    """Where `python` imports stonewall from, and whether that is this tree (an editable
+    install) or a normal install."""
+    found = subprocess.run([python, "-c", "import stonewall; print(stonewall.__file__)"],
+                           capture_output=True, text=True, timeout=30)
+    where = Path(found.stdout.strip()).parent if found.returncode == 0 else None
+    if where is None:
+        return f"none ({found.stderr.strip().splitlines()[-1:]})"
+    return f"{'editable: this tree' if where == REPOSITORY else 'normal install'} ({where})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     open_files = raise_open_files_limit()
@@ -157,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "status_luns": args.status_luns, "join_luns": args.join_luns,
                 "paths_per_lun": PATHS_PER_LUN, "luns_per_target": args.luns_per_target,
                 "fence_scsi_per_path": args.fence_scsi_per_path,
+                "entry_points_python": args.python,
+                "entry_points_stonewall": installed_from(args.python),
                 "rlimit_nofile": open_files, "smoke": args.smoke, "note": args.note}
     with tempfile.TemporaryDirectory(prefix="stonewall-bench-") as tmp:
         try:
