@@ -79,6 +79,9 @@ class _Batch:
                 if woke:
                     self._collect_workers()
         finally:
+            if self.owner:  # left by an exception of the loop itself: no session stays held
+                for pending in self.poller.expire():
+                    self.owner.pop(id(pending))[1].lock.release()
             with self.pipe_lock:
                 self.pipe_open = False
                 os.close(self.wake_read)
