@@ -33,6 +33,7 @@ from stonewall.storage.scsi.iscsi import IscsiSession
 from stonewall.storage.scsi.sg import SgPersistDevice, SgRunner
 from stonewall.storage.scsi.sgio import SgioDevice
 
+
 class PathKind(str, Enum):
     DATA = "data"  # a kernel path device: guests write through it
     CONTROL = "control"  # the service's own session: never carries guest data

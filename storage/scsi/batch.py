@@ -19,7 +19,7 @@ from stonewall.bounded import Abandoned
 from stonewall.clock import Deadline
 from stonewall.storage.scsi.errors import CommandTimeout
 from stonewall.storage.scsi.iscsi import IscsiSession, PendingCommand, SessionPoller
-from stonewall.storage.scsi.steps import Blocking, Exchange, Step, Steps
+from stonewall.storage.scsi.steps import Exchange, Step, Steps
 
 T = TypeVar("T")
 

@@ -8,8 +8,8 @@ our back, and a PR OUT whose fate is unknown must be verified by the caller, not
 
 All I/O is asynchronous underneath: `submit` queues a CDB, `wait_for` drives any number of
 sessions on one poll() loop until their commands finish or the deadline passes. `execute` is
-submit + wait for a single command.
-"""
+submit + wait for a single command. `SessionPoller` is that loop's poll set, kept
+incrementally; storage/scsi/batch.py drives whole operations on it."""
 from __future__ import annotations
 
 import ctypes

@@ -4,8 +4,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from stonewall.bounded import Abandoned
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.lab.identities import NODE_A_IQN, NODE_B_IQN
