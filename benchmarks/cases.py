@@ -19,6 +19,7 @@ from stonewall.clock import Deadline
 from stonewall.holder.api import HolderFailure
 
 STONEWALL_TIMEOUT = 120.0
+UNAVAILABLE = "unavailable: "
 FENCE_SCSI_TIMEOUT = 900.0  # 512 x 2 devices x 14 processes, one after another
 
 
@@ -33,6 +34,11 @@ class CaseResult:
     stats: Stats | None = None
     error: str = ""
     notes: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def unavailable(self) -> bool:
+        """The tool cannot run on this machine (the row says why): not a failure."""
+        return self.error.startswith(UNAVAILABLE)
 
     @property
     def lun_paths(self) -> int:
@@ -63,10 +69,12 @@ def _nothing() -> None:
 
 
 # -- fence -----------------------------------------------------------------------------------
-def stonewall_fence(nodes: Nodes, workdir: Path, runs: int) -> list[CaseResult]:
-    """Every available fence entry point: node-a fences node-b; node-b reboots between."""
+def stonewall_fence(nodes: Nodes, workdir: Path, runs: int,
+                    python: str = sys.executable) -> list[CaseResult]:
+    """Every available fence entry point, run by `python`: node-a fences node-b; node-b
+    reboots between."""
     results = []
-    for point in fence_entry_points(nodes, workdir):
+    for point in fence_entry_points(nodes, workdir, python):
         invocation = point.invocation
         if invocation is None:
             results.append(CaseResult("fence", point.name, nodes.count, nodes.paths_per_lun,
@@ -84,26 +92,45 @@ def stonewall_fence(nodes: Nodes, workdir: Path, runs: int) -> list[CaseResult]:
     return results
 
 
+FENCE_SCSI_PER_PATH = ", one device per path"
+
+
+def fence_mpath(nodes: Nodes, fence_scsi: FenceScsiNode) -> CaseResult:
+    """fence_mpath, where it can run. It acts through mpathpersist, which asks the kernel's
+    device-mapper and multipathd for a map's paths; the lab presents maps through the SG_IO
+    shim, which has no device-mapper behind it, so the row says so in mpathpersist's
+    own words rather than time something else."""
+    result = CaseResult("fence", "fence_mpath -o off", nodes.count, nodes.paths_per_lun)
+    why = fence_scsi.mpathpersist_refusal()
+    result.error = UNAVAILABLE + (why or "mpathpersist answers here, but this benchmark "
+                                  "has no dm-multipath lab to time fence_mpath in")
+    return result
+
+
 def fence_scsi_fence(nodes: Nodes, fence_scsi: FenceScsiNode, runs: int,
-                     notes: dict[str, object]) -> CaseResult:
-    """`fence_scsi -o off` of node-b's key on every LUN path."""
+                     notes: dict[str, object], per_path: bool = False) -> CaseResult:
+    """`fence_scsi -o off` of node-b's key, given one map per LUN as a multipath user
+    configures it (with `per_path`: every path device, the benchmark's earlier setup)."""
+    tool = "fence_scsi -o off" + (FENCE_SCSI_PER_PATH if per_path else "")
+
     def once() -> float:
-        run = fence_scsi.run("off", nodes.key(VICTIM), FENCE_SCSI_TIMEOUT)
-        seconds = expect_exit(run, 0, "fence_scsi -o off")
+        run = fence_scsi.run("off", nodes.key(VICTIM), FENCE_SCSI_TIMEOUT, per_path=per_path)
+        seconds = expect_exit(run, 0, tool)
         nodes.require_victim(present=False)
         return seconds
 
-    result = run_case("fence", "fence_scsi -o off", nodes, once, nodes.reboot_victim, runs)
-    result.notes = dict(notes)
+    result = run_case("fence", tool, nodes, once, nodes.reboot_victim, runs)
+    result.notes = {"devices": len(fence_scsi.devices if per_path else fence_scsi.maps),
+                    **notes}
     return result
 
 
 # -- status ----------------------------------------------------------------------------------
-def stonewall_status(nodes: Nodes, runs: int) -> list[CaseResult]:
-    """`stonewall status` (table, then --json) on node-a, whose holder runs."""
+def stonewall_status(nodes: Nodes, runs: int,
+                     python: str = sys.executable) -> list[CaseResult]:
+    """`stonewall status` (table, then --json) on node-a, whose holder runs, by `python`."""
     names = [lun.name for lun in nodes.config.luns]
-    base = [sys.executable, "-m", "stonewall", "--config", str(nodes.configs[FENCER]),
-            "status"]
+    base = [python, "-m", "stonewall", "--config", str(nodes.configs[FENCER]), "status"]
 
     def check_table(run: ProcessRun) -> None:
         missing = [name for name in names if name not in run.stdout]
@@ -134,16 +161,20 @@ def stonewall_status(nodes: Nodes, runs: int) -> list[CaseResult]:
 
 
 def fence_scsi_status(nodes: Nodes, fence_scsi: FenceScsiNode, runs: int,
-                      notes: dict[str, object]) -> CaseResult:
-    """`fence_scsi -o status` of node-b's key (registered: "on", exit 0)."""
+                      notes: dict[str, object], per_path: bool = False) -> CaseResult:
+    """`fence_scsi -o status` of node-b's key (registered: "on", exit 0), on one map per
+    LUN (with `per_path`: on every path device)."""
+    tool = "fence_scsi -o status" + (FENCE_SCSI_PER_PATH if per_path else "")
     nodes.reboot_victim()
 
     def once() -> float:
-        run = fence_scsi.run("status", nodes.key(VICTIM), FENCE_SCSI_TIMEOUT)
-        return expect_exit(run, STATUS_ON, "fence_scsi -o status")
+        run = fence_scsi.run("status", nodes.key(VICTIM), FENCE_SCSI_TIMEOUT,
+                             per_path=per_path)
+        return expect_exit(run, STATUS_ON, tool)
 
-    result = run_case("status", "fence_scsi -o status", nodes, once, _nothing, runs)
-    result.notes = dict(notes)
+    result = run_case("status", tool, nodes, once, _nothing, runs)
+    result.notes = {"devices": len(fence_scsi.devices if per_path else fence_scsi.maps),
+                    **notes}
     return result
 
 

@@ -30,6 +30,7 @@ from stonewall.bounded import map_bounded
 from stonewall.storage.scsi.sg import SgPersistDevice, SgRunner
 
 FENCE_SCSI = "/usr/sbin/fence_scsi"
+MPATHPERSIST = "/usr/sbin/mpathpersist"
 FENCE_SCSI_IQN = "iqn.2026-11.lab.stonewall:fence-scsi"
 FENCE_SCSI_KEY = 0x4653435300000001  # "FSCS" + 1: unlike any stonewall node key
 # fence_scsi exit statuses (fencing.py): 0 success / "on" for status, 2 "off" for status.
@@ -94,20 +95,32 @@ class PrivateRun:
 
 
 class FenceScsiNode:
-    """fence_scsi's view of `luns`: one fake block device per LUN path, registered."""
+    """fence_scsi's view of `luns`: one fake block device per LUN path, registered, and one
+    fake map device per LUN (`maps`).
+
+    A multipath user gives fence_scsi the map (`-d /dev/mapper/...`, one device per LUN):
+    `-o on` registers every path device of the map (register_dev expands its slaves), while
+    `-o off` and `-o status` send each PR command once through the map, which the kernel's
+    dm-multipath passes to one of its paths. No dm map exists here, so a map is a fake block
+    device whose SG_IO goes to the nexus of the LUN's first path (a map with that path
+    active); the setup registers the key on every path, as `-o on` through the map would."""
 
     def __init__(self, workdir: Path, luns: Sequence[Lun]) -> None:
         if not Path(FENCE_SCSI).exists():
             raise BenchFailure(f"{FENCE_SCSI} not found: install the Debian package "
                                "fence-agents")
         self.workdir = workdir
-        self.devices = [
-            FakeDevice(str(workdir / "dev" / f"sd{index}"), str(portal), lun.iscsi.target,
-                       lun.iscsi.lun, FENCE_SCSI_IQN, kind="block")
-            for index, (lun, portal) in enumerate(
-                (lun, portal) for lun in luns if lun.iscsi for portal in lun.iscsi.portals)]
+        self.devices = []
+        aliases = []
+        for lun in (lun for lun in luns if lun.iscsi):
+            aliases.append((str(workdir / "dev" / f"dm-{len(aliases)}"), len(self.devices)))
+            self.devices += [FakeDevice(str(workdir / "dev" / f"sd{len(self.devices) + n}"),
+                                        str(portal), lun.iscsi.target, lun.iscsi.lun,
+                                        FENCE_SCSI_IQN, kind="block")
+                             for n, portal in enumerate(lun.iscsi.portals)]
+        self.maps = [path for path, _index in aliases]
         self.nexus = NexusStandIn(workdir / "nexus", self.devices,
-                                  preempt_and_abort_as_preempt=True)
+                                  preempt_and_abort_as_preempt=True, aliases=aliases)
         self.namespace = PrivateRun(workdir / "run")
         self.registered = False
 
@@ -150,12 +163,28 @@ class FenceScsiNode:
         finally:
             self.nexus.stop()
 
-    def run(self, action: str, key: int, timeout: float) -> ProcessRun:
-        """`fence_scsi -o ACTION -k KEY -d DEV,...` on every device, timed from the start of
-        the process (nsenter, which execs fence_scsi) to its exit."""
+    def run(self, action: str, key: int, timeout: float, *,
+            per_path: bool = False) -> ProcessRun:
+        """`fence_scsi -o ACTION -k KEY -d DEV,...` on every map (with `per_path`: on every
+        path device), timed from the start of the process (nsenter, which execs fence_scsi)
+        to its exit."""
+        devices = [d.path for d in self.devices] if per_path else self.maps
         command = [*self.namespace.prefix, FENCE_SCSI, "-o", action, "-k", key_text(key),
-                   "-d", ",".join(d.path for d in self.devices)]
+                   "-d", ",".join(devices)]
         return time_process(command, timeout, env=self.nexus.environment)
+
+    def mpathpersist_refusal(self) -> str | None:
+        """Why `mpathpersist -i -k` cannot read the first map here (its last line of
+        output), or None when it can."""
+        if not Path(MPATHPERSIST).exists():
+            return f"{MPATHPERSIST} not found (Debian package multipath-tools)"
+        run = time_process([MPATHPERSIST, "-i", "-k", "-d", self.maps[0]], SETUP_SECONDS,
+                           env=self.nexus.environment)
+        if run.returncode == 0:
+            return None
+        said = [line.split("| ", 1)[-1].strip()
+                for line in (run.stderr + run.stdout).splitlines() if line.strip()]
+        return f"mpathpersist exit {run.returncode}: {'; '.join(said[-3:]) or 'no output'}"
 
     def floors(self, runs: int, timeout: float) -> dict[str, float]:
         """Medians (ms) of what the lab adds: `nsenter ... true` (once per fence_scsi run),

@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--luns", type=int, default=512)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--top", type=int, default=25,
+                        help="functions to list (0: time the runs without the profiler)")
     args = parser.parse_args(argv)
     raise_open_files_limit()
     with tempfile.TemporaryDirectory(prefix="stonewall-profile-") as tmp:
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             nodes = Nodes(array, workdir / "nodes", args.luns)  # configurations only
             fencer, victim = (in_process_holder(nodes, node) for node in (FENCER, VICTIM))
             try:
-                profile = profile_preempts(fencer, victim, args.runs)
+                profile = profile_preempts(fencer, victim, args.runs, args.top > 0)
                 for _ in range(args.runs):
                     print(read_keys_floor(fencer.paths), flush=True)
             finally:
@@ -57,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 victim.close()
         finally:
             array.stop()
-    pstats.Stats(profile, stream=sys.stdout).sort_stats("cumulative").print_stats(args.top)
+    if args.top > 0:
+        pstats.Stats(profile, stream=sys.stdout).sort_stats("cumulative").print_stats(args.top)
     return 0
 
 
@@ -70,22 +72,25 @@ def in_process_holder(nodes: Nodes, node: str) -> NodeHolder:
     return holder
 
 
-def profile_preempts(fencer: NodeHolder, victim: NodeHolder, runs: int) -> cProfile.Profile:
-    """Each preempt of the victim profiled; the victim's join in a new boot before each
-    run (a fenced node registers again only after a reboot) is not."""
+def profile_preempts(fencer: NodeHolder, victim: NodeHolder, runs: int,
+                     profiled: bool = True) -> cProfile.Profile:
+    """Each preempt of the victim profiled (unless not `profiled`); the victim's join in a
+    new boot before each run (a fenced node registers again only after a reboot) is not."""
     profile = cProfile.Profile()
-    if not fencer.join(Deadline.after(SETUP_SECONDS))["ok"]:
+    if not fencer.join(Deadline.after(SETUP_SECONDS)).ok:
         raise SystemExit(f"profile: {FENCER} could not join")
     for run in range(runs):
         victim.boot_records = BootRecords(victim.config.paths.state_dir,
                                           f"{VICTIM}-profile-boot-{run + 1}")
-        if not victim.join(Deadline.after(SETUP_SECONDS))["ok"]:
+        if not victim.join(Deadline.after(SETUP_SECONDS)).ok:
             raise SystemExit(f"profile: {VICTIM} could not join")
         began = time.perf_counter()
-        profile.enable()
+        if profiled:
+            profile.enable()
         fencer.refresh(Deadline.after(SETUP_SECONDS))
         outcome = fencer.preempt(VICTIM, None, Deadline.after(SETUP_SECONDS))
-        profile.disable()
+        if profiled:
+            profile.disable()
         print(f"run {run + 1}: {(time.perf_counter() - began) * 1000:.1f} ms, "
               f"fenced {outcome.fenced}", flush=True)
     return profile

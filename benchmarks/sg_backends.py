@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kernel_rows = kernel_tier(Path(tmp) / "kernel", 4 * args.runs) if args.kernel else []
     note = (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
             f"{args.runs} runs per case; one process, stonewall's ownership code, "
-            "map_bounded pool of 16 per level.")
+            "blocking PR commands on 16 batch workers (storage/scsi/batch.py).")
     args.out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, note) + (kernel_markdown(kernel_rows) if kernel_rows else "")
     (args.out / "sg_backends.json").write_text(json.dumps(

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
+from typing import Any, Callable, TypeVar
 
 from stonewall.clock import Deadline
 from stonewall.config.errors import ConfigError
@@ -15,12 +17,11 @@ from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.views import read_views
 from stonewall.storage import status_report
-from stonewall.storage.drbd.drbdsetup import ANSWER_SECONDS, DrbdStatusUnavailable, drbd_status
-from stonewall.storage.drbd.status import attention as drbd_attention
-from stonewall.storage.drbd.status import summary as drbd_summary
-from stonewall.storage.paths import PathSetupError
+from stonewall.storage.path_errors import PathSetupError
 from stonewall.watchdog.snapshot import (Health, SnapshotMissing, SnapshotUnreadable,
                                           current_reading)
+
+T = TypeVar("T")
 
 EXIT_HELP = """\
 exit status:
@@ -81,8 +82,14 @@ def drbd_section(config: ClusterConfig, deadline: Deadline) -> dict[str, object]
     of the LUNs: status may run on any machine."""
     if not config.drbd_resources:
         return None
+    # Imported here: a configuration without DRBD resources does not pay for them.
+    from stonewall.storage.drbd.drbdsetup import (
+        ANSWER_SECONDS, DrbdStatusUnavailable, drbd_status)
+    from stonewall.storage.drbd.status import attention as drbd_attention
+    from stonewall.storage.drbd.status import summary as drbd_summary
     try:
-        found = {status.name: status for status in drbd_status(deadline)}
+        found = {status.name: status
+                 for status in drbd_status(deadline.earlier(ANSWER_SECONDS))}
     except DrbdStatusUnavailable as exc:
         return {"available": False, "attention": False, "resources": [],
                 "summary": f"cannot read DRBD's status here: {exc}"}
@@ -102,6 +109,31 @@ def drbd_section(config: ClusterConfig, deadline: Deadline) -> dict[str, object]
             "summary": " | ".join(lines)}
 
 
+def _in_background(call: Callable[[], T], deadline: Deadline) -> Callable[[], T]:
+    """Start `call` on a thread now; the function returned waits for its result (or raises
+    its exception, or TimeoutError when it has none a second after `deadline`, which `call`
+    keeps itself)."""
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["value"] = call()
+        except Exception as exc:  # raised again in the waiting thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+
+    def result() -> T:
+        thread.join(deadline.remaining() + 1.0)
+        if "error" in outcome:
+            raise outcome["error"]
+        if "value" not in outcome:
+            raise TimeoutError("no answer before the deadline")
+        return outcome["value"]  # type: ignore[no-any-return]
+    return result
+
+
 def run_status(args: argparse.Namespace) -> int:
     try:
         config = load_config(resolve_config_path(args.config, os.environ))
@@ -114,15 +146,22 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"stonewall status: unknown LUN {exc.args[0]}", file=sys.stderr)
         return 2
     while True:
+        deadline = Deadline.after(args.timeout)
+        # DRBD's own status is a process of its own (drbdsetup): it runs while the holder
+        # reads the LUNs, not after.
+        drbd_later = _in_background(lambda: drbd_section(config, deadline), deadline)
         try:
-            views = read_views(config, args.lun, args.node, args.direct,
-                               Deadline.after(args.timeout))
+            views = read_views(config, args.lun, args.node, args.direct, deadline)
         except PathSetupError as exc:
             print(f"stonewall status: {exc}", file=sys.stderr)
             return 2
         statuses = status_report.build(config, views)
         watchdog = watchdog_section(config)
-        drbd = drbd_section(config, Deadline.after(min(args.timeout, ANSWER_SECONDS)))
+        try:
+            drbd = drbd_later()
+        except TimeoutError as exc:
+            drbd = {"available": False, "attention": False, "resources": [],
+                    "summary": f"cannot read DRBD's status here: {exc}"}
         text = (status_report.to_json(config, statuses, watchdog, drbd) if args.json
                 else status_report.to_table(config, statuses, args.paths)
                 + f"\nwatchdog: {watchdog['summary']}"

@@ -21,6 +21,7 @@ from stonewall.storage.multipath.errors import MultipathError
 from stonewall.storage.paths import (KernelRoots, LunPath, PathSet, PathSetupError, close_paths,
                                      connect_paths, data_paths, new_data_paths, plan_paths)
 from stonewall.storage.scsi.errors import ScsiError
+from stonewall.storage.scsi.iscsi import dropped_sessions
 from stonewall.storage.view import LunView
 
 
@@ -61,9 +62,11 @@ class NodeHolder:
         CONFLICT) on an unregistered one, so it can never bring a preempted key back.
         Returns one line per path whose registration was lost."""
         lost = []
+        sessions = [p.session for ps in self.paths.values() for p in ps if p.session]
+        dropped = set(map(id, dropped_sessions(sessions)))
         for lun_paths in self.paths.values():
             for path in lun_paths:
-                if path.session is None or path.session.check_connection():
+                if path.session is None or id(path.session) not in dropped:
                     continue
                 try:
                     path.session.reconnect(deadline)

@@ -12,8 +12,6 @@ from stonewall.config.identity import UnknownLocalNode, local_node
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.api import HolderFailure
 from stonewall.holder.client import HolderClient
-from stonewall.storage import ownership
-from stonewall.storage.paths import KernelRoots, close_paths, plan_paths
 from stonewall.storage.view import LunView, ReadViews
 
 
@@ -29,6 +27,10 @@ def read_views(config: ClusterConfig, lun_names: list[str] | None, node_name: st
             return HolderClient(config).views(lun_names, deadline)
         except HolderFailure:
             pass
+    # Imported only on this fallback: the usual answer comes from the holder, and the
+    # session stack costs a `status` run tens of milliseconds of imports.
+    from stonewall.storage import ownership
+    from stonewall.storage.paths import KernelRoots, close_paths, plan_paths
     try:
         initiator = local_node(config, node_name, os.environ).initiator
     except UnknownLocalNode:

@@ -314,13 +314,20 @@ class NexusStandIn:
     def __init__(self, workdir: Path, devices: Sequence[FakeDevice],
                  shim_cache: Path | None = None,
                  preempt_and_abort_as_preempt: bool = False,
-                 process_group: int | None = None) -> None:
+                 process_group: int | None = None,
+                 aliases: Sequence[tuple[str, int]] = ()) -> None:
         """`preempt_and_abort_as_preempt`: see PreemptAndAbortAsPreempt (off by default).
         `process_group`: run in that group (a lab machine's: its crash ends our sessions,
-        as a crash ends a kernel's); else in a session of its own."""
-        paths = [device.path for device in devices]
+        as a crash ends a kernel's); else in a session of its own.
+        `aliases`: (path, index) pairs, a further fake block device whose SG_IO goes to the
+        nexus of `devices[index]`, as a dm-multipath map passes a PR command to one of its
+        path devices."""
+        paths = [device.path for device in devices] + [path for path, _index in aliases]
         if len(set(paths)) != len(paths):
             raise ValueError("two fake devices share a path")
+        if any(not 0 <= index < len(devices) for _path, index in aliases):
+            raise ValueError("an alias names no device")
+        self.aliases = tuple(aliases)
         self.workdir = Path(workdir)
         self.devices = tuple(devices)
         self.shim_cache = shim_cache or self.workdir
@@ -347,7 +354,9 @@ class NexusStandIn:
         config_path.write_text(json.dumps(config, indent=1))
         map_path = write_device_map(self.workdir / "fakesg-map.json", [
             ShimDevice(d.path, d.kind, str(self.socket_path), ident, minor)
-            for minor, (ident, d) in enumerate(zip(ids, self.devices))])
+            for minor, (ident, d) in enumerate(zip(ids, self.devices))] + [
+            ShimDevice(path, "block", str(self.socket_path), ids[index], len(ids) + number)
+            for number, (path, index) in enumerate(self.aliases)])
         self._environment = shim_environment(build_shim(self.shim_cache), map_path)
         self.socket_path.unlink(missing_ok=True)
         with open(self.workdir / "nexus.log", "ab") as log_file:

@@ -20,7 +20,9 @@ from stonewall.storage.reports import (
 from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.errors import (
     ReservationConflict, ScsiError, UnsupportedServiceAction)
-from stonewall.storage.scsi.retry import run_with_retries
+from stonewall.storage.scsi.batch import run_all
+from stonewall.storage.scsi.retry import retrying, run_with_retries
+from stonewall.storage.scsi.steps import Blocking, Steps, run_one, steps_of
 from stonewall.storage.scsi.types import ReservationType
 from stonewall.storage.view import LunView, PathView
 
@@ -30,43 +32,66 @@ def _describe(error: BaseException) -> str:
 
 
 # -- reading ----------------------------------------------------------------------------------
-def read_path(path: LunPath, deadline: Deadline, clock: Clock, log_in: bool = False,
-              reservation: bool = True) -> PathView:
-    """READ KEYS (and READ RESERVATION unless `reservation` is False: verifying a key needs
-    only the keys) through one path; PR IN needs no registration.
-    `log_in`: a reader's fresh session logs in first, inside this path's own work, so a path
-    that hangs at login costs only itself (never for a holder's registered sessions)."""
+def _read_path_steps(path: LunPath, deadline: Deadline, clock: Clock, log_in: bool,
+                     reservation: bool) -> Steps[PathView]:
+    """read_path as an operation (storage/scsi/steps.py), for a batch."""
     if log_in and path.session is not None and not path.session.connected:
         try:
-            path.session.connect(deadline)
+            yield Blocking(path.session.connect)
             path.error = None
         except ScsiError as exc:
             path.mark_down(str(exc))
     if not path.up:
         return PathView(path.name, None, None, path.error or "down")
     assert path.device is not None
+    commands = steps_of(path.device)
     try:
-        keys = run_with_retries(path.device.read_keys, deadline, clock)
-        held = (run_with_retries(path.device.read_reservation, deadline, clock)
+        keys = yield from retrying(commands.read_keys, deadline, clock)
+        held = ((yield from retrying(commands.read_reservation, deadline, clock))
                 if reservation else None)
     except ScsiError as exc:
         return PathView(path.name, None, None, _describe(exc))
     return PathView(path.name, keys.keys, held)
 
 
+def read_path(path: LunPath, deadline: Deadline, clock: Clock, log_in: bool = False,
+              reservation: bool = True) -> PathView:
+    """READ KEYS (and READ RESERVATION unless `reservation` is False: verifying a key needs
+    only the keys) through one path; PR IN needs no registration.
+    `log_in`: a reader's fresh session logs in first, inside this path's own work, so a path
+    that hangs at login costs only itself (never for a holder's registered sessions)."""
+    return run_one(_read_path_steps(path, deadline, clock, log_in, reservation), deadline)
+
+
 def read_views(paths: PathSet, deadline: Deadline, clock: Clock, log_in: bool = False,
                reservation: bool = True) -> dict[str, LunView]:
-    """Every path of every LUN read concurrently; a path that does not answer is down.
-    `log_in` and `reservation` as in read_path."""
+    """Every path of every LUN read in one batch (storage/scsi/batch.py); a path that does
+    not answer is down. `log_in` and `reservation` as in read_path."""
     flat = [(lun, path) for lun, lun_paths in paths.items() for path in lun_paths]
-    answers = map_bounded(lambda item: read_path(item[1], deadline, clock, log_in,
-                                                 reservation), flat, deadline)
+    answers = run_all([_read_path_steps(path, deadline, clock, log_in, reservation)
+                       for _lun, path in flat], deadline)
     views: dict[str, list[PathView]] = {lun: [] for lun in paths}
     for (lun, path), answer in zip(flat, answers):
         if isinstance(answer, BaseException):
             answer = PathView(path.name, None, None, _describe(answer))
         views[lun].append(answer)
     return {lun: LunView(lun, tuple(found)) for lun, found in views.items()}
+
+
+def _lun_keys_steps(lun_paths: list[LunPath], deadline: Deadline,
+                    clock: Clock) -> Steps[LunView]:
+    """The LUN's registered keys read through one path, the next only when a path does not
+    answer. One answer covers the LUN: READ KEYS lists every key registered with the device
+    server, whichever I_T nexus registered it (SPC-4 6.16.2; on tgtd each path lists the
+    registrations of both paths' nexuses, as `status --paths` shows). Deciding whether to preempt needs only that;
+    the proof afterwards (`verify`) still reads every path."""
+    answers: list[PathView] = []
+    for path in _control_first(lun_paths):
+        answer = yield from _read_path_steps(path, deadline, clock, False, False)
+        answers.append(answer)
+        if answer.up:
+            break
+    return LunView(lun_paths[0].lun.name if lun_paths else "?", tuple(answers))
 
 
 # -- joining ----------------------------------------------------------------------------------
@@ -326,24 +351,24 @@ class AbortSupport:
 def preempt_peer(paths: PathSet, luns: list[Lun], my_key: int, victim_key: int,
                  deadline: Deadline, clock: Clock, abort_support: AbortSupport) -> PreemptReport:
     """Remove `victim_key` from `luns`: arbiter LUNs first, one by one in `order` (the SAN
-    lets only one of two racing nodes win there), then the rest concurrently. Preempting an
-    absent key is skipped (idempotent). A conflict that proves our own key gone stops it all."""
+    lets only one of two racing nodes win there), then the rest in one batch (every LUN's
+    read and PREEMPT on one poll loop, storage/scsi/batch.py). Preempting an absent key is
+    skipped (idempotent). A conflict that proves our own key gone stops it all."""
     report = PreemptReport()
     arbiters = [lun for lun in luns if lun.role is LunRole.ARBITER]
     others = [lun for lun in luns if lun.role is not LunRole.ARBITER]
     for lun in arbiters:
         try:
-            report.luns.append(_preempt_lun(paths[lun.name], lun, my_key, victim_key, deadline,
-                                            clock, abort_support))
+            report.luns.append(run_one(_preempt_lun(paths[lun.name], lun, my_key, victim_key,
+                                                    deadline, clock, abort_support), deadline))
         except LostRegistration as exc:
             report.lost_race, report.lost_detail = True, str(exc)
             return report
     proven_live = (any(lun.role is LunRole.GUEST for lun in others)
                    and _own_key_live(paths, arbiters, report, my_key, deadline, clock))
-    results = map_bounded(lambda lun: _preempt_lun(paths[lun.name], lun, my_key, victim_key,
-                                                   deadline, clock, abort_support,
-                                                   register_first=proven_live),
-                          others, deadline)
+    results = run_all([_preempt_lun(paths[lun.name], lun, my_key, victim_key, deadline, clock,
+                                    abort_support, register_first=proven_live)
+                       for lun in others], deadline)
     for lun, result in zip(others, results):
         if isinstance(result, LostRegistration):
             report.lost_race, report.lost_detail = True, str(result)
@@ -373,8 +398,9 @@ def _own_key_live(paths: PathSet, arbiters: list[Lun], report: PreemptReport, my
 
 def _preempt_lun(lun_paths: list[LunPath], lun: Lun, my_key: int, victim_key: int,
                  deadline: Deadline, clock: Clock, abort_support: AbortSupport,
-                 register_first: bool = False) -> LunFence:
-    view = read_views({lun.name: lun_paths}, deadline, clock, reservation=False)[lun.name]
+                 register_first: bool = False) -> Steps[LunFence]:
+    """One LUN's preempt, as an operation (storage/scsi/steps.py)."""
+    view = yield from _lun_keys_steps(lun_paths, deadline, clock)
     if view.absent_everywhere(victim_key):
         return LunFence(lun.name, "already absent", "-", True)
     last = "no registered path is up"
@@ -385,28 +411,26 @@ def _preempt_lun(lun_paths: list[LunPath], lun: Lun, my_key: int, victim_key: in
         if not register_first:
             return LunFence(lun.name, "failed", "-", False, "not registered on this guest LUN "
                             "and no arbiter LUN proved our own key live: not registering")
-        joined = _register_to_fence(lun_paths, lun, my_key, deadline, clock)
+        joined = yield Blocking(lambda d: _register_to_fence(lun_paths, lun, my_key, d, clock))
         if joined is not None:
             return joined
-    conflicts = 0
     for path in _control_first(lun_paths):
         if not (path.up and path.registered and path.device is not None):
             continue
         try:
             preempt_all = _preempt_all_instead(lun, view, my_key, victim_key)
-            action = _preempt_through(path, lun, my_key, victim_key, deadline, clock,
-                                      abort_support, preempt_all)
+            action = yield from _preempt_through(path, lun, my_key, victim_key, deadline,
+                                                 clock, abort_support, preempt_all)
             if preempt_all:
-                return _register_siblings_again(lun_paths, path, lun, action, my_key,
-                                                deadline, clock)
+                return (yield Blocking(lambda d, through=path, done=action:
+                                       _register_siblings_again(lun_paths, through, lun, done,
+                                                                my_key, d, clock)))
             return LunFence(lun.name, action, path.name, True)
         except ReservationConflict as exc:
             # Either our nexus lost its registration, or the victim's key vanished meanwhile
             # (another fencer won first): the SAN's keys tell which.
-            conflicts += 1
             last = _describe(exc)
-            after = read_views({lun.name: lun_paths}, deadline, clock,
-                               reservation=False)[lun.name]
+            after = yield from _lun_keys_steps(lun_paths, deadline, clock)
             if after.absent_everywhere(victim_key):
                 return LunFence(lun.name, "already absent", path.name, True,
                                 "removed by another fencer")
@@ -471,21 +495,21 @@ def _control_first(lun_paths: list[LunPath]) -> list[LunPath]:
 
 def _preempt_through(path: LunPath, lun: Lun, my_key: int, victim_key: int,
                      deadline: Deadline, clock: Clock, abort_support: AbortSupport,
-                     preempt_all: bool = False) -> str:
+                     preempt_all: bool = False) -> Steps[str]:
     """PREEMPT (AND ABORT where the target has it) `victim_key` through `path`; with
     `preempt_all` the service action key is 0 (see _preempt_all_instead)."""
     sark = 0 if preempt_all else victim_key
-    device = path.device
-    assert device is not None
+    assert path.device is not None
+    commands = steps_of(path.device)
     if abort_support.try_abort(lun.name):
         try:
-            run_with_retries(lambda d: device.preempt(my_key, sark, lun.reservation, d,
-                                                      abort=True), deadline, clock)
+            yield from retrying(lambda: commands.preempt(my_key, sark, lun.reservation,
+                                                         abort=True), deadline, clock)
             return "preempt-and-abort"
         except UnsupportedServiceAction:
             abort_support.unsupported(lun.name)  # tgtd and some arrays: plain PREEMPT
-    run_with_retries(lambda d: device.preempt(my_key, sark, lun.reservation, d),
-                     deadline, clock)
+    yield from retrying(lambda: commands.preempt(my_key, sark, lun.reservation),
+                        deadline, clock)
     return "preempt"
 
 

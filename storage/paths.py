@@ -25,15 +25,13 @@ from stonewall.storage.multipath import resolve
 from stonewall.storage.multipath.errors import MultipathError
 from stonewall.storage.multipath.sysfs import discover_sysfs
 from stonewall.storage.multipath.types import Discovery, PathDevice, PathState
+from stonewall.storage.path_errors import PathSetupError
 from stonewall.bounded import map_bounded
 from stonewall.storage.scsi.commands import CommandPrDevice
 from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.iscsi import IscsiSession
 from stonewall.storage.scsi.sg import SgPersistDevice, SgRunner
 from stonewall.storage.scsi.sgio import SgioDevice
-
-class PathSetupError(Exception):
-    """The node or LUN lacks what its transport needs."""
 
 
 class PathKind(str, Enum):

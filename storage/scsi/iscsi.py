@@ -8,8 +8,8 @@ our back, and a PR OUT whose fate is unknown must be verified by the caller, not
 
 All I/O is asynchronous underneath: `submit` queues a CDB, `wait_for` drives any number of
 sessions on one poll() loop until their commands finish or the deadline passes. `execute` is
-submit + wait for a single command.
-"""
+submit + wait for a single command. `SessionPoller` is that loop's poll set, kept
+incrementally; storage/scsi/batch.py drives whole operations on it."""
 from __future__ import annotations
 
 import ctypes
@@ -193,6 +193,10 @@ class IscsiSession:
             del self._pending[command_id]
             lib.scsi_free_scsi_task(task)
             pending.error = TransportError(f"{description}: {self._error_text()}")
+        elif lib.iscsi_which_events(self._context) & select.POLLOUT:
+            # Write the PDU now rather than on the next poll() round: one wakeup per command
+            # (its answer) instead of two. A socket that cannot take it keeps it queued.
+            self._service(select.POLLOUT)
         return pending
 
     def _on_command_done(self, _context: int, status: int, task_ptr: int,
@@ -248,8 +252,7 @@ class IscsiSession:
         """Process whatever the target sent meanwhile (without waiting) and tell whether the
         connection still stands: a target that closed it is noticed here, not at the next
         command."""
-        with self.lock:
-            return self.connected and self._service_once(0)
+        return not dropped_sessions([self])
 
     def _service_once(self, timeout: float) -> bool:
         spec = self._poll_spec()
@@ -270,34 +273,150 @@ class IscsiSession:
             li.lib().iscsi_destroy_context(context)
 
 
+def dropped_sessions(sessions: Iterable[IscsiSession]) -> list[IscsiSession]:
+    """The sessions whose connection is gone, found with one poll() over all of them (no
+    waiting): whatever each target sent meanwhile is processed, so a target that closed a
+    connection is noticed here, not at the next command. A session busy with a command
+    (its lock held) is left to that command, which notices a drop itself."""
+    dropped: list[IscsiSession] = []
+    held: list[IscsiSession] = []
+    by_fd: dict[int, IscsiSession] = {}
+    poller = select.poll()
+    try:
+        for session in sessions:
+            if not session.lock.acquire(blocking=False):
+                continue
+            held.append(session)
+            spec = session._poll_spec()
+            if spec is None:
+                dropped.append(session)
+                continue
+            poller.register(spec[0], spec[1] | select.POLLIN)
+            by_fd[spec[0]] = session
+        for fd, revents in poller.poll(0):
+            if not by_fd[fd]._service(revents):
+                dropped.append(by_fd[fd])
+    finally:
+        for session in held:
+            session.lock.release()
+    return dropped
+
+
+class SessionPoller:
+    """The sessions with commands in flight, on one poll set kept up to date incrementally:
+    a session is (re)registered only when something was done on it (a submit, a wakeup),
+    and each descriptor maps straight to its session, so a wakeup costs O(sessions that
+    woke), not O(commands waiting). Extra descriptors (a wakeup pipe) may be watched too."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._by_fd: dict[int, IscsiSession] = {}
+        self._spec: dict[int, tuple[int, int]] = {}  # id(session) -> (fd, events) registered
+        self._inflight: dict[int, list[PendingCommand]] = {}  # id(session) -> its commands
+        self._extra: set[int] = set()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._inflight)
+
+    def watch_extra(self, fd: int) -> None:
+        self._extra.add(fd)
+        self._poll.register(fd, select.POLLIN)
+
+    def add(self, pending: PendingCommand) -> list[PendingCommand]:
+        """Track a command just submitted; returns it at once if it already ended (it never
+        left, or its session is gone)."""
+        if pending.done:
+            return [pending]
+        session = pending.session
+        self._inflight.setdefault(id(session), []).append(pending)
+        return self._watch(session)
+
+    def _watch(self, session: IscsiSession) -> list[PendingCommand]:
+        """Register the session with the events libiscsi wants now; settles its commands
+        when the connection is gone."""
+        key = id(session)
+        spec = session._poll_spec()
+        if spec is None:
+            session._fail_pending("not connected")
+            return self._settle(session)
+        old = self._spec.get(key)
+        if old != spec:
+            if old is not None:
+                self._forget_fd(old[0])
+            self._poll.register(*spec)
+            self._by_fd[spec[0]] = session
+            self._spec[key] = spec
+        return []
+
+    def _forget_fd(self, fd: int) -> None:
+        self._by_fd.pop(fd, None)
+        try:
+            self._poll.unregister(fd)
+        except KeyError:
+            pass
+
+    def _settle(self, session: IscsiSession) -> list[PendingCommand]:
+        """The session's finished commands; it leaves the poll set with its last one."""
+        key = id(session)
+        inflight = self._inflight.get(key, [])
+        finished = [p for p in inflight if p.done]
+        left = [p for p in inflight if not p.done]
+        if left:
+            self._inflight[key] = left
+            return finished + self._watch(session)
+        self._inflight.pop(key, None)
+        spec = self._spec.pop(key, None)
+        if spec is not None:
+            self._forget_fd(spec[0])
+        return finished
+
+    def poll(self, timeout: float) -> tuple[list[PendingCommand], bool]:
+        """Wait up to `timeout` seconds; the commands that finished, and whether an extra
+        descriptor became readable."""
+        finished: list[PendingCommand] = []
+        woke = False
+        for fd, revents in self._poll.poll(max(0, int(timeout * 1000))):
+            if fd in self._extra:
+                woke = True
+                continue
+            session = self._by_fd.get(fd)
+            if session is not None:
+                session._service(revents)
+                finished += self._settle(session)
+        return finished, woke
+
+    def expire(self) -> list[PendingCommand]:
+        """The deadline passed: every command in flight ends with CommandTimeout and its
+        session is dropped (its fate is unknown; the session cannot be trusted to be in
+        step)."""
+        expired = [p for inflight in self._inflight.values() for p in inflight]
+        sessions = {id(p.session): p.session for p in expired}
+        for pending in expired:
+            pending.error = CommandTimeout(f"{pending.description}: no answer before the "
+                                           "deadline")
+        for session in sessions.values():
+            spec = self._spec.pop(id(session), None)
+            if spec is not None:
+                self._forget_fd(spec[0])
+            session._pending.clear()
+            session.close()
+        self._inflight.clear()
+        return expired
+
+
 def wait_for(pendings: Iterable[PendingCommand], deadline: Deadline) -> None:
     """Drive the sessions of `pendings` on one poll() loop until every command is done.
 
     At the deadline, sessions with commands still in flight are dropped and those commands end
     with CommandTimeout: their fate is unknown, and the session cannot be trusted to be in step.
     """
-    waiting = [p for p in pendings if not p.done]
-    while waiting:
-        sessions = {id(p.session): p.session for p in waiting}
+    poller = SessionPoller()
+    for pending in pendings:
+        poller.add(pending)
+    while poller.busy:
         remaining = deadline.remaining()
         if remaining <= 0:
-            for session in sessions.values():
-                for pending in session._pending.values():
-                    pending.error = CommandTimeout(f"{pending.description}: no answer before "
-                                                   "the deadline")
-                session._pending.clear()
-                session.close()
+            poller.expire()
             return
-        poller = select.poll()
-        by_fd: dict[int, IscsiSession] = {}
-        for session in sessions.values():
-            spec = session._poll_spec()
-            if spec is None:
-                session._fail_pending("not connected")
-                continue
-            by_fd[spec[0]] = session
-            poller.register(spec[0], spec[1])
-        if by_fd:
-            for fd, revents in poller.poll(max(1, int(remaining * 1000))):
-                by_fd[fd]._service(revents)
-        waiting = [p for p in waiting if not p.done]
+        poller.poll(max(0.001, remaining))

@@ -14,6 +14,7 @@ from typing import Callable, TypeVar
 from stonewall.clock import Clock, Deadline
 from stonewall.storage.scsi.errors import CommandTimeout, TargetBusy, UnitAttention
 from stonewall.storage.scsi.sense import Sense
+from stonewall.storage.scsi.steps import Blocking, Steps, blocking, run_one
 
 T = TypeVar("T")
 
@@ -40,12 +41,20 @@ def run_with_retries(call: Callable[[Deadline], T], deadline: Deadline, clock: C
                      policy: RetryPolicy = DEFAULT_POLICY,
                      report: RetryReport | None = None) -> T:
     """Run `call(deadline)` under the policy; raise the last error when it gives up."""
+    return run_one(retrying(lambda: blocking(call), deadline, clock, policy, report), deadline)
+
+
+def retrying(attempt: Callable[[], Steps[T]], deadline: Deadline, clock: Clock,
+             policy: RetryPolicy = DEFAULT_POLICY,
+             report: RetryReport | None = None) -> Steps[T]:
+    """The operation `attempt()` under the policy, as an operation itself (steps.py): each
+    re-issue is a fresh `attempt()`, each back-off a blocking sleep on `clock`."""
     report = report if report is not None else RetryReport()
     backoff = policy.busy_first_backoff
     unit_attentions = 0
     while True:
         try:
-            return call(deadline)
+            return (yield from attempt())
         except UnitAttention as exc:
             unit_attentions += 1
             if unit_attentions > policy.unit_attention_retries:
@@ -58,5 +67,5 @@ def run_with_retries(call: Callable[[Deadline], T], deadline: Deadline, clock: C
                 raise CommandTimeout(f"{exc} and the deadline leaves no time to re-issue",
                                      exc.sense) from exc
             report.busy_backoffs += 1
-            clock.sleep(pause)
+            yield Blocking(lambda _deadline, seconds=pause: clock.sleep(seconds))
             backoff *= 2

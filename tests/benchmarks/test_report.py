@@ -34,14 +34,28 @@ def test_ratio_pairs_fence_scsi_with_each_tool_of_the_same_case_and_size() -> No
 
 
 def test_targets_report_met_and_missed() -> None:
-    results = [row("fence", "holder client", 64, 0.09), row("fence", "holder client", 512, 0.6),
-               row("fence", "fence_scsi -o off", 64, 2.0),
-               row("status", "stonewall status", 256, 0.4)]
+    results = [row("fence", "holder client", 64, 0.04), row("fence", "holder client", 512, 0.3),
+               row("fence", "fence_scsi -o off", 64, 1.0),
+               row("status", "stonewall status", 256, 0.3),
+               row("status", "fence_scsi -o status", 256, 0.9),
+               row("status", "stonewall status", 8, 0.12),
+               row("status", "fence_scsi -o status", 8, 0.1)]
     verdicts = {t["target"]: t["met"] for t in targets(results)}
-    assert verdicts["fence 64x2 median, holder client (s)"] is True
-    assert verdicts["fence 512x2 median, holder client (s)"] is False
-    assert verdicts["status 256x2 median, stonewall status (s)"] is True
-    assert verdicts["fence_scsi / holder client at 64x2"] is False  # 22x < 30x
+    assert verdicts["fence 64x2 median, holder client (s)"] is True  # under 50 ms
+    assert verdicts["fence 512x2 median, holder client (s)"] is False  # over 200 ms
+    assert verdicts["status 256x2 median, stonewall status (s)"] is False  # over 0.25 s
+    assert verdicts["fence_scsi / holder client at 64x2"] is False  # 25x < 30x
+    assert verdicts["fence_scsi status / stonewall status at 256x2"] is True
+    assert verdicts["fence_scsi status / stonewall status at 8x2"] is False  # slower
+
+
+def test_other_baselines_are_neither_references_nor_measured_against_targets() -> None:
+    results = [row("fence", "fence_scsi -o off", 64, 1.0),
+               row("fence", "fence_scsi -o off, one device per path", 64, 2.0),
+               row("fence", "holder client", 64, 0.02)]
+    assert [(r["stonewall"], r["ratio"]) for r in ratios(results)] == [
+        ("holder client", pytest.approx(50.0))]
+    assert not [t for t in targets(results) if "per path" in str(t["target"])]
 
 
 def test_a_failed_case_is_a_row_that_says_why_and_has_no_time() -> None:

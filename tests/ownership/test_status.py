@@ -167,3 +167,23 @@ def test_a_hung_path_is_reported_down_without_stalling_the_others(tmp_path, tgtd
     assert down[0]["path"] == hung.portals[0]
     assert took < 2 + 3  # the deadline plus process start, not a hang
     assert result.returncode == 1
+
+
+def test_status_through_the_holder_loads_neither_other_commands_nor_the_session_stack(lab):
+    """`status` builds its own parser only, and with a holder answering it imports none of
+    the iSCSI/sg stack (that is the --direct fallback's): what a status run costs is its
+    own work, measured in benchmarks/."""
+    lab.start_holder("node-a")
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['stonewall', '--config', sys.argv[1], 'status']\n"
+             "try:\n"
+             "    runpy.run_module('stonewall', run_name='__main__')\n"
+             "except SystemExit as done:\n"
+             "    loaded = [m for m in ('stonewall.handlers.vm_cmd', 'stonewall.storage.paths',\n"
+             "              'stonewall.storage.scsi.iscsi', 'stonewall.storage.drbd.drbdsetup')\n"
+             "              if m in sys.modules]\n"
+             "    print('exit', done.code, 'loaded', loaded)\n")
+    run = subprocess.run([sys.executable, "-c", probe, str(lab.configs["node-a"])],
+                         capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip().endswith("loaded []"), run.stdout + run.stderr
+    assert "arbiter0" in run.stdout
