@@ -7,6 +7,8 @@ start, stop and take over guests with their LUN registrations.
   stonewall vm start GUEST [--node NAME] [--uri URI] [--timeout S]
   stonewall vm stop GUEST [--destroy] [--node NAME] [--uri URI] [--timeout S]
   stonewall vm takeover PEER [--power-off-verified] [--node NAME] [--uri URI] [--timeout S]
+  stonewall vm migrate GUEST --to NODE [--to-uri URI] [--migrate-uri URI]
+                       [--peer-config FILE | --peer-command CMD] [--node NAME] [--uri URI]
 
 Ownership is read through a `views_source` handed to `register` (the node's holder in
 production); without one, `hook run` refuses every judged start and `list` cannot tell.
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from stonewall.vm.listing import GuestRow
 
 ViewsSource = Callable[[ClusterConfig], ReadViews]
+HolderSource = Callable[[ClusterConfig, str], Holder]  # (config, this node's name) -> holder
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1  # vm list: a guest runs twice or without ownership; install: refused
@@ -53,8 +56,11 @@ class ViewsUnavailable(RuntimeError):
 
 
 def register(subparsers: argparse._SubParsersAction, *,
-             views_source: ViewsSource | None = None) -> None:
-    """Add `vm hook install`, `vm hook run` and `vm list`."""
+             views_source: ViewsSource | None = None,
+             holder_source: HolderSource | None = None) -> None:
+    """Add `vm hook install`, `vm hook run` and `vm list`. `holder_source`: the node's
+    holder for the hook's migration and `release end` steps (without it the hook judges an
+    incoming migration as a start)."""
     vm = subparsers.add_parser(
         "vm", help="guests and the storage they may run on",
         description="Guests and the LUNs they run on: a guest may run only on the node that "
@@ -89,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction, *,
                      help="seconds to read LUN ownership before refusing (default %(default)s)")
     run.add_argument("hook_args", nargs="*", metavar="ARG",
                      help="GUEST OPERATION SUB-OPERATION EXTRA, as libvirt passes them")
-    run.set_defaults(func=lambda args: run_hook(args, views_source))
+    run.set_defaults(func=lambda args: run_hook(args, views_source, holder_source))
 
     listing = commands.add_parser(
         "list", help="guests, owners, where they run, verdict",
@@ -143,7 +149,34 @@ def _register_control(commands: argparse._SubParsersAction) -> None:
         takeover: "seconds for the whole takeover, on top of the wait for T_safe (default "
                   "%(default)s)",
     }
-    for parser, func in ((start, run_start), (stop, run_stop), (takeover, run_takeover)):
+    migrate = commands.add_parser(
+        "migrate", help="live-migrate a guest to another node, moving its LUN registrations",
+        description="Live-migrate GUEST from this node to NODE with the handoff the SAN "
+                    "enforces: NODE's holder holds a one-time permit its hook consumes, "
+                    "libvirt migrates with the destination left paused, and once this node's "
+                    "QEMU is gone NODE registers on the guest's LUNs, this node unregisters, "
+                    "both are read back, and only then does the guest resume on NODE.",
+        epilog="exit status: 0 migrated (runs on NODE, which alone is registered); 1 refused "
+               "or failed (the guest still runs here), or the destination stays paused; 2 "
+               "configuration or usage error; 3 cannot tell (a holder or libvirt did not "
+               "answer)")
+    migrate.add_argument("guest")
+    migrate.add_argument("--to", required=True, metavar="NODE", help="the destination node")
+    migrate.add_argument("--to-uri", help="the destination's libvirt URI (default: "
+                                          "qemu+ssh://NODE/system)")
+    migrate.add_argument("--migrate-uri", help="where QEMU sends the memory (e.g. "
+                                               "tcp://ADDRESS; default: libvirt's choice)")
+    peer = migrate.add_mutually_exclusive_group()
+    peer.add_argument("--peer-config", type=Path, metavar="FILE",
+                      help="the destination's own configuration file on this machine (its "
+                           "holder's socket is reachable here, as in the lab)")
+    peer.add_argument("--peer-command", metavar="CMD",
+                      help="command that passes one request to the destination's holder, "
+                           "{node} replaced by its address (default: ssh -o BatchMode=yes "
+                           "{node} stonewall holder relay)")
+    timeouts[migrate] = "seconds for the whole migration and handoff (default %(default)s)"
+    for parser, func in ((start, run_start), (stop, run_stop), (takeover, run_takeover),
+                         (migrate, run_migrate)):
         _add_node_option(parser)
         parser.add_argument("--uri", help="this node's libvirt URI (default: libvirt_uri from "
                                           "the config)")
@@ -179,7 +212,8 @@ def run_install(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_hook(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
+def run_hook(args: argparse.Namespace, views_source: ViewsSource | None,
+             holder_source: HolderSource | None = None) -> int:
     load = cache(lambda: load_config(resolve_config_path(getattr(args, "config", None), os.environ)))
 
     def read_views(luns: Sequence[str], deadline: Deadline) -> Mapping:
@@ -187,9 +221,12 @@ def run_hook(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
             raise ViewsUnavailable("no source of LUN ownership is wired into this command")
         return views_source(load())(luns, deadline)
 
+    node_name = local_node_name(args.node, os.environ)
+    holder = None if holder_source is None else (
+        lambda config: holder_source(config, node_name))
     return hook_main(["qemu", *args.hook_args], sys.stdin, sys.stderr, load_config=load,
-                     node_name=local_node_name(args.node, os.environ), read_views=read_views,
-                     timeout=args.timeout)
+                     node_name=node_name, read_views=read_views, timeout=args.timeout,
+                     holder=holder)
 
 
 def run_list(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
@@ -363,6 +400,59 @@ def run_takeover(args: argparse.Namespace) -> int:
     for guest in run.report.guests:
         print(guest.describe(), file=sys.stdout if guest.running else sys.stderr)
     return EXIT_OK if run.report.all_running else EXIT_PROBLEM
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    import shlex
+
+    from stonewall.config.errors import ConfigError
+    from stonewall.vm.libvirt_conn import LibvirtConnection, LibvirtError
+    from stonewall.vm.migration import MigrationOutcome, migrate_guest
+    from stonewall.vm.peer import DEFAULT_PEER_COMMAND, peer_holder
+
+    deadline = Deadline.after(args.timeout)
+    try:
+        config, node = _setup(args)
+        destination = config.node(args.to)
+        peer_config = load_config(str(args.peer_config)) if args.peer_config else None
+        peer = peer_holder(config, destination.name, peer_config=peer_config,
+                           command=shlex.split(args.peer_command) if args.peer_command
+                           else DEFAULT_PEER_COMMAND)
+    except _SetupFailed as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return error.status
+    except KeyError:
+        print(f"stonewall: unknown node {args.to!r}", file=sys.stderr)
+        return EXIT_ERROR
+    except (ConfigError, ValueError) as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        ctl = _open(config, node, args, deadline)
+        destination_conn = LibvirtConnection.open(
+            args.to_uri or f"qemu+ssh://{destination.name}/system", deadline)
+    except _SetupFailed as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return error.status
+    except LibvirtError as error:
+        ctl.conn.close()
+        print(f"stonewall: {error}", file=sys.stderr)
+        return EXIT_CANNOT_TELL
+    with ctl.conn, destination_conn:
+        report = migrate_guest(args.guest, config, node, destination, ctl.holder, peer,
+                               ctl.conn, destination_conn, deadline,
+                               migrate_uri=args.migrate_uri)
+    line = f"{report.guest}: {report.outcome.value} ({report.source} -> {report.destination})"
+    if report.outcome.runs_on_destination:
+        downtime = report.stats.downtime_ms if report.stats else None
+        print(line + (f"; libvirt downtime {downtime:.0f} ms" if downtime is not None else "")
+              + (f", handoff {report.handoff_ms:.0f} ms" if report.handoff_ms is not None
+                 else ""))
+        return EXIT_OK
+    print(f"stonewall: {line}: {'; '.join(report.reasons) or 'no detail'}", file=sys.stderr)
+    return EXIT_CANNOT_TELL if report.outcome in (
+        MigrationOutcome.CANNOT_TELL, MigrationOutcome.DESTINATION_UNAVAILABLE) \
+        else EXIT_PROBLEM
 
 
 def list_exit_status(rows: Sequence[GuestRow]) -> int:

@@ -1,0 +1,282 @@
+"""`stonewall vm migrate`: a live migration whose storage handoff the SAN enforces (DESIGN 10).
+
+No libvirt hook runs between the source pausing and the destination resuming (measured,
+reference vm.md "Live migration, measured"), so this command makes that window itself:
+1. the source (this node) runs the guest and owns every LUN of it; the destination's holder
+   answers, has joined in this boot and was not fenced in it;
+2. the destination's holder issues a single-use, short-lived permit for this one incoming
+   migration, and this node's holder notes the outgoing one (a second migration of the guest
+   is refused on either side while this one is in flight);
+3. libvirt migrates with VIR_MIGRATE_LIVE | VIR_MIGRATE_PAUSED (persistent guests also
+   PERSIST_DEST | UNDEFINE_SOURCE); the destination's hook consumes the permit at `migrate
+   begin` and `prepare begin`; `migrate()` returns once the source QEMU is gone, with the
+   destination still paused;
+4. the source QEMU is confirmed gone;
+5. the destination's holder registers on every data path of each guest LUN (the permit lets
+   the source's key stay meanwhile, so the all-registrants reservation never lapses), this
+   node's holder unregisters and reads its key gone, and the destination's views must show it
+   the owner (may_run) with no other key;
+6. only then does the destination resume.
+
+Failures end with one owner: before the switchover libvirt keeps the guest running here and
+the destination never registered; after it, the destination stays paused until the handoff
+is proven (a source that dies there is fenced through the ordinary path, DESIGN 10).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import libvirt
+
+from stonewall.clock import Deadline
+from stonewall.config.model import ClusterConfig, Lun, Node
+from stonewall.holder.api import Holder, HolderFailure, HolderRefused
+from stonewall.holder.handoffs import Direction
+from stonewall.vm import guest_registration as registration
+from stonewall.vm.disks import DomainXmlError
+from stonewall.vm.guest_registration import LunResult
+from stonewall.vm.libvirt_conn import (
+    DomainNotFound, DomainState, LibvirtConnection, LibvirtError, MigrationStats)
+from stonewall.vm.mapping import GuestStorage, guest_luns
+from stonewall.vm.placement import Placement, may_run
+
+DEFAULT_PERMIT_TTL = 60.0  # seconds the destination keeps a permit (the whole migration)
+
+LIVE_PAUSED = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PAUSED
+PERSISTENT = libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+
+
+class MigrationOutcome(Enum):
+    MIGRATED = "migrated"
+    NOT_RUNNING_HERE = "the guest does not run on this node"
+    UNMAPPABLE = "a disk maps to no configured LUN"
+    NOT_OWNED_HERE = "this node does not own the guest's storage"
+    DESTINATION_UNAVAILABLE = "the destination's holder did not answer"
+    REFUSED = "the migration was refused"
+    MIGRATION_FAILED = "libvirt's migration failed: the guest stays here"
+    SOURCE_NOT_GONE = "the source QEMU is not confirmed gone: the destination stays paused"
+    HANDOFF_FAILED = "the LUNs were not handed over: the destination stays paused"
+    RESUME_FAILED = "the LUNs were handed over, but the destination did not resume"
+    CANNOT_TELL = "libvirt or the holder could not tell"
+
+    @property
+    def runs_on_destination(self) -> bool:
+        return self is MigrationOutcome.MIGRATED
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    at: float  # seconds since the command began
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    guest: str
+    source: str
+    destination: str
+    outcome: MigrationOutcome
+    steps: tuple[Step, ...] = ()
+    stats: MigrationStats | None = None  # libvirt's job statistics
+    claimed: tuple[LunResult, ...] = ()  # the destination's registrations
+    released: tuple[LunResult, ...] = ()  # this node's, given up
+    placement: Placement | None = None  # the destination's, read back before the resume
+    details: tuple[str, ...] = ()
+
+    def at(self, step: str) -> float | None:
+        return next((s.at for s in self.steps if s.name == step), None)
+
+    @property
+    def handoff_ms(self) -> float | None:
+        """How long the guest stayed paused after libvirt's migration returned (the source
+        QEMU gone): the pause this command adds on top of libvirt's own."""
+        returned, resumed = self.at("migrated"), self.at("resumed")
+        return None if returned is None or resumed is None else 1000 * (resumed - returned)
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        failed = tuple(f"LUN {r.lun}: {r.detail}" for r in self.claimed + self.released
+                       if not r.ok)
+        refused = self.placement.reasons if self.placement and not self.placement.allowed \
+            else ()
+        return self.details + failed + refused
+
+
+def migrate_guest(guest: str, config: ClusterConfig, source: Node, destination: Node,
+                  holder: Holder, peer: Holder, conn: LibvirtConnection,
+                  destination_conn: LibvirtConnection, deadline: Deadline, *,
+                  migrate_uri: str | None = None,
+                  permit_ttl: float = DEFAULT_PERMIT_TTL) -> MigrationReport:
+    """Live-migrate `guest` from `source` (this node, `holder`, `conn`) to `destination`
+    (`peer`: its holder, `destination_conn`: its libvirt) with the handoff above."""
+    return _Migration(guest, config, source, destination, holder, peer, conn,
+                      destination_conn, deadline, migrate_uri, permit_ttl).run()
+
+
+class _Migration:
+    def __init__(self, guest: str, config: ClusterConfig, source: Node, destination: Node,
+                 holder: Holder, peer: Holder, conn: LibvirtConnection,
+                 destination_conn: LibvirtConnection, deadline: Deadline,
+                 migrate_uri: str | None, permit_ttl: float) -> None:
+        self.guest, self.config = guest, config
+        self.source, self.destination = source, destination
+        self.holder, self.peer = holder, peer
+        self.conn, self.destination_conn = conn, destination_conn
+        self.deadline, self.migrate_uri, self.permit_ttl = deadline, migrate_uri, permit_ttl
+        self.clock = deadline.clock
+        self.began = self.clock.monotonic()
+        self.steps: list[Step] = []
+        self.stats: MigrationStats | None = None
+        self.claimed: list[LunResult] = []
+        self.released: tuple[LunResult, ...] = ()
+        self.opened: list[Holder] = []  # whose handoff record this command opened
+
+    def step(self, name: str) -> None:
+        self.steps.append(Step(name, self.clock.monotonic() - self.began))
+
+    def report(self, outcome: MigrationOutcome, *details: str,
+               placement: Placement | None = None) -> MigrationReport:
+        return MigrationReport(self.guest, self.source.name, self.destination.name, outcome,
+                               tuple(self.steps), self.stats, tuple(self.claimed),
+                               self.released, placement, details)
+
+    def run(self) -> MigrationReport:
+        if self.destination.name == self.source.name:
+            return self.report(MigrationOutcome.REFUSED, "the destination is this node")
+        try:
+            checked = self._check_source()
+        except DomainNotFound:
+            return self.report(MigrationOutcome.NOT_RUNNING_HERE,
+                               f"libvirt on {self.conn.uri} has no domain {self.guest}")
+        except DomainXmlError as error:
+            return self.report(MigrationOutcome.UNMAPPABLE, f"domain XML: {error}")
+        except (LibvirtError, HolderFailure) as error:
+            return self.report(MigrationOutcome.CANNOT_TELL, str(error))
+        if isinstance(checked, MigrationReport):
+            return checked
+        storage, persistent = checked
+        luns = registration.guest_role_luns(self.config, storage)
+        refused = self._open_handoffs(luns)
+        if refused is not None:
+            return refused
+        return self._migrate(storage, luns, persistent)
+
+    # -- 1. the source runs and owns it; the destination's holder answers -----------------
+    def _check_source(self) -> MigrationReport | tuple[GuestStorage, bool]:
+        state = self.conn.state(self.guest)
+        if state is not DomainState.RUNNING:
+            return self.report(MigrationOutcome.NOT_RUNNING_HERE, f"state: {state.value}")
+        storage = guest_luns(self.config, self.guest, self.conn.xml(self.guest))
+        if storage.unidentified:
+            return self.report(MigrationOutcome.UNMAPPABLE,
+                               *(d.describe() for d in storage.unidentified))
+        views = registration.read_views(self.holder, storage.luns, self.deadline)
+        placement = may_run(storage, self.source, views, self.config)
+        if not placement.allowed:
+            return self.report(MigrationOutcome.NOT_OWNED_HERE, placement=placement)
+        self.step("source owns it")
+        try:
+            peer_state = self.peer.state(self.deadline)
+        except HolderFailure as error:
+            return self.report(MigrationOutcome.DESTINATION_UNAVAILABLE, str(error))
+        if peer_state.node != self.destination.name:
+            return self.report(MigrationOutcome.DESTINATION_UNAVAILABLE,
+                               f"the holder that answered serves {peer_state.node}")
+        if peer_state.fenced_in_this_boot or not peer_state.joined_in_this_boot:
+            return self.report(MigrationOutcome.REFUSED, f"{self.destination.name} has not "
+                               "joined in this boot, or was fenced in it")
+        self.step("destination answers")
+        persistent = any(d.name == self.guest and d.persistent
+                         for d in self.conn.list_domains())
+        return storage, persistent
+
+    # -- 2. the permit and the note -------------------------------------------------------
+    def _open_handoffs(self, luns: tuple[Lun, ...]) -> MigrationReport | None:
+        names = [lun.name for lun in luns]
+        for holder, peer, direction in (
+                (self.holder, self.destination.name, Direction.OUTGOING),
+                (self.peer, self.source.name, Direction.INCOMING)):
+            try:
+                holder.open_handoff(self.guest, peer, direction, names, self.permit_ttl,
+                                    self.deadline)
+            except HolderRefused as error:
+                self._close_handoffs()
+                return self.report(MigrationOutcome.REFUSED, str(error))
+            except HolderFailure as error:
+                self._close_handoffs()
+                outcome = (MigrationOutcome.DESTINATION_UNAVAILABLE if holder is self.peer
+                           else MigrationOutcome.CANNOT_TELL)
+                return self.report(outcome, str(error))
+            self.opened.append(holder)
+        self.step("permit held")
+        return None
+
+    def _close_handoffs(self) -> None:
+        for holder in self.opened:
+            try:
+                holder.close_handoff(self.guest, self.deadline)
+            except HolderFailure:
+                pass  # a record left behind expires with its permit's lifetime
+        self.opened.clear()
+
+    # -- 3.-6. --------------------------------------------------------------------------------
+    def _migrate(self, storage: GuestStorage, luns: tuple[Lun, ...],
+                 persistent: bool) -> MigrationReport:
+        flags = LIVE_PAUSED | (PERSISTENT if persistent else 0)
+        try:
+            self.stats = self.conn.migrate(self.guest, self.destination_conn, flags,
+                                           self.migrate_uri, self.deadline)
+        except LibvirtError as error:
+            self._close_handoffs()
+            state = self._state_here()
+            return self.report(MigrationOutcome.MIGRATION_FAILED, str(error),
+                               f"the guest is {state} on {self.source.name}")
+        self.step("migrated")
+        try:
+            gone = not self.conn.is_active(self.guest)
+        except LibvirtError as error:
+            return self.report(MigrationOutcome.SOURCE_NOT_GONE, str(error))
+        if not gone:
+            return self.report(MigrationOutcome.SOURCE_NOT_GONE,
+                               f"libvirt on {self.source.name} still shows {self.guest} active")
+        self.step("source QEMU gone")
+        placement = self._hand_over(storage, luns)
+        if placement is None or not placement.allowed:
+            return self.report(MigrationOutcome.HANDOFF_FAILED, placement=placement)
+        self.step("handed over")
+        try:
+            self.destination_conn.resume(self.guest)
+        except LibvirtError as error:
+            return self.report(MigrationOutcome.RESUME_FAILED, str(error), placement=placement)
+        self.step("resumed")
+        self._close_handoffs()
+        return self.report(MigrationOutcome.MIGRATED, placement=placement)
+
+    def _hand_over(self, storage: GuestStorage, luns: tuple[Lun, ...]) -> Placement | None:
+        """The destination registers, this node unregisters, the destination's views prove
+        it the only registrant. None when a step failed (its result says why)."""
+        try:
+            for lun in luns:
+                claimed = self.peer.claim(lun.name, self.deadline, self.source.name)
+                self.claimed.append(LunResult(lun.name, claimed.ok, claimed.detail))
+                if not claimed.ok:
+                    return None
+            self.step("destination registered")
+            self.released = registration.release(self.holder, luns, self.deadline)
+            if not all(r.ok for r in self.released):
+                return None
+            self.step("source unregistered")
+            views = registration.read_views(self.peer, storage.luns, self.deadline)
+        except HolderFailure as error:
+            self.claimed.append(LunResult("-", False, f"holder: {error}"))
+            return None
+        placement = may_run(storage, self.destination, views, self.config)
+        self.step("read back")
+        return placement
+
+    def _state_here(self) -> str:
+        try:
+            return self.conn.state(self.guest).value
+        except DomainNotFound:
+            return "not defined"
