@@ -174,6 +174,8 @@ def _register_control(commands: argparse._SubParsersAction) -> None:
                       help="command that passes one request to the destination's holder, "
                            "{node} replaced by its address (default: ssh -o BatchMode=yes "
                            "{node} stonewall holder relay)")
+    migrate.add_argument("--json", action="store_true",
+                         help="print the report (outcome, timeline, libvirt's downtime) as JSON")
     timeouts[migrate] = "seconds for the whole migration and handoff (default %(default)s)"
     for parser, func in ((start, run_start), (stop, run_stop), (takeover, run_takeover),
                          (migrate, run_migrate)):
@@ -443,11 +445,15 @@ def run_migrate(args: argparse.Namespace) -> int:
                                ctl.conn, destination_conn, deadline,
                                migrate_uri=args.migrate_uri)
     line = f"{report.guest}: {report.outcome.value} ({report.source} -> {report.destination})"
-    if report.outcome.runs_on_destination:
+    if args.json:
+        import json
+        print(json.dumps(report.to_jsonable(), indent=1))
+    elif report.outcome.runs_on_destination:
         downtime = report.stats.downtime_ms if report.stats else None
         print(line + (f"; libvirt downtime {downtime:.0f} ms" if downtime is not None else "")
               + (f", handoff {report.handoff_ms:.0f} ms" if report.handoff_ms is not None
                  else ""))
+    if report.outcome.runs_on_destination:
         return EXIT_OK
     print(f"stonewall: {line}: {'; '.join(report.reasons) or 'no detail'}", file=sys.stderr)
     return EXIT_CANNOT_TELL if report.outcome in (

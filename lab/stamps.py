@@ -58,3 +58,15 @@ def check_after_fence(lun: str, stamps: list[Stamp], fenced_node: str,
                                 "point") for s in acknowledged
               if s.node == fenced_node and s.time > fence_point]
     return found
+
+
+def check_handoff(lun: str, stamps: list[Stamp], source: str, destination: str,
+                  handoff_point: float, acknowledged: list[Stamp]) -> list[Violation]:
+    """The one rule across a migration's handoff on one LUN: nothing of `source` accepted
+    after `handoff_point` (its key was read gone), nothing of `destination` before it, on
+    the disk or in the writers' lists of acknowledged writes."""
+    found = check_after_fence(lun, stamps, source, handoff_point, acknowledged)
+    found += [Violation(lun, s, "written by the destination before the source gave the LUN "
+                                "up") for s in stamps + acknowledged
+              if s.node == destination and s.time < handoff_point]
+    return found

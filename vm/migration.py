@@ -83,9 +83,23 @@ class MigrationReport:
     released: tuple[LunResult, ...] = ()  # this node's, given up
     placement: Placement | None = None  # the destination's, read back before the resume
     details: tuple[str, ...] = ()
+    began_wall: float = 0.0  # wall-clock time the command began (steps are relative to it)
 
     def at(self, step: str) -> float | None:
         return next((s.at for s in self.steps if s.name == step), None)
+
+    def wall(self, step: str) -> float | None:
+        """The wall-clock time of `step` (for comparing with stamped writes)."""
+        at = self.at(step)
+        return None if at is None else self.began_wall + at
+
+    def to_jsonable(self) -> dict[str, object]:
+        return {"guest": self.guest, "source": self.source, "destination": self.destination,
+                "outcome": self.outcome.name.lower(), "began_wall": self.began_wall,
+                "steps": [{"step": s.name, "at": round(s.at, 6)} for s in self.steps],
+                "libvirt_downtime_ms": self.stats.downtime_ms if self.stats else None,
+                "libvirt_elapsed_ms": self.stats.elapsed_ms if self.stats else None,
+                "handoff_ms": self.handoff_ms, "reasons": list(self.reasons)}
 
     @property
     def handoff_ms(self) -> float | None:
@@ -126,11 +140,13 @@ class _Migration:
         self.deadline, self.migrate_uri, self.permit_ttl = deadline, migrate_uri, permit_ttl
         self.clock = deadline.clock
         self.began = self.clock.monotonic()
+        self.began_wall = self.clock.wall()
         self.steps: list[Step] = []
         self.stats: MigrationStats | None = None
         self.claimed: list[LunResult] = []
         self.released: tuple[LunResult, ...] = ()
         self.opened: list[Holder] = []  # whose handoff record this command opened
+        self.failure: str | None = None  # why the handoff stopped, when no result says it
 
     def step(self, name: str) -> None:
         self.steps.append(Step(name, self.clock.monotonic() - self.began))
@@ -139,7 +155,7 @@ class _Migration:
                placement: Placement | None = None) -> MigrationReport:
         return MigrationReport(self.guest, self.source.name, self.destination.name, outcome,
                                tuple(self.steps), self.stats, tuple(self.claimed),
-                               self.released, placement, details)
+                               self.released, placement, details, self.began_wall)
 
     def run(self) -> MigrationReport:
         if self.destination.name == self.source.name:
@@ -243,7 +259,8 @@ class _Migration:
         self.step("source QEMU gone")
         placement = self._hand_over(storage, luns)
         if placement is None or not placement.allowed:
-            return self.report(MigrationOutcome.HANDOFF_FAILED, placement=placement)
+            return self.report(MigrationOutcome.HANDOFF_FAILED,
+                               *((self.failure,) if self.failure else ()), placement=placement)
         self.step("handed over")
         try:
             self.destination_conn.resume(self.guest)
@@ -269,7 +286,7 @@ class _Migration:
             self.step("source unregistered")
             views = registration.read_views(self.peer, storage.luns, self.deadline)
         except HolderFailure as error:
-            self.claimed.append(LunResult("-", False, f"holder: {error}"))
+            self.failure = f"a holder did not answer during the handoff: {error}"
             return None
         placement = may_run(storage, self.destination, views, self.config)
         self.step("read back")

@@ -1,0 +1,167 @@
+"""Live migration with two real libvirtd daemons, QEMU TCG, tgtd and the nodes' holders
+(tests/vm/migration_lab.py). Each test ends with the one rule: the guest runs on one node
+at most, one node is registered on its LUN, and (where writers run) the invariant checker
+finds no write accepted from the source after the handoff nor from the destination before it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import libvirt
+import pytest
+
+from stonewall.lab.tgtd import Tgtd
+from stonewall.vm.libvirt_conn import DomainState, LibvirtError, StartRefusedByHook
+
+from .libvirtd import libvirtd_unavailable
+from .migration_lab import GUEST, LUN, MigrationLab, Writers, guest_xml, migration_lab
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def mlab(tgtd: Tgtd, tmp_path: Path) -> Iterator[MigrationLab]:
+    reason = libvirtd_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with migration_lab(tgtd, tmp_path) as started:
+        started.conns["node-a"].define(guest_xml())
+        done = started.stonewall("node-a", "vm", "start", GUEST, "--uri",
+                                 started.daemons["node-a"].uri)
+        assert done.returncode == 0, done.stderr
+        yield started
+
+
+def report_of(done) -> dict:
+    assert done.stdout, done.stderr
+    return json.loads(done.stdout)
+
+
+def wall(report: dict, step: str) -> float:
+    return report["began_wall"] + next(s["at"] for s in report["steps"] if s["step"] == step)
+
+
+def one_owner(mlab: MigrationLab, node: str) -> None:
+    assert mlab.running_on() == [node]
+    assert mlab.registered() == {LUN: (node,)}
+
+
+def test_vm_migrate_moves_the_guest_and_its_registration_both_ways(
+        mlab: MigrationLab, tmp_path: Path) -> None:
+    for source, destination in (("node-a", "node-b"), ("node-b", "node-a")):
+        writers = Writers(mlab, tmp_path / f"{source}-to-{destination}")
+        writers.log.parent.mkdir()
+        writers.start(source)
+        time.sleep(0.3)
+        done = mlab.migrate(source, destination)
+        report = report_of(done)
+        assert done.returncode == 0 and report["outcome"] == "migrated", done.stdout + done.stderr
+        steps = [s["step"] for s in report["steps"]]
+        assert steps.index("source QEMU gone") < steps.index("destination registered") \
+            < steps.index("source unregistered") < steps.index("read back") \
+            < steps.index("resumed")
+        one_owner(mlab, destination)
+        assert mlab.state(source) is None  # persistent: defined on the destination only now
+        writers.start(destination)
+        time.sleep(0.5)
+        writers.stop()
+        violations = writers.check(source, destination, wall(report, "source unregistered"))
+        assert violations == [], violations
+        acknowledged = writers.acknowledged()
+        assert {s.node for s in acknowledged} == {source, destination}
+        print(f"{source} -> {destination}: libvirt downtime {report['libvirt_downtime_ms']} ms, "
+              f"handoff {report['handoff_ms']:.1f} ms, steps {report['steps']}")
+
+
+def test_virsh_start_on_the_source_after_the_migration_is_refused_naming_the_new_owner(
+        mlab: MigrationLab) -> None:
+    assert mlab.migrate("node-a", "node-b").returncode == 0
+    mlab.conns["node-a"].define(guest_xml())  # an operator keeps a definition on both hosts
+    with pytest.raises(StartRefusedByHook) as refused:
+        mlab.conns["node-a"].start(GUEST)
+    assert f"LUN {LUN} is registered by node-b" in str(refused.value)
+    one_owner(mlab, "node-b")
+
+
+def test_a_migration_whose_destination_qemu_dies_leaves_the_source_the_only_owner(
+        mlab: MigrationLab) -> None:
+    # 1 MiB/s: the 64 MiB guest needs a minute, so the copy is still running when the
+    # destination's QEMU is killed.
+    mlab.conns["node-a"]._lookup(GUEST).migrateSetMaxSpeed(1, 0)
+    results = {}
+    migration = threading.Thread(target=lambda: results.update(
+        done=mlab.migrate("node-a", "node-b")))
+    migration.start()
+    pid_file = mlab.daemons["node-b"].run_dir / "qemu" / f"{GUEST}.pid"
+    ends = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text().strip()):
+        assert time.monotonic() < ends, "the destination QEMU never started"
+        time.sleep(0.05)
+    time.sleep(1.0)
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    migration.join(60)
+    report = report_of(results["done"])
+    assert report["outcome"] == "migration_failed", report
+    assert mlab.state("node-a") is DomainState.RUNNING
+    one_owner(mlab, "node-a")
+    # Nothing of the failed migration is left in flight: a new one goes through.
+    mlab.conns["node-a"]._lookup(GUEST).migrateSetMaxSpeed(8192, 0)
+    assert mlab.migrate("node-a", "node-b").returncode == 0
+    one_owner(mlab, "node-b")
+
+
+def test_two_migrations_of_one_guest_at_once_one_wins_the_other_is_refused(
+        mlab: MigrationLab) -> None:
+    mlab.conns["node-a"]._lookup(GUEST).migrateSetMaxSpeed(16, 0)  # ~4 s of copying
+    results = {}
+    first = threading.Thread(target=lambda: results.update(first=mlab.migrate("node-a",
+                                                                              "node-b")))
+    first.start()
+    time.sleep(1.5)
+    second = mlab.migrate("node-a", "node-b")
+    first.join(90)
+    assert second.returncode == 1
+    assert report_of(second)["outcome"] == "refused"
+    assert "already migrating (node-a \N{RIGHTWARDS ARROW} node-b)" in second.stdout
+    assert report_of(results["first"])["outcome"] == "migrated"
+    one_owner(mlab, "node-b")
+
+
+def test_plain_virsh_migrate_moves_the_registration_through_the_hook(
+        mlab: MigrationLab) -> None:
+    source = mlab.conns["node-a"]
+    source._lookup(GUEST).migrate(mlab.conns["node-b"]._conn, libvirt.VIR_MIGRATE_LIVE
+                                  | libvirt.VIR_MIGRATE_PERSIST_DEST
+                                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE, None,
+                                  "tcp://127.0.0.1", 0)
+    assert mlab.running_on() == ["node-b"]
+    assert mlab.state("node-b") is DomainState.RUNNING
+    # The source unregisters at its `release end`, which may come after migrate() returned.
+    ends = time.monotonic() + 15
+    while mlab.registered() != {LUN: ("node-b",)}:
+        assert time.monotonic() < ends, mlab.registered()
+        time.sleep(0.2)
+    one_owner(mlab, "node-b")
+
+
+def test_a_plain_migration_to_a_node_whose_holder_is_down_is_refused_at_migrate_begin(
+        mlab: MigrationLab) -> None:
+    mlab.lab.holders["node-b"].stop()
+    began = time.monotonic()
+    with pytest.raises(libvirt.libvirtError) as refused:
+        mlab.conns["node-a"]._lookup(GUEST).migrate(
+            mlab.conns["node-b"]._conn, libvirt.VIR_MIGRATE_LIVE, None, "tcp://127.0.0.1", 0)
+    assert refused.value.get_error_code() == libvirt.VIR_ERR_HOOK_SCRIPT_FAILED
+    assert "holder did not answer" in str(refused.value)
+    print(f"refused after {time.monotonic() - began:.2f} s")
+    assert mlab.state("node-a") is DomainState.RUNNING
+    assert mlab.running_on() == ["node-a"]
+    assert mlab.registered() == {LUN: ("node-a",)}
+    with pytest.raises(LibvirtError):
+        mlab.conns["node-b"].state(GUEST)  # no domain was left on the destination
