@@ -26,6 +26,7 @@ import libvirt
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.lab.cluster import control_path_luns
 from stonewall.lab.guest import RING
+from stonewall.lab.kernel.guest import GuestImage
 from stonewall.lab.stamps import Stamp, Violation, check_handoff, decode
 from stonewall.lab.tgtd import Tgtd
 from stonewall.storage.ownership import read_views
@@ -43,13 +44,18 @@ HOST_UUIDS = {"node-a": "6f1c2a3e-8b4d-4c1a-9e2f-0a1b2c3d4e5f",
               "node-b": "a7e3b9d1-2c4f-4e6a-8b0d-1f2e3d4c5b6a"}
 GUEST = "web1"
 LUN = "web1-disk"
+GUEST_UUID = "3b0f6c1e-5d2a-4f7b-9c8e-1a2b3c4d5e6f"
 GUESTS = [{"name": GUEST, "luns": [LUN], "home": "node-a"}]
 MIGRATE_URI = "tcp://127.0.0.1"
 
 
-def guest_xml(memory_mib: int = 64) -> str:
-    return (f"<domain type='qemu'><name>{GUEST}</name><memory unit='MiB'>{memory_mib}</memory>"
-            "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>"
+def guest_xml(memory_mib: int = 64, image: GuestImage | None = None) -> str:
+    """The guest; with `image` it boots the kernel tier's Linux (its memory is then not all
+    zero pages, so a throttled migration really takes its time)."""
+    boot = (f"<kernel>{image.kernel}</kernel><initrd>{image.initramfs}</initrd>"
+            "<cmdline>console=ttyS0 quiet</cmdline>") if image else ""
+    return (f"<domain type='qemu'><name>{GUEST}</name><uuid>{GUEST_UUID}</uuid>"
+            f"<memory unit='MiB'>{memory_mib}</memory><os><type arch='x86_64' machine='pc'>hvm</type>{boot}</os><devices>"
             "<emulator>/usr/bin/qemu-system-x86_64</emulator></devices></domain>")
 
 
@@ -112,6 +118,14 @@ def migration_lab(tgtd: Tgtd, workdir: Path) -> Iterator[MigrationLab]:
         result = MigrationLab(lab, daemons)
         try:
             for node, daemon in daemons.items():
+                # An operator's own hook, run by libvirt before stonewall's qemu.d/ script:
+                # it refuses the call named in <scratch>/refuse (a test's fault).
+                daemon.hooks_dir.mkdir(parents=True)
+                operator = daemon.hooks_dir / "qemu"
+                operator.write_text(f"#!/bin/sh\ncat >/dev/null\nif [ \"$2 $3\" = \"$(cat "
+                                    f"{daemon.scratch}/refuse 2>/dev/null)\" ]; then echo "
+                                    "'refused by the operator hook' >&2; exit 1; fi\nexit 0\n")
+                operator.chmod(0o755)
                 install_hook(daemon.hooks_dir,
                              [sys.executable, "-m", "stonewall", "vm", "hook", "run",
                               "--timeout", "8"],
