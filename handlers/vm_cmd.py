@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction, *,
 
     listing = commands.add_parser(
         "list", help="guests, owners, where they run, verdict",
-        epilog="exit status: 0 every guest ok or owned but stopped; 1 a guest runs without "
+        epilog="exit status: 0 every guest ok, owned but stopped, or migrating; 1 a guest runs without "
                "ownership or on more than one node; 2 configuration or usage error; 3 some "
                "guest cannot be told")
     _add_node_option(listing)
@@ -108,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction, *,
                          help="libvirt URI of a node (repeat; this node defaults to libvirt_uri)")
     listing.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                          help="seconds for the whole listing (default %(default)s)")
-    listing.set_defaults(func=lambda args: run_list(args, views_source))
+    listing.set_defaults(func=lambda args: run_list(args, views_source, holder_source))
     _register_control(commands)
 
 
@@ -231,7 +231,8 @@ def run_hook(args: argparse.Namespace, views_source: ViewsSource | None,
                      holder=holder)
 
 
-def run_list(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
+def run_list(args: argparse.Namespace, views_source: ViewsSource | None,
+             holder_source: HolderSource | None = None) -> int:
     from stonewall.config.errors import ConfigError
     from stonewall.vm.inventory import collect_inventory
     from stonewall.vm.listing import render_json, render_table
@@ -246,11 +247,26 @@ def run_list(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
     node = local_node_name(args.node, os.environ)
     uris.setdefault(node, config.libvirt_uri)
     read_views = views_source(config) if views_source is not None else None
-    inventory = collect_inventory(config, read_views, uris, local_node=node, deadline=deadline)
+    inventory = collect_inventory(config, read_views, uris, local_node=node, deadline=deadline,
+                                  handoffs=_handoffs(config, node, holder_source, deadline))
     for problem in inventory.problems:
         print(f"stonewall: {problem}", file=sys.stderr)
     sys.stdout.write(render_json(inventory.rows) if args.json else render_table(inventory.rows))
     return list_exit_status(inventory.rows)
+
+
+def _handoffs(config: ClusterConfig, node: str, holder_source: HolderSource | None,
+              deadline: Deadline) -> tuple:
+    """The live migrations this node's holder has in flight (none when it does not answer:
+    `vm list` then judges what libvirt and the SAN show)."""
+    from stonewall.holder.api import HolderFailure
+
+    if holder_source is None:
+        return ()
+    try:
+        return holder_source(config, node).state(deadline).handoffs
+    except HolderFailure:
+        return ()
 
 
 class _SetupFailed(Exception):
@@ -466,7 +482,8 @@ def list_exit_status(rows: Sequence[GuestRow]) -> int:
     from stonewall.vm.listing import Verdict
 
     verdicts = {row.verdict for row in rows}
-    if verdicts & {Verdict.RUNS_TWICE, Verdict.RUNS_WITHOUT_OWNERSHIP}:
+    if verdicts & {Verdict.RUNS_TWICE, Verdict.RUNS_WITHOUT_OWNERSHIP,
+                   Verdict.STALE_REGISTRATION}:
         return EXIT_PROBLEM
     if Verdict.CANNOT_TELL in verdicts:
         return EXIT_CANNOT_TELL

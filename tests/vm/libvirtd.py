@@ -82,6 +82,8 @@ class PrivateLibvirtd:
         """Start the daemon; hooks must already be in `hooks_dir`."""
         for directory in (self.hooks_dir, self.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        # A daemon that was killed leaves its socket: waiting for it would return at once.
+        (self.run_dir / "libvirt-sock").unlink(missing_ok=True)
         with open(self.log, "wb") as log:
             # unshare execs the setup shell, which execs libvirtd: the PID is libvirtd's.
             self._process = subprocess.Popen(

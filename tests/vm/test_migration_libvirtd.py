@@ -19,7 +19,8 @@ import pytest
 from stonewall.clock import Deadline
 from stonewall.lab.kernel.guest import GuestError, GuestImage
 from stonewall.lab.tgtd import Tgtd
-from stonewall.vm.libvirt_conn import DomainState, LibvirtError, StartRefusedByHook
+from stonewall.vm.libvirt_conn import (
+    DomainState, LibvirtConnection, LibvirtError, StartRefusedByHook)
 
 from .libvirtd import libvirtd_unavailable
 from .migration_lab import GUEST, LUN, MigrationLab, Writers, guest_xml, migration_lab
@@ -91,10 +92,9 @@ def test_virsh_start_on_the_source_after_the_migration_is_refused_naming_the_new
     one_owner(mlab, "node-b")
 
 
-def test_a_migration_whose_destination_qemu_dies_leaves_the_source_the_only_owner(
-        mlab: MigrationLab) -> None:
-    # A guest that boots Linux has memory worth copying: at 1 MiB/s the copy is still
-    # running when the destination's QEMU is killed.
+def slow_linux_guest(mlab: MigrationLab) -> None:
+    """Replace the guest on node-a by one that boots Linux: its memory is worth copying, so
+    at 1 MiB/s a migration of it is still copying many seconds later."""
     try:
         image = GuestImage.find()
     except GuestError as error:
@@ -106,17 +106,28 @@ def test_a_migration_whose_destination_qemu_dies_leaves_the_source_the_only_owne
                           mlab.daemons["node-a"].uri).returncode == 0
     time.sleep(2)  # the kernel unpacks its initramfs into memory
     source._lookup(GUEST).migrateSetMaxSpeed(1, 0)
-    results = {}
-    migration = threading.Thread(target=lambda: results.update(
-        done=mlab.migrate("node-a", "node-b")))
-    migration.start()
-    pid_file = mlab.daemons["node-b"].run_dir / "qemu" / f"{GUEST}.pid"
+
+
+def destination_qemu_pid(mlab: MigrationLab, node: str = "node-b") -> int:
+    """The PID of the incoming QEMU on `node`, once libvirt started it."""
+    pid_file = mlab.daemons[node].run_dir / "qemu" / f"{GUEST}.pid"
     ends = time.monotonic() + 30
     while not (pid_file.exists() and pid_file.read_text().strip()):
         assert time.monotonic() < ends, "the destination QEMU never started"
         time.sleep(0.05)
+    return int(pid_file.read_text())
+
+
+def test_a_migration_whose_destination_qemu_dies_leaves_the_source_the_only_owner(
+        mlab: MigrationLab) -> None:
+    slow_linux_guest(mlab)
+    results = {}
+    migration = threading.Thread(target=lambda: results.update(
+        done=mlab.migrate("node-a", "node-b")))
+    migration.start()
+    pid = destination_qemu_pid(mlab)
     time.sleep(1.0)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
     migration.join(60)
     report = report_of(results["done"])
     assert report["outcome"] == "migration_failed", report
@@ -142,18 +153,27 @@ def test_a_migration_refused_after_the_permit_was_used_leaves_the_source_the_onl
 
 def test_two_migrations_of_one_guest_at_once_one_wins_the_other_is_refused(
         mlab: MigrationLab) -> None:
-    mlab.conns["node-a"]._lookup(GUEST).migrateSetMaxSpeed(16, 0)  # ~4 s of copying
+    slow_linux_guest(mlab)
     results = {}
     first = threading.Thread(target=lambda: results.update(first=mlab.migrate("node-a",
                                                                               "node-b")))
     first.start()
-    time.sleep(1.5)
+    destination_qemu_pid(mlab)  # the first is copying now
     second = mlab.migrate("node-a", "node-b")
-    first.join(90)
     assert second.returncode == 1
     assert report_of(second)["outcome"] == "refused"
     assert any("already migrating (node-a \N{RIGHTWARDS ARROW} node-b)" in reason
                for reason in report_of(second)["reasons"])
+    # While the first is in flight, status and vm list say so.
+    status = mlab.stonewall("node-a", "status")
+    assert "migrations: web1 migrating (node-a \N{RIGHTWARDS ARROW} node-b)" in status.stdout
+    listing = mlab.stonewall("node-a", "vm", "list", "--uri",
+                             f"node-a={mlab.daemons['node-a'].uri}", "--uri",
+                             f"node-b={mlab.daemons['node-b'].uri}")
+    assert "migrating (node-a \N{RIGHTWARDS ARROW} node-b)" in listing.stdout, listing
+    assert listing.returncode == 0
+    mlab.conns["node-a"]._lookup(GUEST).migrateSetMaxSpeed(8192, 0)
+    first.join(120)
     assert report_of(results["first"])["outcome"] == "migrated"
     one_owner(mlab, "node-b")
 
@@ -190,3 +210,43 @@ def test_a_plain_migration_to_a_node_whose_holder_is_down_is_refused_at_migrate_
     assert mlab.registered() == {LUN: ("node-a",)}
     with pytest.raises(LibvirtError):
         mlab.conns["node-b"].state(GUEST)  # no domain was left on the destination
+
+
+def test_a_registration_left_by_a_crashed_destination_is_removed_when_its_libvirtd_starts(
+        mlab: MigrationLab) -> None:
+    slow_linux_guest(mlab)
+    source = mlab.conns["node-a"]
+    failed = {}
+
+    def plain_migration() -> None:
+        try:
+            source._lookup(GUEST).migrate(mlab.conns["node-b"]._conn, libvirt.VIR_MIGRATE_LIVE,
+                                          None, "tcp://127.0.0.1", 0)
+        except libvirt.libvirtError as error:
+            failed["error"] = error
+    migration = threading.Thread(target=plain_migration)
+    migration.start()
+    pid = destination_qemu_pid(mlab)
+    assert mlab.registered() == {LUN: ("node-a", "node-b")}  # the hook's `migrate begin`
+    # node-b crashes: its libvirtd and the incoming QEMU die, no hook runs there any more.
+    os.kill(mlab.daemons["node-b"].pid, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
+    migration.join(60)
+    assert "error" in failed
+    assert mlab.state("node-a") is DomainState.RUNNING
+    assert mlab.registered() == {LUN: ("node-a", "node-b")}  # stale: node-b runs nothing
+    # node-b's libvirtd comes back, finds the incoming QEMU dead and runs `release end` for
+    # it: the hook unregisters node-b.
+    mlab.conns["node-b"].close()
+    mlab.daemons["node-b"].stop()
+    mlab.daemons["node-b"].start()
+    mlab.conns["node-b"] = LibvirtConnection.open(mlab.daemons["node-b"].uri, Deadline.after(30))
+    ends = time.monotonic() + 20
+    while mlab.registered() != {LUN: ("node-a",)}:
+        assert time.monotonic() < ends, mlab.registered()
+        time.sleep(0.2)
+    one_owner(mlab, "node-a")
+    listing = mlab.stonewall("node-a", "vm", "list", "--json", "--uri",
+                             f"node-a={mlab.daemons['node-a'].uri}", "--uri",
+                             f"node-b={mlab.daemons['node-b'].uri}")
+    assert json.loads(listing.stdout)["guests"][0]["verdict"] == "ok", listing.stdout
