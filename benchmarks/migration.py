@@ -29,6 +29,8 @@ from stonewall.tests.vm.migration_lab import GUEST, MIGRATE_URI, MigrationLab, g
     migration_lab
 
 RESULTS = Path(__file__).resolve().parent / "results"
+NAMES = ("stonewall vm migrate", "stonewall vm migrate --handoff-at finish",
+         "libvirt migrate --live (hook)")
 EVENT_WAIT = 10.0  # seconds for a lifecycle event to arrive after the call returned
 
 
@@ -78,10 +80,10 @@ def guest_pause(events: Events, source: str, destination: str) -> float:
     return events.first(destination, libvirt.VIR_DOMAIN_EVENT_RESUMED, None) - stopped
 
 
-def stonewall_run(mlab: MigrationLab, events: Events, source: str,
-                  destination: str) -> dict[str, float]:
+def stonewall_run(mlab: MigrationLab, events: Events, source: str, destination: str,
+                  handoff_at: str = "source-gone") -> dict[str, float]:
     events.clear()
-    done = mlab.migrate(source, destination)
+    done = mlab.migrate(source, destination, "--handoff-at", handoff_at)
     report = json.loads(done.stdout)
     if report["outcome"] != "migrated":
         raise RuntimeError(f"vm migrate: {report}")
@@ -91,6 +93,11 @@ def stonewall_run(mlab: MigrationLab, events: Events, source: str,
             "added_ms": 1000 * pause - report["libvirt_downtime_ms"],
             "handoff_ms": report["handoff_ms"],
             "migrate_call_s": steps["migrated"] - steps["permit held"]}
+
+
+def stonewall_finish_run(mlab: MigrationLab, events: Events, source: str,
+                         destination: str) -> dict[str, float]:
+    return stonewall_run(mlab, events, source, destination, "finish")
 
 
 def libvirt_run(mlab: MigrationLab, events: Events, source: str,
@@ -114,6 +121,9 @@ def summarize(runs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
                   "min": round(min(r[key] for r in runs), 1),
                   "max": round(max(r[key] for r in runs), 1)}
             for key in runs[0] if all(r.get(key) is not None for r in runs)}
+
+
+CASES = tuple(zip(NAMES, (stonewall_run, stonewall_finish_run, libvirt_run)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,8 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     order = [("node-a", "node-b"), ("node-b", "node-a")]
                     libvirt_run(mlab, events, *order[0])  # warm both daemons' first Begin
                     libvirt_run(mlab, events, *order[1])
-                    for name, run in (("stonewall vm migrate", stonewall_run),
-                                      ("libvirt migrate --live (hook)", libvirt_run)):
+                    for name, run in CASES:
                         runs = [run(mlab, events, *order[i % 2]) for i in range(args.runs)]
                         results[name] = {"summary": summarize(runs), "runs": runs}
                         print(name, json.dumps(results[name]["summary"]), flush=True)
@@ -165,7 +174,7 @@ def render(results: dict[str, object]) -> str:
              f"{results['runs']} runs per case, medians [min-max])", "",
              "| case | guest pause ms | libvirt downtime ms | added ms | handoff ms | "
              "migrate() s |", "|---|---|---|---|---|---|"]
-    for name in ("stonewall vm migrate", "libvirt migrate --live (hook)"):
+    for name in NAMES:
         summary = results[name]["summary"]  # type: ignore[index]
 
         def cell(key: str) -> str:

@@ -174,6 +174,12 @@ def _register_control(commands: argparse._SubParsersAction) -> None:
                       help="command that passes one request to the destination's holder, "
                            "{node} replaced by its address (default: ssh -o BatchMode=yes "
                            "{node} stonewall holder relay)")
+    migrate.add_argument("--handoff-at", choices=("source-gone", "finish"),
+                         default="source-gone",
+                         help="move the LUNs once libvirt's migration returned and the source "
+                              "QEMU is gone (default), or as soon as the destination finished "
+                              "receiving and the source is paused by the migration (its key is "
+                              "removed before it is gone: seconds less pause, see README)")
     migrate.add_argument("--json", action="store_true",
                          help="print the report (outcome, timeline, libvirt's downtime) as JSON")
     timeouts[migrate] = "seconds for the whole migration and handoff (default %(default)s)"
@@ -425,7 +431,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 
     from stonewall.config.errors import ConfigError
     from stonewall.vm.libvirt_conn import LibvirtConnection, LibvirtError
-    from stonewall.vm.migration import MigrationOutcome, migrate_guest
+    from stonewall.vm.migration import HandoffPoint, MigrationOutcome, migrate_guest
     from stonewall.vm.peer import DEFAULT_PEER_COMMAND, peer_holder
 
     deadline = Deadline.after(args.timeout)
@@ -459,7 +465,8 @@ def run_migrate(args: argparse.Namespace) -> int:
     with ctl.conn, destination_conn:
         report = migrate_guest(args.guest, config, node, destination, ctl.holder, peer,
                                ctl.conn, destination_conn, deadline,
-                               migrate_uri=args.migrate_uri)
+                               migrate_uri=args.migrate_uri,
+                               handoff_at=HandoffPoint(args.handoff_at))
     line = f"{report.guest}: {report.outcome.value} ({report.source} -> {report.destination})"
     if args.json:
         import json

@@ -261,6 +261,26 @@ class LibvirtConnection:
                                   stats.get("memory_transferred"))
         return self._call(run, f"migrate {name} to {destination.uri}", deadline)
 
+    def paused_for_migration(self, name: str) -> bool:
+        """True while the domain's CPUs are stopped by a migration (the source after the
+        switchover, or an incoming one still receiving)."""
+        try:
+            return self._call(lambda: tuple(self._lookup(name).state()) == (
+                libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION),
+                f"state of {name}")
+        except DomainNotFound:
+            return False
+
+    def incoming_finished_paused(self, name: str) -> bool:
+        """True once an incoming migration with VIR_MIGRATE_PAUSED finished here: the domain
+        is paused "by the user" (libvirt's Finish step sets that reason; while it receives,
+        the reason is "migration", measured on libvirt 9.0)."""
+        try:
+            return self._call(lambda: tuple(self._lookup(name).state()) == (
+                libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_USER), f"state of {name}")
+        except DomainNotFound:
+            return False
+
     def resume(self, name: str) -> None:
         """Let a paused domain's CPUs run."""
         self._call(lambda: self._lookup(name).resume(), f"resume {name}")

@@ -24,7 +24,8 @@ is proven (a source that dies there is fenced through the ordinary path, DESIGN 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from enum import Enum
 
 import libvirt
@@ -42,6 +43,20 @@ from stonewall.vm.mapping import GuestStorage, guest_luns
 from stonewall.vm.placement import Placement, may_run
 
 DEFAULT_PERMIT_TTL = 60.0  # seconds the destination keeps a permit (the whole migration)
+FINISH_POLL = 0.002  # seconds between state reads while waiting for the destination's Finish
+
+
+class HandoffPoint(Enum):
+    """When the LUNs move (the destination resumes right after, either way)."""
+
+    # migrate() returned: the source QEMU is gone. libvirt's Confirm step tears it down
+    # first, which took 1.6-3.2 s here (benchmarks/migration.py), all of it guest pause.
+    SOURCE_GONE = "source-gone"
+    # The destination finished receiving (paused, reason "user") and the source is paused
+    # by the migration: QEMU has stopped its CPUs and inactivated its disks, and once its
+    # key is read gone the SAN refuses its writes even if it ran again. Its QEMU is
+    # confirmed gone after the resume. Measured: 3 ms after the switchover.
+    FINISH = "finish"
 
 LIVE_PAUSED = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PAUSED
 PERSISTENT = libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
@@ -103,10 +118,13 @@ class MigrationReport:
 
     @property
     def handoff_ms(self) -> float | None:
-        """How long the guest stayed paused after libvirt's migration returned (the source
-        QEMU gone): the pause this command adds on top of libvirt's own."""
-        returned, resumed = self.at("migrated"), self.at("resumed")
-        return None if returned is None or resumed is None else 1000 * (resumed - returned)
+        """From the handoff's start (migrate() returned, or the destination finished) to the
+        resume: the pause this command adds after libvirt's own steps."""
+        began = self.at("destination finished")
+        if began is None:
+            began = self.at("migrated")
+        resumed = self.at("resumed")
+        return None if began is None or resumed is None else 1000 * (resumed - began)
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -121,11 +139,15 @@ def migrate_guest(guest: str, config: ClusterConfig, source: Node, destination: 
                   holder: Holder, peer: Holder, conn: LibvirtConnection,
                   destination_conn: LibvirtConnection, deadline: Deadline, *,
                   migrate_uri: str | None = None,
-                  permit_ttl: float = DEFAULT_PERMIT_TTL) -> MigrationReport:
+                  permit_ttl: float = DEFAULT_PERMIT_TTL,
+                  handoff_at: HandoffPoint = HandoffPoint.SOURCE_GONE) -> MigrationReport:
     """Live-migrate `guest` from `source` (this node, `holder`, `conn`) to `destination`
-    (`peer`: its holder, `destination_conn`: its libvirt) with the handoff above."""
-    return _Migration(guest, config, source, destination, holder, peer, conn,
-                      destination_conn, deadline, migrate_uri, permit_ttl).run()
+    (`peer`: its holder, `destination_conn`: its libvirt) with the handoff above, at
+    `handoff_at`."""
+    migration = _Migration(guest, config, source, destination, holder, peer, conn,
+                           destination_conn, deadline, migrate_uri, permit_ttl)
+    migration.handoff_at = handoff_at
+    return migration.run()
 
 
 class _Migration:
@@ -147,6 +169,7 @@ class _Migration:
         self.released: tuple[LunResult, ...] = ()
         self.opened: list[Holder] = []  # whose handoff record this command opened
         self.failure: str | None = None  # why the handoff stopped, when no result says it
+        self.handoff_at = HandoffPoint.SOURCE_GONE
 
     def step(self, name: str) -> None:
         self.steps.append(Step(name, self.clock.monotonic() - self.began))
@@ -240,6 +263,8 @@ class _Migration:
     def _migrate(self, storage: GuestStorage, luns: tuple[Lun, ...],
                  persistent: bool) -> MigrationReport:
         flags = LIVE_PAUSED | (PERSISTENT if persistent else 0)
+        if self.handoff_at is HandoffPoint.FINISH:
+            return self._migrate_handing_over_at_finish(storage, luns, flags)
         try:
             self.stats = self.conn.migrate(self.guest, self.destination_conn, flags,
                                            self.migrate_uri, self.deadline)
@@ -267,6 +292,69 @@ class _Migration:
         except LibvirtError as error:
             return self.report(MigrationOutcome.RESUME_FAILED, str(error), placement=placement)
         self.step("resumed")
+        self._close_handoffs()
+        return self.report(MigrationOutcome.MIGRATED, placement=placement)
+
+    def _migrate_handing_over_at_finish(self, storage: GuestStorage, luns: tuple[Lun, ...],
+                                        flags: int) -> MigrationReport:
+        """HandoffPoint.FINISH: migrate() runs in a thread while the destination is watched;
+        the LUNs move once it finished receiving and the source is paused by the migration."""
+        outcome: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                outcome["stats"] = self.conn.migrate(self.guest, self.destination_conn, flags,
+                                                     self.migrate_uri, self.deadline)
+            except LibvirtError as error:
+                outcome["error"] = error
+        worker = threading.Thread(target=run, name=f"migrate-{self.guest}", daemon=True)
+        worker.start()
+        try:
+            while not self.destination_conn.incoming_finished_paused(self.guest):
+                if not worker.is_alive() or self.deadline.remaining() <= 0:
+                    break
+                self.clock.sleep(FINISH_POLL)
+            finished = self.destination_conn.incoming_finished_paused(self.guest)
+            source_stopped = finished and (self.conn.paused_for_migration(self.guest)
+                                           or not self.conn.is_active(self.guest))
+        except LibvirtError as error:
+            worker.join(self.deadline.remaining())
+            return self.report(MigrationOutcome.CANNOT_TELL, str(error))
+        if not finished or not source_stopped:
+            worker.join(max(0.0, self.deadline.remaining()))
+            if "error" in outcome or not finished:
+                self._close_handoffs()
+                return self.report(MigrationOutcome.MIGRATION_FAILED,
+                                   str(outcome.get("error", "the destination never finished")),
+                                   f"the guest is {self._state_here()} on {self.source.name}")
+            return self.report(MigrationOutcome.SOURCE_NOT_GONE,
+                               "the source was not paused by the migration at its end")
+        self.step("destination finished")
+        placement = self._hand_over(storage, luns)
+        if placement is None or not placement.allowed:
+            worker.join(max(0.0, self.deadline.remaining()))
+            return self.report(MigrationOutcome.HANDOFF_FAILED,
+                               *((self.failure,) if self.failure else ()), placement=placement)
+        self.step("handed over")
+        try:
+            self.destination_conn.resume(self.guest)
+        except LibvirtError as error:
+            return self.report(MigrationOutcome.RESUME_FAILED, str(error), placement=placement)
+        self.step("resumed")
+        worker.join(max(0.0, self.deadline.remaining()))
+        stats = outcome.get("stats")
+        self.stats = stats if isinstance(stats, MigrationStats) else None
+        self.step("migrated")
+        try:
+            gone = not worker.is_alive() and not self.conn.is_active(self.guest)
+        except LibvirtError:
+            gone = False
+        if not gone:
+            # Its key is gone from every path already: it cannot write, but it must go.
+            return self.report(MigrationOutcome.SOURCE_NOT_GONE, "the guest runs on "
+                               f"{self.destination.name}; libvirt on {self.source.name} did not "
+                               "confirm the source QEMU gone", placement=placement)
+        self.step("source QEMU gone")
         self._close_handoffs()
         return self.report(MigrationOutcome.MIGRATED, placement=placement)
 

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,7 @@ class Writers:
         self.mlab = mlab
         self.log = workdir / "writes.jsonl"
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.began = time.time()  # blocks stamped earlier belong to an earlier phase
 
     def start(self, node: str) -> None:
         kernel = self.mlab.lab.cluster.kernels[node]
@@ -187,7 +189,8 @@ class Writers:
     def check(self, source: str, destination: str, handoff_point: float) -> list[Violation]:
         """The one rule across the handoff (lab/stamps.check_handoff): the LUN read back by
         a third initiator, and every write the data paths acknowledged."""
-        return check_handoff(LUN, self._on_disk(), source, destination, handoff_point,
+        on_disk = [s for s in self._on_disk() if s.time >= self.began]
+        return check_handoff(LUN, on_disk, source, destination, handoff_point,
                              self.acknowledged())
 
     def _on_disk(self) -> list[Stamp]:

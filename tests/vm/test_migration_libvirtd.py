@@ -55,20 +55,26 @@ def one_owner(mlab: MigrationLab, node: str) -> None:
     assert mlab.registered() == {LUN: (node,)}
 
 
+HOPS = (("node-a", "node-b", "source-gone"), ("node-b", "node-a", "source-gone"),
+        ("node-a", "node-b", "finish"), ("node-b", "node-a", "finish"))
+
+
 def test_vm_migrate_moves_the_guest_and_its_registration_both_ways(
         mlab: MigrationLab, tmp_path: Path) -> None:
-    for source, destination in (("node-a", "node-b"), ("node-b", "node-a")):
-        writers = Writers(mlab, tmp_path / f"{source}-to-{destination}")
+    for source, destination, handoff_at in HOPS:
+        writers = Writers(mlab, tmp_path / f"{source}-to-{destination}-{handoff_at}")
         writers.log.parent.mkdir()
         writers.start(source)
         time.sleep(0.3)
-        done = mlab.migrate(source, destination)
+        done = mlab.migrate(source, destination, "--handoff-at", handoff_at)
         report = report_of(done)
         assert done.returncode == 0 and report["outcome"] == "migrated", done.stdout + done.stderr
         steps = [s["step"] for s in report["steps"]]
-        assert steps.index("source QEMU gone") < steps.index("destination registered") \
+        first = "source QEMU gone" if handoff_at == "source-gone" else "destination finished"
+        assert steps.index(first) < steps.index("destination registered") \
             < steps.index("source unregistered") < steps.index("read back") \
             < steps.index("resumed")
+        assert "source QEMU gone" in steps
         one_owner(mlab, destination)
         assert mlab.state(source) is None  # persistent: defined on the destination only now
         writers.start(destination)
@@ -78,7 +84,7 @@ def test_vm_migrate_moves_the_guest_and_its_registration_both_ways(
         assert violations == [], violations
         acknowledged = writers.acknowledged()
         assert {s.node for s in acknowledged} == {source, destination}
-        print(f"{source} -> {destination}: libvirt downtime {report['libvirt_downtime_ms']} ms, "
+        print(f"{source} -> {destination} ({handoff_at}): libvirt downtime {report['libvirt_downtime_ms']} ms, "
               f"handoff {report['handoff_ms']:.1f} ms, steps {report['steps']}")
 
 
