@@ -71,8 +71,10 @@ def run_relay(args: argparse.Namespace) -> int:
     except BadRequest as exc:
         print(f"stonewall holder relay: {exc}", file=sys.stderr)
         return 2
-    if request.op not in RELAYED:
-        print(f"stonewall holder relay: {request.op} is not relayed for a peer", file=sys.stderr)
+    if request.op not in RELAYED or request.args.get("by_hook"):
+        # A peer asks for permits; only this node's own hook opens a record for itself.
+        what = "a hook's record" if request.op in RELAYED else request.op
+        print(f"stonewall holder relay: {what} is not relayed for a peer", file=sys.stderr)
         return 2
     try:
         answer = HolderClient(config).exchange(json.dumps(

@@ -102,3 +102,25 @@ def test_no_registered_source_is_judged_as_a_start(lab: Lab) -> None:
     code, message = hook(lab, "node-b", "migrate")
     assert code == EXIT_REFUSED and "not registered" in message
     assert registered(lab) == set()
+
+
+def test_the_peer_channel_relays_the_migration_operations_only(lab: Lab) -> None:
+    """vm/peer.py's command transport through `stonewall holder relay`, as over ssh."""
+    import sys
+
+    from stonewall.holder.api import HolderUnavailable
+    from stonewall.vm.peer import peer_holder
+
+    relay = [sys.executable, "-m", "stonewall", "--config", str(lab.configs["node-b"]),
+             "holder", "relay"]
+    peer = peer_holder(lab.config("node-a"), "node-b", command=relay)
+    assert peer.state(Deadline.after(20)).node == "node-b"
+    permit = peer.open_handoff("web1", "node-a", Direction.INCOMING, ["web1-disk"], 30,
+                               Deadline.after(20))
+    assert permit.describe() == "migrating (node-a → node-b)"
+    with pytest.raises(HolderUnavailable, match="preempt is not relayed for a peer"):
+        peer.preempt("node-a", ["arbiter0"], Deadline.after(20))
+    with pytest.raises(HolderUnavailable, match="a hook's record is not relayed"):
+        peer.open_handoff("db1", "node-a", Direction.INCOMING, ["web1-disk"], 30,
+                          Deadline.after(20), by_hook=True)
+    assert registered(lab) == {"node-a"}
