@@ -9,6 +9,7 @@ start, stop and take over guests with their LUN registrations.
   stonewall vm takeover PEER [--power-off-verified] [--node NAME] [--uri URI] [--timeout S]
   stonewall vm migrate GUEST --to NODE [--to-uri URI] [--migrate-uri URI]
                        [--peer-config FILE | --peer-command CMD] [--node NAME] [--uri URI]
+  stonewall vm complete-migration GUEST [--node NAME] [--uri URI] [--timeout S]
 
 Ownership is read through a `views_source` handed to `register` (the node's holder in
 production); without one, `hook run` refuses every judged start and `list` cannot tell.
@@ -182,9 +183,21 @@ def _register_control(commands: argparse._SubParsersAction) -> None:
                               "removed before it is gone: seconds less pause, see README)")
     migrate.add_argument("--json", action="store_true",
                          help="print the report (outcome, timeline, libvirt's downtime) as JSON")
+    complete = commands.add_parser(
+        "complete-migration", help="on the destination: resume a guest whose source died "
+                                   "after the switchover",
+        description="On the destination of a `vm migrate` whose source died after the "
+                    "switchover and before the handoff (the guest is paused here): once the "
+                    "source is proven fenced, claim the guest's LUNs, read them back and "
+                    "resume it. Refused without this node's permit for that migration.",
+        epilog="exit status: 0 resumed here; 1 refused (no permit, the migration did not "
+               "finish here, the source is not proven fenced) or the claim failed; 2 "
+               "configuration or usage error; 3 cannot tell")
+    complete.add_argument("guest")
+    timeouts[complete] = "seconds for the checks, the claim and the resume (default %(default)s)"
     timeouts[migrate] = "seconds for the whole migration and handoff (default %(default)s)"
     for parser, func in ((start, run_start), (stop, run_stop), (takeover, run_takeover),
-                         (migrate, run_migrate)):
+                         (migrate, run_migrate), (complete, run_complete_migration)):
         _add_node_option(parser)
         parser.add_argument("--uri", help="this node's libvirt URI (default: libvirt_uri from "
                                           "the config)")
@@ -482,6 +495,26 @@ def run_migrate(args: argparse.Namespace) -> int:
     return EXIT_CANNOT_TELL if report.outcome in (
         MigrationOutcome.CANNOT_TELL, MigrationOutcome.DESTINATION_UNAVAILABLE) \
         else EXIT_PROBLEM
+
+
+def run_complete_migration(args: argparse.Namespace) -> int:
+    from stonewall.vm.migration import MigrationOutcome, complete_incoming
+
+    deadline = Deadline.after(args.timeout)
+    try:
+        ctl = _control(args, deadline)
+    except _SetupFailed as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return error.status
+    with ctl.conn:
+        report = complete_incoming(args.guest, ctl.config, ctl.node, ctl.holder, ctl.conn,
+                                   deadline)
+    line = f"{report.guest}: {report.outcome.value} ({report.source} -> {report.destination})"
+    if report.outcome.runs_on_destination:
+        print(line)
+        return EXIT_OK
+    print(f"stonewall: {line}: {'; '.join(report.reasons) or 'no detail'}", file=sys.stderr)
+    return EXIT_CANNOT_TELL if report.outcome is MigrationOutcome.CANNOT_TELL else EXIT_PROBLEM
 
 
 def list_exit_status(rows: Sequence[GuestRow]) -> int:

@@ -35,9 +35,9 @@ from enum import Enum
 import libvirt
 
 from stonewall.clock import Deadline
-from stonewall.config.model import ClusterConfig, Lun, Node
+from stonewall.config.model import ClusterConfig, Lun, LunRole, Node
 from stonewall.holder.api import Holder, HolderFailure, HolderRefused
-from stonewall.holder.handoffs import MAX_TTL, Direction
+from stonewall.holder.handoffs import MAX_TTL, Direction, Stage
 from stonewall.vm import guest_registration as registration
 from stonewall.vm.disks import DomainXmlError
 from stonewall.vm.guest_registration import LunResult
@@ -406,3 +406,63 @@ class _Migration:
             return self.conn.state(self.guest).value
         except DomainNotFound:
             return "not defined"
+
+
+def complete_incoming(guest: str, config: ClusterConfig, node: Node, holder: Holder,
+                      conn: LibvirtConnection, deadline: Deadline) -> MigrationReport:
+    """On the destination: resume a guest whose source died after the switchover, before
+    the handoff (DESIGN 10). Only when this node's hook admitted the migration (a prepared
+    permit), libvirt finished receiving it here (paused, reason "user"), and the source is
+    proven fenced: its key read gone from every arbiter and guest LUN of the guest (the
+    ordinary fence path removed it). Then this node claims the guest LUNs, reads them back
+    and resumes."""
+    began, began_wall = deadline.clock.monotonic(), deadline.clock.wall()
+    steps: list[Step] = []
+
+    def report(outcome: MigrationOutcome, source: str, *details: str,
+               placement: Placement | None = None,
+               claimed: tuple[LunResult, ...] = ()) -> MigrationReport:
+        return MigrationReport(guest, source, node.name, outcome, tuple(steps), None, claimed,
+                               (), placement, details, began_wall)
+
+    try:
+        state = holder.state(deadline)
+        handoff = next((h for h in state.handoffs if h.guest == guest
+                        and h.direction is Direction.INCOMING), None)
+        if handoff is None or handoff.stage is not Stage.PREPARED:
+            return report(MigrationOutcome.REFUSED, "-", f"{node.name}'s holder admitted no "
+                          f"incoming migration of {guest} (or it expired)")
+        if not conn.incoming_finished_paused(guest):
+            return report(MigrationOutcome.REFUSED, handoff.source, f"libvirt on {node.name} "
+                          f"did not finish receiving {guest}: its memory is not all here")
+        storage = guest_luns(config, guest, conn.xml(guest))
+        luns = registration.guest_role_luns(config, storage)
+        arbiters = [lun.name for lun in config.luns_in_arbiter_order()
+                    if lun.role is LunRole.ARBITER]
+        fenced = holder.verify(handoff.source, arbiters + [lun.name for lun in luns], False,
+                               deadline)
+        if not fenced.proven:
+            return report(MigrationOutcome.REFUSED, handoff.source, f"{handoff.source} is "
+                          "not proven fenced: fence it first (stonewall's fence agent or "
+                          "fence-peer handler), the guest stays paused here")
+        steps.append(Step("source proven fenced", deadline.clock.monotonic() - began))
+        claimed = []
+        for lun in luns:
+            answer = holder.claim(lun.name, deadline, handoff.source)
+            claimed.append(LunResult(lun.name, answer.ok, answer.detail))
+            if not answer.ok:
+                return report(MigrationOutcome.HANDOFF_FAILED, handoff.source,
+                              claimed=tuple(claimed))
+        placement = may_run(storage, node, registration.read_views(holder, storage.luns,
+                                                                   deadline), config)
+        if not placement.allowed:
+            return report(MigrationOutcome.HANDOFF_FAILED, handoff.source,
+                          placement=placement, claimed=tuple(claimed))
+        steps.append(Step("handed over", deadline.clock.monotonic() - began))
+        conn.resume(guest)
+        steps.append(Step("resumed", deadline.clock.monotonic() - began))
+        holder.close_handoff(guest, deadline)
+    except (HolderFailure, LibvirtError, DomainXmlError) as error:
+        return report(MigrationOutcome.CANNOT_TELL, "-", str(error))
+    return report(MigrationOutcome.MIGRATED, handoff.source, placement=placement,
+                  claimed=tuple(claimed))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -256,3 +258,41 @@ def test_a_registration_left_by_a_crashed_destination_is_removed_when_its_libvir
                              f"node-a={mlab.daemons['node-a'].uri}", "--uri",
                              f"node-b={mlab.daemons['node-b'].uri}")
     assert json.loads(listing.stdout)["guests"][0]["verdict"] == "ok", listing.stdout
+
+
+def test_a_source_that_dies_after_the_switchover_is_fenced_then_the_destination_resumes(
+        mlab: MigrationLab) -> None:
+    command = subprocess.Popen(
+        [sys.executable, "-m", "stonewall", "--config", str(mlab.lab.configs["node-a"]), "vm",
+         "migrate", GUEST, "--to", "node-b", "--uri", mlab.daemons["node-a"].uri, "--to-uri",
+         mlab.daemons["node-b"].uri, "--migrate-uri", "tcp://127.0.0.1", "--peer-config",
+         str(mlab.lab.configs["node-b"])],
+        env={**os.environ, "STONEWALL_NODE": "node-a"}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    # The destination finished receiving (paused); libvirt is still tearing the source QEMU
+    # down (seconds, measured) and the handoff has not begun: node-a dies now.
+    ends = time.monotonic() + 60
+    while not mlab.conns["node-b"].incoming_finished_paused(GUEST):
+        assert time.monotonic() < ends and command.poll() is None, "no switchover"
+        time.sleep(0.005)
+    qemu = int((mlab.daemons["node-a"].run_dir / "qemu" / f"{GUEST}.pid").read_text())
+    command.kill()
+    os.kill(mlab.daemons["node-a"].pid, signal.SIGKILL)
+    os.kill(qemu, signal.SIGKILL)
+    mlab.lab.holders["node-a"].kill()
+    command.wait()
+    assert mlab.registered() == {LUN: ("node-a",)}  # the handoff never ran
+    assert mlab.state("node-b") is DomainState.PAUSED
+
+    refused = mlab.stonewall("node-b", "vm", "complete-migration", GUEST, "--uri",
+                             mlab.daemons["node-b"].uri)
+    assert refused.returncode == 1 and "node-a is not proven fenced" in refused.stderr
+    assert mlab.state("node-b") is DomainState.PAUSED  # nothing runs while node-a may
+
+    fence = mlab.lab.client("node-b").preempt("node-a", None, Deadline.after(15))
+    assert fence.fenced
+    done = mlab.stonewall("node-b", "vm", "complete-migration", GUEST, "--uri",
+                          mlab.daemons["node-b"].uri)
+    assert done.returncode == 0, done.stderr
+    assert mlab.state("node-b") is DomainState.RUNNING
+    assert mlab.registered() == {LUN: ("node-b",)}
