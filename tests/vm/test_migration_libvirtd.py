@@ -296,3 +296,22 @@ def test_a_source_that_dies_after_the_switchover_is_fenced_then_the_destination_
     assert done.returncode == 0, done.stderr
     assert mlab.state("node-b") is DomainState.RUNNING
     assert mlab.registered() == {LUN: ("node-b",)}
+
+
+def test_a_destination_that_dies_after_the_resume_is_fenced_and_the_guest_started_again(
+        mlab: MigrationLab) -> None:
+    assert mlab.migrate("node-a", "node-b").returncode == 0
+    one_owner(mlab, "node-b")
+    qemu = int((mlab.daemons["node-b"].run_dir / "qemu" / f"{GUEST}.pid").read_text())
+    os.kill(mlab.daemons["node-b"].pid, signal.SIGKILL)
+    os.kill(qemu, signal.SIGKILL)
+    mlab.lab.holders["node-b"].kill()
+    mlab.conns["node-a"].define(guest_xml())  # persistent: libvirt undefined it on node-a
+    start = ("vm", "start", GUEST, "--uri", mlab.daemons["node-a"].uri)
+    refused = mlab.stonewall("node-a", *start)
+    assert refused.returncode == 1 and "registered by node-b" in refused.stderr
+    assert mlab.lab.client("node-a").preempt("node-b", None, Deadline.after(15)).fenced
+    done = mlab.stonewall("node-a", *start)
+    assert done.returncode == 0, done.stderr
+    assert mlab.state("node-a") is DomainState.RUNNING
+    assert mlab.registered() == {LUN: ("node-a",)}
