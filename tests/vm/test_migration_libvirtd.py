@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -315,3 +316,39 @@ def test_a_destination_that_dies_after_the_resume_is_fenced_and_the_guest_starte
     assert done.returncode == 0, done.stderr
     assert mlab.state("node-a") is DomainState.RUNNING
     assert mlab.registered() == {LUN: ("node-a",)}
+
+
+VIRTUAL_DOMAIN = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
+
+
+def test_pacemakers_virtualdomain_agent_migrates_through_the_hook(
+        mlab: MigrationLab, tmp_path: Path) -> None:
+    """The agent's migrate_to / migrate_from, run as Pacemaker runs them (OCF environment),
+    without a cluster: its `virsh migrate --live` takes the plain path through the hook."""
+    if not VIRTUAL_DOMAIN.exists() or shutil.which("virsh") is None:
+        pytest.skip("needs resource-agents and libvirt-clients (virsh)")
+    config = tmp_path / "web1.xml"  # as libvirt formats it: the agent greps <name> by line
+    config.write_text(mlab.conns["node-a"].xml(GUEST, inactive=True))
+
+    def agent(action: str, node: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(VIRTUAL_DOMAIN), action], capture_output=True, text=True, timeout=120,
+            check=False, env={**os.environ, "OCF_ROOT": "/usr/lib/ocf",
+                              "OCF_RESOURCE_INSTANCE": "web1-vm",
+                              "OCF_RESKEY_config": str(config),
+                              "OCF_RESKEY_hypervisor": mlab.daemons[node].uri,
+                              "OCF_RESKEY_remoteuri": mlab.daemons["node-b"].uri,
+                              "OCF_RESKEY_migrateuri": "tcp://127.0.0.1",
+                              "OCF_RESKEY_CRM_meta_migrate_target": "node-b",
+                              "OCF_RESKEY_CRM_meta_timeout": "120000"})
+
+    migrated = agent("migrate_to", "node-a")
+    assert migrated.returncode == 0, migrated.stderr
+    arrived = agent("migrate_from", "node-b")
+    assert arrived.returncode == 0, arrived.stderr
+    assert mlab.state("node-b") is DomainState.RUNNING
+    ends = time.monotonic() + 15  # the source unregisters at its `release end`
+    while mlab.registered() != {LUN: ("node-b",)}:
+        assert time.monotonic() < ends, mlab.registered()
+        time.sleep(0.2)
+    one_owner(mlab, "node-b")
