@@ -3,8 +3,8 @@
 libvirt runs the hook as `HOOK GUEST OPERATION SUB-OPERATION EXTRA` with the domain XML on
 stdin, synchronously, for every operation (reference vm.md section 1). Rules kept here:
 - Only `prepare begin`, `migrate begin` and `restore begin` are judged; every other operation
-  exits 0 at once. `reconnect` in particular must never fail: libvirt kills the running QEMU
-  when it does.
+  exits 0 (`release end` after unregistering, see below). `reconnect` in particular must
+  never fail: libvirt kills the running QEMU when it does.
 - Incoming migration runs `migrate begin` before `prepare begin` on the destination, and
   `prepare` carries no sign that it belongs to a migration. Without the node's holder both
   are judged as starts. With it (`holder`), a migration is admitted only by what the holder
