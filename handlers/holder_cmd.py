@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 # What a migration's source asks the destination's holder, and nothing else: a peer never
 # preempts or joins through the relay.
-RELAYED = ("state", "views", "open_handoff", "claim", "release", "close_handoff")
+RELAYED = ("state", "views", "open_handoff", "claim", "close_handoff")
 
 
 def run_relay(args: argparse.Namespace) -> int:
@@ -71,9 +71,12 @@ def run_relay(args: argparse.Namespace) -> int:
     except BadRequest as exc:
         print(f"stonewall holder relay: {exc}", file=sys.stderr)
         return 2
-    if request.op not in RELAYED or request.args.get("by_hook"):
-        # A peer asks for permits; only this node's own hook opens a record for itself.
-        what = "a hook's record" if request.op in RELAYED else request.op
+    if request.op not in RELAYED or request.args.get("by_hook") or (
+            request.op == "claim" and "handoff_from" not in request.args):
+        # A peer asks for permits and for the handoff claim of a migration from it; only this
+        # node's own hook opens a record for itself, and only this node starts its guests.
+        what = ("a hook's record" if request.args.get("by_hook") else
+                "a claim outside a handoff" if request.op == "claim" else request.op)
         print(f"stonewall holder relay: {what} is not relayed for a peer", file=sys.stderr)
         return 2
     try:

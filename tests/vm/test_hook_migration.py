@@ -124,3 +124,5 @@ def test_the_peer_channel_relays_the_migration_operations_only(lab: Lab) -> None
         peer.open_handoff("db1", "node-a", Direction.INCOMING, ["web1-disk"], 30,
                           Deadline.after(20), by_hook=True)
     assert registered(lab) == {"node-a"}
+    with pytest.raises(HolderUnavailable, match="a claim outside a handoff is not relayed"):
+        peer.claim("web1-disk", Deadline.after(20))
