@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import libvirt
 import pytest
@@ -62,11 +62,26 @@ HOPS = (("node-a", "node-b", "source-gone"), ("node-b", "node-a", "source-gone")
         ("node-a", "node-b", "finish"), ("node-b", "node-a", "finish"))
 
 
+@pytest.fixture
+def new_writers(mlab: MigrationLab, tmp_path: Path) -> Iterator[Callable[[str], Writers]]:
+    """new_writers(phase) -> Writers of their own log; every writer is stopped at teardown,
+    also when the test failed."""
+    made: list[Writers] = []
+
+    def make(phase: str) -> Writers:
+        (tmp_path / phase).mkdir()
+        made.append(Writers(mlab, tmp_path / phase))
+        return made[-1]
+
+    yield make
+    for writers in made:
+        writers.stop()
+
+
 def test_vm_migrate_moves_the_guest_and_its_registration_both_ways(
-        mlab: MigrationLab, tmp_path: Path) -> None:
+        mlab: MigrationLab, new_writers: Callable[[str], Writers]) -> None:
     for source, destination, handoff_at in HOPS:
-        writers = Writers(mlab, tmp_path / f"{source}-to-{destination}-{handoff_at}")
-        writers.log.parent.mkdir()
+        writers = new_writers(f"{source}-to-{destination}-{handoff_at}")
         writers.start(source)
         time.sleep(0.3)
         done = mlab.migrate(source, destination, "--handoff-at", handoff_at)
@@ -272,12 +287,14 @@ def test_a_source_that_dies_after_the_switchover_is_fenced_then_the_destination_
         stderr=subprocess.DEVNULL)
     # The destination finished receiving (paused); libvirt is still tearing the source QEMU
     # down (seconds, measured) and the handoff has not begun: node-a dies now.
-    ends = time.monotonic() + 60
-    while not mlab.conns["node-b"].incoming_finished_paused(GUEST):
-        assert time.monotonic() < ends and command.poll() is None, "no switchover"
-        time.sleep(0.005)
-    qemu = int((mlab.daemons["node-a"].run_dir / "qemu" / f"{GUEST}.pid").read_text())
-    command.kill()
+    try:
+        ends = time.monotonic() + 60
+        while not mlab.conns["node-b"].incoming_finished_paused(GUEST):
+            assert time.monotonic() < ends and command.poll() is None, "no switchover"
+            time.sleep(0.005)
+        qemu = int((mlab.daemons["node-a"].run_dir / "qemu" / f"{GUEST}.pid").read_text())
+    finally:
+        command.kill()
     os.kill(mlab.daemons["node-a"].pid, signal.SIGKILL)
     os.kill(qemu, signal.SIGKILL)
     mlab.lab.holders["node-a"].kill()
