@@ -202,21 +202,21 @@ def test_two_migrations_of_one_guest_at_once_one_wins_the_other_is_refused(
     one_owner(mlab, "node-b")
 
 
-def test_plain_virsh_migrate_moves_the_registration_through_the_hook(
+def test_plain_virsh_migrate_moves_the_registration_through_the_hook_both_ways(
         mlab: MigrationLab) -> None:
-    source = mlab.conns["node-a"]
-    source._lookup(GUEST).migrate(mlab.conns["node-b"]._conn, libvirt.VIR_MIGRATE_LIVE
-                                  | libvirt.VIR_MIGRATE_PERSIST_DEST
-                                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE, None,
-                                  "tcp://127.0.0.1", 0)
-    assert mlab.running_on() == ["node-b"]
-    assert mlab.state("node-b") is DomainState.RUNNING
-    # The source unregisters at its `release end`, which may come after migrate() returned.
-    ends = time.monotonic() + 15
-    while mlab.registered() != {LUN: ("node-b",)}:
-        assert time.monotonic() < ends, mlab.registered()
-        time.sleep(0.2)
-    one_owner(mlab, "node-b")
+    for source, destination in (("node-a", "node-b"), ("node-b", "node-a")):
+        mlab.conns[source]._lookup(GUEST).migrate(
+            mlab.conns[destination]._conn, libvirt.VIR_MIGRATE_LIVE
+            | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE, None,
+            "tcp://127.0.0.1", 0)
+        assert mlab.running_on() == [destination]
+        assert mlab.state(destination) is DomainState.RUNNING
+        # The source unregisters at its `release end`, which may come after migrate() returned.
+        ends = time.monotonic() + 15
+        while mlab.registered() != {LUN: (destination,)}:
+            assert time.monotonic() < ends, mlab.registered()
+            time.sleep(0.2)
+        one_owner(mlab, destination)
 
 
 def test_a_plain_migration_to_a_node_whose_holder_is_down_is_refused_at_migrate_begin(
