@@ -54,8 +54,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     from stonewall.handlers import vm_cmd
+    from stonewall.holder.client import HolderClient
     from stonewall.holder.views import views_source
-    vm_cmd.register(subparsers, views_source=views_source)
+    vm_cmd.register(subparsers, views_source=views_source, holder_source=HolderClient)
     return parser
 
 

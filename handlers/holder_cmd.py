@@ -14,6 +14,7 @@ from stonewall.config.identity import UnknownLocalNode, local_node
 from stonewall.config.loader import load_config, resolve_config_path
 from stonewall.holder.node import NodeHolder
 from stonewall.holder.client import socket_path
+from stonewall.holder.protocol import MAX_LINE
 from stonewall.holder.server import HolderServer
 from stonewall.log import decision_logger
 from stonewall.storage.bootid import BootRecords, FencedBoot, current_boot_id
@@ -37,6 +38,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--join", action="store_true",
                      help="register on every path and reserve unreserved shared LUNs at start")
     run.set_defaults(func=run_holder)
+    relay = actions.add_parser(
+        "relay", help="pass one migration request from a peer to this node's holder",
+        description="Read one request line on stdin, pass it to this node's holder socket and "
+                    "print its answer: what a migration's source runs over ssh (vm/peer.py). "
+                    f"Only {', '.join(RELAYED)} are passed. Exit 0 answered (the answer says "
+                    "whether it succeeded), 1 the holder did not answer, 2 a request that is "
+                    "not relayed or bad configuration.")
+    relay.set_defaults(func=run_relay)
+
+
+# What a migration's source asks the destination's holder, and nothing else: a peer never
+# preempts or joins through the relay.
+RELAYED = ("state", "views", "open_handoff", "claim", "close_handoff")
+
+
+def run_relay(args: argparse.Namespace) -> int:
+    import json
+
+    from stonewall.holder.api import HolderFailure
+    from stonewall.holder.client import HolderClient
+    from stonewall.holder.protocol import BadRequest, MAX_TIMEOUT, parse_request
+
+    try:
+        config = load_config(resolve_config_path(args.config, os.environ))
+    except ConfigError as exc:
+        print(f"stonewall holder relay: {exc}", file=sys.stderr)
+        return 2
+    line = sys.stdin.buffer.readline(MAX_LINE + 1)
+    try:
+        request = parse_request(line)
+    except BadRequest as exc:
+        print(f"stonewall holder relay: {exc}", file=sys.stderr)
+        return 2
+    if request.op not in RELAYED or request.args.get("by_hook") or (
+            request.op == "claim" and "handoff_from" not in request.args):
+        # A peer asks for permits and for the handoff claim of a migration from it; only this
+        # node's own hook opens a record for itself, and only this node starts its guests.
+        what = ("a hook's record" if request.args.get("by_hook") else
+                "a claim outside a handoff" if request.op == "claim" else request.op)
+        print(f"stonewall holder relay: {what} is not relayed for a peer", file=sys.stderr)
+        return 2
+    try:
+        answer = HolderClient(config).exchange(json.dumps(
+            {"op": request.op, "args": request.args, "timeout": request.timeout}).encode()
+            + b"\n", min(request.timeout + 1.0, MAX_TIMEOUT))
+    except HolderFailure as exc:
+        print(f"stonewall holder relay: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(answer)
+    return 0
 
 
 def run_holder(args: argparse.Namespace) -> int:

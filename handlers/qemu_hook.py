@@ -8,6 +8,7 @@ from typing import Callable, Sequence, TextIO
 from stonewall.messages import printable
 from stonewall.clock import SYSTEM_CLOCK, Clock, Deadline
 from stonewall.config.model import ClusterConfig
+from stonewall.holder.api import Holder
 from stonewall.storage.view import ReadViews
 from stonewall.vm.hook import (
     DEFAULT_TIMEOUT, EXIT_REFUSED, EXIT_USAGE, HookDecision, HookUsageError, decide,
@@ -16,7 +17,8 @@ from stonewall.vm.hook import (
 
 def hook_main(argv: Sequence[str], stdin: TextIO, stderr: TextIO, *,
               load_config: Callable[[], ClusterConfig], node_name: str, read_views: ReadViews,
-              timeout: float = DEFAULT_TIMEOUT, clock: Clock = SYSTEM_CLOCK) -> int:
+              timeout: float = DEFAULT_TIMEOUT, clock: Clock = SYSTEM_CLOCK,
+              holder: Callable[[ClusterConfig], Holder] | None = None) -> int:
     """The hook's entry: read stdin, decide, print at most one line to stderr, return the
     exit status for libvirt."""
     deadline = Deadline.after(timeout, clock)
@@ -30,7 +32,7 @@ def hook_main(argv: Sequence[str], stdin: TextIO, stderr: TextIO, *,
         return EXIT_USAGE
     try:
         decision = decide(call, domain_xml, load_config=load_config, node_name=node_name,
-                          read_views=read_views, deadline=deadline)
+                          read_views=read_views, deadline=deadline, holder=holder)
     except Exception as error:  # a bug must not let a start through; decide() returns
         # before anything can fail for the operations it lets through, so only judged ones get here
         decision = HookDecision(EXIT_REFUSED, "stonewall: internal error judging "

@@ -134,6 +134,21 @@ def _in_background(call: Callable[[], T], deadline: Deadline) -> Callable[[], T]
     return result
 
 
+def migrations_line(config: ClusterConfig, deadline: Deadline) -> str:
+    """"migrations: web1 migrating (kvm-a → kvm-b)" while this node's holder has a live
+    migration's handoff in flight; empty otherwise, or when no holder answers."""
+    from stonewall.holder.api import HolderFailure
+    from stonewall.holder.client import HolderClient
+
+    try:
+        handoffs = HolderClient(config).state(deadline).handoffs
+    except HolderFailure:
+        return ""
+    if not handoffs:
+        return ""
+    return "\nmigrations: " + "; ".join(f"{h.guest} {h.describe()}" for h in handoffs)
+
+
 def run_status(args: argparse.Namespace) -> int:
     try:
         config = load_config(resolve_config_path(args.config, os.environ))
@@ -165,7 +180,8 @@ def run_status(args: argparse.Namespace) -> int:
         text = (status_report.to_json(config, statuses, watchdog, drbd) if args.json
                 else status_report.to_table(config, statuses, args.paths)
                 + f"\nwatchdog: {watchdog['summary']}"
-                + (f"\ndrbd: {drbd['summary']}" if drbd is not None else ""))
+                + (f"\ndrbd: {drbd['summary']}" if drbd is not None else "")
+                + migrations_line(config, deadline))
         if args.watch:
             print("\033[H\033[2J" + time.strftime("%H:%M:%S ") + config.cluster, flush=True)
         print(text, flush=True)

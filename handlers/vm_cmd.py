@@ -7,6 +7,9 @@ start, stop and take over guests with their LUN registrations.
   stonewall vm start GUEST [--node NAME] [--uri URI] [--timeout S]
   stonewall vm stop GUEST [--destroy] [--node NAME] [--uri URI] [--timeout S]
   stonewall vm takeover PEER [--power-off-verified] [--node NAME] [--uri URI] [--timeout S]
+  stonewall vm migrate GUEST --to NODE [--to-uri URI] [--migrate-uri URI]
+                       [--peer-config FILE | --peer-command CMD] [--node NAME] [--uri URI]
+  stonewall vm complete-migration GUEST [--node NAME] [--uri URI] [--timeout S]
 
 Ownership is read through a `views_source` handed to `register` (the node's holder in
 production); without one, `hook run` refuses every judged start and `list` cannot tell.
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from stonewall.vm.listing import GuestRow
 
 ViewsSource = Callable[[ClusterConfig], ReadViews]
+HolderSource = Callable[[ClusterConfig, str], Holder]  # (config, this node's name) -> holder
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1  # vm list: a guest runs twice or without ownership; install: refused
@@ -53,8 +57,11 @@ class ViewsUnavailable(RuntimeError):
 
 
 def register(subparsers: argparse._SubParsersAction, *,
-             views_source: ViewsSource | None = None) -> None:
-    """Add `vm hook install`, `vm hook run` and `vm list`."""
+             views_source: ViewsSource | None = None,
+             holder_source: HolderSource | None = None) -> None:
+    """Add `vm hook install`, `vm hook run` and `vm list`. `holder_source`: the node's
+    holder for the hook's migration and `release end` steps (without it the hook judges an
+    incoming migration as a start)."""
     vm = subparsers.add_parser(
         "vm", help="guests and the storage they may run on",
         description="Guests and the LUNs they run on: a guest may run only on the node that "
@@ -89,20 +96,20 @@ def register(subparsers: argparse._SubParsersAction, *,
                      help="seconds to read LUN ownership before refusing (default %(default)s)")
     run.add_argument("hook_args", nargs="*", metavar="ARG",
                      help="GUEST OPERATION SUB-OPERATION EXTRA, as libvirt passes them")
-    run.set_defaults(func=lambda args: run_hook(args, views_source))
+    run.set_defaults(func=lambda args: run_hook(args, views_source, holder_source))
 
     listing = commands.add_parser(
         "list", help="guests, owners, where they run, verdict",
-        epilog="exit status: 0 every guest ok or owned but stopped; 1 a guest runs without "
-               "ownership or on more than one node; 2 configuration or usage error; 3 some "
-               "guest cannot be told")
+        epilog="exit status: 0 every guest ok, owned but stopped, or migrating; 1 a guest "
+               "runs without ownership or on more than one node; 2 configuration or usage "
+               "error; 3 some guest cannot be told")
     _add_node_option(listing)
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.add_argument("--uri", action="append", default=[], metavar="NODE=URI",
                          help="libvirt URI of a node (repeat; this node defaults to libvirt_uri)")
     listing.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                          help="seconds for the whole listing (default %(default)s)")
-    listing.set_defaults(func=lambda args: run_list(args, views_source))
+    listing.set_defaults(func=lambda args: run_list(args, views_source, holder_source))
     _register_control(commands)
 
 
@@ -143,7 +150,54 @@ def _register_control(commands: argparse._SubParsersAction) -> None:
         takeover: "seconds for the whole takeover, on top of the wait for T_safe (default "
                   "%(default)s)",
     }
-    for parser, func in ((start, run_start), (stop, run_stop), (takeover, run_takeover)):
+    migrate = commands.add_parser(
+        "migrate", help="live-migrate a guest to another node, moving its LUN registrations",
+        description="Live-migrate GUEST from this node to NODE with the handoff the SAN "
+                    "enforces: NODE's holder holds a one-time permit its hook consumes, "
+                    "libvirt migrates with the destination left paused, and once this node's "
+                    "QEMU is gone NODE registers on the guest's LUNs, this node unregisters, "
+                    "both are read back, and only then does the guest resume on NODE.",
+        epilog="exit status: 0 migrated (runs on NODE, which alone is registered); 1 refused "
+               "or failed (the guest still runs here), or the destination stays paused; 2 "
+               "configuration or usage error; 3 cannot tell (a holder or libvirt did not "
+               "answer)")
+    migrate.add_argument("guest")
+    migrate.add_argument("--to", required=True, metavar="NODE", help="the destination node")
+    migrate.add_argument("--to-uri", help="the destination's libvirt URI (default: "
+                                          "qemu+ssh://NODE/system)")
+    migrate.add_argument("--migrate-uri", help="where QEMU sends the memory (e.g. "
+                                               "tcp://ADDRESS; default: libvirt's choice)")
+    peer = migrate.add_mutually_exclusive_group()
+    peer.add_argument("--peer-config", type=Path, metavar="FILE",
+                      help="the destination's own configuration file on this machine (its "
+                           "holder's socket is reachable here, as in the lab)")
+    peer.add_argument("--peer-command", metavar="CMD",
+                      help="command that passes one request to the destination's holder, "
+                           "{node} replaced by its address (default: ssh -o BatchMode=yes "
+                           "{node} stonewall holder relay)")
+    migrate.add_argument("--handoff-at", choices=("source-gone", "finish"),
+                         default="source-gone",
+                         help="move the LUNs once libvirt's migration returned and the source "
+                              "QEMU is gone (default), or as soon as the destination finished "
+                              "receiving and the source is paused by the migration (its key is "
+                              "removed before it is gone: seconds less pause, see README)")
+    migrate.add_argument("--json", action="store_true",
+                         help="print the report (outcome, timeline, libvirt's downtime) as JSON")
+    complete = commands.add_parser(
+        "complete-migration", help="on the destination: resume a guest whose source died "
+                                   "after the switchover",
+        description="On the destination of a `vm migrate` whose source died after the "
+                    "switchover and before the handoff (the guest is paused here): once the "
+                    "source is proven fenced, claim the guest's LUNs, read them back and "
+                    "resume it. Refused without this node's permit for that migration.",
+        epilog="exit status: 0 resumed here; 1 refused (no permit, the migration did not "
+               "finish here, the source is not proven fenced) or the claim failed; 2 "
+               "configuration or usage error; 3 cannot tell")
+    complete.add_argument("guest")
+    timeouts[complete] = "seconds for the checks, the claim and the resume (default %(default)s)"
+    timeouts[migrate] = "seconds for the whole migration and handoff (default %(default)s)"
+    for parser, func in ((start, run_start), (stop, run_stop), (takeover, run_takeover),
+                         (migrate, run_migrate), (complete, run_complete_migration)):
         _add_node_option(parser)
         parser.add_argument("--uri", help="this node's libvirt URI (default: libvirt_uri from "
                                           "the config)")
@@ -179,7 +233,8 @@ def run_install(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_hook(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
+def run_hook(args: argparse.Namespace, views_source: ViewsSource | None,
+             holder_source: HolderSource | None = None) -> int:
     load = cache(lambda: load_config(resolve_config_path(getattr(args, "config", None), os.environ)))
 
     def read_views(luns: Sequence[str], deadline: Deadline) -> Mapping:
@@ -187,12 +242,16 @@ def run_hook(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
             raise ViewsUnavailable("no source of LUN ownership is wired into this command")
         return views_source(load())(luns, deadline)
 
+    node_name = local_node_name(args.node, os.environ)
+    holder = None if holder_source is None else (
+        lambda config: holder_source(config, node_name))
     return hook_main(["qemu", *args.hook_args], sys.stdin, sys.stderr, load_config=load,
-                     node_name=local_node_name(args.node, os.environ), read_views=read_views,
-                     timeout=args.timeout)
+                     node_name=node_name, read_views=read_views, timeout=args.timeout,
+                     holder=holder)
 
 
-def run_list(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
+def run_list(args: argparse.Namespace, views_source: ViewsSource | None,
+             holder_source: HolderSource | None = None) -> int:
     from stonewall.config.errors import ConfigError
     from stonewall.vm.inventory import collect_inventory
     from stonewall.vm.listing import render_json, render_table
@@ -207,11 +266,26 @@ def run_list(args: argparse.Namespace, views_source: ViewsSource | None) -> int:
     node = local_node_name(args.node, os.environ)
     uris.setdefault(node, config.libvirt_uri)
     read_views = views_source(config) if views_source is not None else None
-    inventory = collect_inventory(config, read_views, uris, local_node=node, deadline=deadline)
+    inventory = collect_inventory(config, read_views, uris, local_node=node, deadline=deadline,
+                                  handoffs=_handoffs(config, node, holder_source, deadline))
     for problem in inventory.problems:
         print(f"stonewall: {problem}", file=sys.stderr)
     sys.stdout.write(render_json(inventory.rows) if args.json else render_table(inventory.rows))
     return list_exit_status(inventory.rows)
+
+
+def _handoffs(config: ClusterConfig, node: str, holder_source: HolderSource | None,
+              deadline: Deadline) -> tuple:
+    """The live migrations this node's holder has in flight (none when it does not answer:
+    `vm list` then judges what libvirt and the SAN show)."""
+    from stonewall.holder.api import HolderFailure
+
+    if holder_source is None:
+        return ()
+    try:
+        return holder_source(config, node).state(deadline).handoffs
+    except HolderFailure:
+        return ()
 
 
 class _SetupFailed(Exception):
@@ -365,12 +439,91 @@ def run_takeover(args: argparse.Namespace) -> int:
     return EXIT_OK if run.report.all_running else EXIT_PROBLEM
 
 
+def run_migrate(args: argparse.Namespace) -> int:
+    import shlex
+
+    from stonewall.config.errors import ConfigError
+    from stonewall.vm.libvirt_conn import LibvirtConnection, LibvirtError
+    from stonewall.vm.migration import HandoffPoint, MigrationOutcome, migrate_guest
+    from stonewall.vm.peer import DEFAULT_PEER_COMMAND, peer_holder
+
+    deadline = Deadline.after(args.timeout)
+    try:
+        config, node = _setup(args)
+        destination = config.node(args.to)
+        peer_config = load_config(str(args.peer_config)) if args.peer_config else None
+        peer = peer_holder(config, destination.name, peer_config=peer_config,
+                           command=shlex.split(args.peer_command) if args.peer_command
+                           else DEFAULT_PEER_COMMAND)
+    except _SetupFailed as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return error.status
+    except KeyError:
+        print(f"stonewall: unknown node {args.to!r}", file=sys.stderr)
+        return EXIT_ERROR
+    except (ConfigError, ValueError) as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        ctl = _open(config, node, args, deadline)
+        destination_conn = LibvirtConnection.open(
+            args.to_uri or f"qemu+ssh://{destination.name}/system", deadline)
+    except _SetupFailed as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return error.status
+    except LibvirtError as error:
+        ctl.conn.close()
+        print(f"stonewall: {error}", file=sys.stderr)
+        return EXIT_CANNOT_TELL
+    with ctl.conn, destination_conn:
+        report = migrate_guest(args.guest, config, node, destination, ctl.holder, peer,
+                               ctl.conn, destination_conn, deadline,
+                               migrate_uri=args.migrate_uri,
+                               handoff_at=HandoffPoint(args.handoff_at))
+    line = f"{report.guest}: {report.outcome.value} ({report.source} -> {report.destination})"
+    if args.json:
+        import json
+        print(json.dumps(report.to_jsonable(), indent=1))
+    elif report.outcome.runs_on_destination:
+        downtime = report.stats.downtime_ms if report.stats else None
+        print(line + (f"; libvirt downtime {downtime:.0f} ms" if downtime is not None else "")
+              + (f", handoff {report.handoff_ms:.0f} ms" if report.handoff_ms is not None
+                 else ""))
+    if report.outcome.runs_on_destination:
+        return EXIT_OK
+    print(f"stonewall: {line}: {'; '.join(report.reasons) or 'no detail'}", file=sys.stderr)
+    return EXIT_CANNOT_TELL if report.outcome in (
+        MigrationOutcome.CANNOT_TELL, MigrationOutcome.DESTINATION_UNAVAILABLE) \
+        else EXIT_PROBLEM
+
+
+def run_complete_migration(args: argparse.Namespace) -> int:
+    from stonewall.vm.migration import MigrationOutcome, complete_incoming
+
+    deadline = Deadline.after(args.timeout)
+    try:
+        ctl = _control(args, deadline)
+    except _SetupFailed as error:
+        print(f"stonewall: {error}", file=sys.stderr)
+        return error.status
+    with ctl.conn:
+        report = complete_incoming(args.guest, ctl.config, ctl.node, ctl.holder, ctl.conn,
+                                   deadline)
+    line = f"{report.guest}: {report.outcome.value} ({report.source} -> {report.destination})"
+    if report.outcome.runs_on_destination:
+        print(line)
+        return EXIT_OK
+    print(f"stonewall: {line}: {'; '.join(report.reasons) or 'no detail'}", file=sys.stderr)
+    return EXIT_CANNOT_TELL if report.outcome is MigrationOutcome.CANNOT_TELL else EXIT_PROBLEM
+
+
 def list_exit_status(rows: Sequence[GuestRow]) -> int:
     """1 if a guest runs twice or without ownership, else 3 if any cannot be told, else 0."""
     from stonewall.vm.listing import GuestVerdict
 
     verdicts = {row.verdict for row in rows}
-    if verdicts & {GuestVerdict.RUNS_TWICE, GuestVerdict.RUNS_WITHOUT_OWNERSHIP}:
+    if verdicts & {GuestVerdict.RUNS_TWICE, GuestVerdict.RUNS_WITHOUT_OWNERSHIP,
+                   GuestVerdict.STALE_REGISTRATION}:
         return EXIT_PROBLEM
     if GuestVerdict.CANNOT_TELL in verdicts:
         return EXIT_CANNOT_TELL

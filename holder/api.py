@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from stonewall import wire
 from stonewall.clock import Deadline
+from stonewall.holder.handoffs import Direction, Handoff
 from stonewall.storage.reports import (ClaimOutcome, PathOutcome, PreemptReport, Report,
                                        VerifyReport)
 from stonewall.storage.view import LunView
@@ -178,6 +179,7 @@ class HolderState:
     joined_in_this_boot: bool
     paths: tuple[PathState, ...]
     guest_luns: tuple[str, ...] = ()  # the configured guest LUNs, as the holder knows them
+    handoffs: tuple[Handoff, ...] = ()  # live migrations in flight on this node
 
     @property
     def guest_luns_held(self) -> tuple[str, ...]:
@@ -190,7 +192,8 @@ class HolderState:
                 "fenced_in_this_boot": self.fenced_in_this_boot,
                 "joined_in_this_boot": self.joined_in_this_boot,
                 "paths": [p.to_jsonable() for p in self.paths],
-                "guest_luns": list(self.guest_luns)}
+                "guest_luns": list(self.guest_luns),
+                "handoffs": [h.to_jsonable() for h in self.handoffs]}
 
     @classmethod
     def from_json(cls, data: Any) -> "HolderState":
@@ -201,7 +204,8 @@ class HolderState:
                    wire.field(data, "fenced_in_this_boot", bool, "state"),
                    wire.field(data, "joined_in_this_boot", bool, "state"),
                    wire.items(data, "paths", PathState.from_json, "state"),
-                   wire.strings(data, "guest_luns", "state"))
+                   wire.strings(data, "guest_luns", "state"),
+                   wire.items(data, "handoffs", Handoff.from_json, "state"))
 
 
 # -- what it does -------------------------------------------------------------------------------
@@ -224,6 +228,16 @@ class Holder(Protocol):
     def preempt(self, victim_node: str, lun_names: Sequence[str] | None,
                 deadline: Deadline) -> StorageFenceOutcome: ...
 
-    def claim(self, lun: str, deadline: Deadline) -> ClaimOutcome: ...
+    def claim(self, lun: str, deadline: Deadline,
+              handoff_from: str | None = None) -> ClaimOutcome: ...
 
     def release(self, lun: str, deadline: Deadline) -> ClaimOutcome: ...
+
+    def open_handoff(self, guest: str, peer: str, direction: Direction,
+                     luns: Sequence[str], ttl: float,
+                     deadline: Deadline | None = None, by_hook: bool = False) -> Handoff: ...
+
+    def admit_incoming(self, guest: str, stage: str,
+                       deadline: Deadline | None = None) -> Handoff: ...
+
+    def close_handoff(self, guest: str, deadline: Deadline | None = None) -> Handoff: ...

@@ -24,6 +24,7 @@ from stonewall.clock import Deadline
 from stonewall.holder.api import (
     WIRE_ERRORS, HolderError, HolderState, HolderUnavailable, HolderUntrusted, JoinOutcome,
     StorageFenceOutcome)
+from stonewall.holder.handoffs import Direction, Handoff
 from stonewall.holder.protocol import MAX_LINE, peer_credentials, trusted_uid
 from stonewall.storage.reports import ClaimOutcome, VerifyReport
 from stonewall.storage.view import LunView
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
     from stonewall.config.model import ClusterConfig, Node
 
 T = TypeVar("T")
+
+# (request line, timeout in seconds) -> answer line; raises HolderUnavailable
+Transport = Callable[[bytes, float], bytes]
+
+HANDOFF_CALL_TIMEOUT = 5.0  # seconds for a handoff step when the caller gives no deadline
 
 
 def socket_path(runtime_dir: str) -> str:
@@ -44,10 +50,14 @@ class HolderClient:
     `<paths.runtime_dir>/holder.sock`. `node`: the node this caller knows it is (None: any
     configured node, with its own key; the first answer then pins it)."""
 
-    def __init__(self, config: ClusterConfig, node: str | None = None) -> None:
+    def __init__(self, config: ClusterConfig, node: str | None = None, *,
+                 transport: Transport | None = None) -> None:
+        """`transport`: how a request line reaches another node's holder (vm/peer.py); None
+        is this node's socket. Every answer is checked the same way either way."""
         self.config = config
         self.socket_path = socket_path(config.paths.runtime_dir)
         self.expected_node = node
+        self.transport = transport
         self.serves: Node | None = None  # the node the holder named, once it answered
 
     # -- the operations (holder.api.Holder) -------------------------------------------------
@@ -92,19 +102,48 @@ class HolderClient:
                                   f"{victim_node!r}")
         return dataclasses.replace(outcome, luns=tuple(asked))
 
-    def claim(self, lun: str, deadline: Deadline) -> ClaimOutcome:
-        """Register this node on a guest LUN before its guest starts (NodeHolder.claim)."""
-        return self._claimed("claim", lun, deadline)
+    def claim(self, lun: str, deadline: Deadline,
+              handoff_from: str | None = None) -> ClaimOutcome:
+        """Register this node on a guest LUN before its guest starts (NodeHolder.claim);
+        `handoff_from`: the source of the live migration this node's hook admitted."""
+        extra = {"handoff_from": handoff_from} if handoff_from is not None else {}
+        return self._claimed("claim", lun, deadline, **extra)
 
     def release(self, lun: str, deadline: Deadline) -> ClaimOutcome:
         """Unregister this node from a guest LUN whose guest is off."""
         return self._claimed("release", lun, deadline)
 
-    def _claimed(self, op: str, lun: str, deadline: Deadline) -> ClaimOutcome:
-        outcome = self._decode(op, ClaimOutcome.from_json, self._call(op, deadline, lun=lun))
+    def _claimed(self, op: str, lun: str, deadline: Deadline, **extra: Any) -> ClaimOutcome:
+        outcome = self._decode(op, ClaimOutcome.from_json,
+                               self._call(op, deadline, lun=lun, **extra))
         if outcome.lun != lun:
             raise HolderUntrusted(f"the holder answered {op} for {outcome.lun!r}, not {lun!r}")
         return outcome
+
+    # -- live migration (holder/handoffs.py) -------------------------------------------------
+    def open_handoff(self, guest: str, peer: str, direction: Direction, luns: Sequence[str],
+                     ttl: float, deadline: Deadline | None = None,
+                     by_hook: bool = False) -> Handoff:
+        return self._handoff("open_handoff", guest, deadline, peer=peer,
+                             direction=direction.value, luns=list(luns), ttl=float(ttl),
+                             by_hook=by_hook)
+
+    def admit_incoming(self, guest: str, stage: str,
+                       deadline: Deadline | None = None) -> Handoff:
+        return self._handoff("admit_incoming", guest, deadline, stage=stage)
+
+    def close_handoff(self, guest: str, deadline: Deadline | None = None) -> Handoff:
+        return self._handoff("close_handoff", guest, deadline)
+
+    def _handoff(self, op: str, guest: str, deadline: Deadline | None, **args: Any) -> Handoff:
+        handoff = self._decode(op, Handoff.from_json, self._call(
+            op, deadline or Deadline.after(HANDOFF_CALL_TIMEOUT), guest=guest, **args))
+        if handoff.guest != guest or self.serves is None or self.serves.name not in (
+                handoff.source, handoff.destination):
+            raise HolderUntrusted(f"the holder answered {op} for {handoff.guest!r} between "
+                                  f"{handoff.source} and {handoff.destination}, not for "
+                                  f"{guest!r} on this node")
+        return handoff
 
     # -- one request ------------------------------------------------------------------------
     def _lun_names(self, lun_names: Sequence[str] | None) -> list[str]:
@@ -120,18 +159,9 @@ class HolderClient:
         if timeout <= 0.05:
             raise HolderUnavailable("no time left to ask the holder")
         request = {"op": op, "args": args, "timeout": round(timeout * 0.9, 3)}
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.settimeout(timeout)
-                conn.connect(self.socket_path)
-                self._check_peer(conn)
-                conn.sendall(json.dumps(request).encode() + b"\n")
-                reply = _read_line(conn)
-        except FileNotFoundError:
-            raise HolderUnavailable(f"the holder is not running (no socket "
-                                    f"{self.socket_path})") from None
-        except (ConnectionError, socket.timeout, OSError) as exc:
-            raise HolderUnavailable(f"the holder did not answer: {exc}") from None
+        line = json.dumps(request).encode() + b"\n"
+        reply = (self.transport(line, timeout) if self.transport is not None
+                 else self.exchange(line, timeout))
         try:
             response = wire.obj(json.loads(reply), "answer")
         except (ValueError, RecursionError):
@@ -144,6 +174,22 @@ class HolderClient:
             error = WIRE_ERRORS.get(str(response.get("error")), HolderError)
             raise error(f"{response.get('error')}: {response.get('message')}")
         raise HolderUntrusted("the answer says neither ok true nor ok false")
+
+    def exchange(self, line: bytes, timeout: float) -> bytes:
+        """One request line to the holder's socket, its answer line back (`holder relay`
+        passes a peer's request through here)."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(timeout)
+                conn.connect(self.socket_path)
+                self._check_peer(conn)
+                conn.sendall(line)
+                return _read_line(conn)
+        except FileNotFoundError:
+            raise HolderUnavailable(f"the holder is not running (no socket "
+                                    f"{self.socket_path})") from None
+        except (ConnectionError, socket.timeout, OSError) as exc:
+            raise HolderUnavailable(f"the holder did not answer: {exc}") from None
 
     def _check_peer(self, conn: socket.socket) -> None:
         service_uid = os.stat(os.path.dirname(self.socket_path)).st_uid

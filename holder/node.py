@@ -15,6 +15,7 @@ from stonewall.config.keys import describe_key
 from stonewall.config.model import ClusterConfig, Lun, LunRole, Node, Transport
 from stonewall.holder.api import (
     HolderRefused, HolderState, JoinOutcome, PathState, StorageFenceOutcome)
+from stonewall.holder.handoffs import Direction, Handoff, HandoffRefused, Handoffs
 from stonewall.storage import ownership
 from stonewall.storage.bootid import BootRecords, FencedBoot
 from stonewall.storage.multipath.errors import MultipathError
@@ -46,6 +47,7 @@ class NodeHolder:
         self.paths: PathSet = plan_paths(list(config.luns), node.initiator, role="holder",
                                          discovery=self.kernel.discover,
                                          dev_root=self.kernel.dev)
+        self.handoffs = Handoffs(node.name, clock)  # live migrations in flight (section 10)
 
     # -- life cycle ----------------------------------------------------------------------
     def connect(self, deadline: Deadline) -> None:
@@ -175,17 +177,60 @@ class NodeHolder:
             return StorageFenceOutcome(victim.name, tuple(lun.name for lun in luns), report,
                                 verification)
 
-    def claim(self, lun_name: str, deadline: Deadline) -> ownership.ClaimOutcome:
+    def claim(self, lun_name: str, deadline: Deadline,
+              handoff_from: str | None = None) -> ownership.ClaimOutcome:
         """Make this node the registrant of a guest LUN before its guest starts here
-        (refused in a fenced boot, before joining, and while another node is registered)."""
+        (refused in a fenced boot, before joining, and while another node is registered).
+        `handoff_from`: the source of a live migration this node's hook admitted (a prepared
+        permit covering the LUN); that node alone may stay registered meanwhile."""
         lun = self._guest_lun(lun_name)
         with self.lock:
-            self.boot_records.check_may_join()
-            if self.boot_records.read().registered_boot != self.boot_records.boot_id:
-                raise Refused("this node has not joined in this boot: start its service first")
+            self._check_joined()
+            source_key = None
+            if handoff_from is not None:
+                source_key = self._node(handoff_from).key
+                try:
+                    self.handoffs.for_claim(lun.name, handoff_from)
+                except HandoffRefused as error:
+                    raise Refused(str(error)) from None
             outcome = ownership.claim_lun(self.paths[lun.name], lun, self.node.key, deadline,
-                                          self.clock)
+                                          self.clock, handing_over=source_key)
             return self._named(outcome)
+
+    def _check_joined(self) -> None:
+        self.boot_records.check_may_join()
+        if self.boot_records.read().registered_boot != self.boot_records.boot_id:
+            raise Refused("this node has not joined in this boot: start its service first")
+
+    # -- live migration (holder/handoffs.py) ----------------------------------------------
+    def open_handoff(self, guest: str, peer: str, direction: Direction,
+                     luns: Sequence[str], ttl: float,
+                     deadline: Deadline | None = None, by_hook: bool = False) -> Handoff:
+        """Issue a permit for an incoming migration of `guest` from `peer`, or note an
+        outgoing one to `peer` (no I/O: the deadline is the protocol's); refused in a fenced
+        boot, before joining, for a LUN that is not a guest LUN, and while another migration
+        of `guest` is in flight here."""
+        self._node(peer)
+        names = tuple(self._guest_lun(name).name for name in luns)
+        self._check_joined()
+        try:
+            return self.handoffs.open(guest, peer, direction, names, ttl, by_hook)
+        except HandoffRefused as error:
+            raise Refused(str(error)) from None
+
+    def admit_incoming(self, guest: str, stage: str,
+                       deadline: Deadline | None = None) -> Handoff:
+        """The hook's `migrate begin` / `prepare begin`: consume the permit, once each."""
+        try:
+            return self.handoffs.admit(guest, stage)
+        except HandoffRefused as error:
+            raise Refused(str(error)) from None
+
+    def close_handoff(self, guest: str, deadline: Deadline | None = None) -> Handoff:
+        try:
+            return self.handoffs.close(guest)
+        except HandoffRefused as error:
+            raise Refused(str(error)) from None
 
     def release(self, lun_name: str, deadline: Deadline) -> ownership.ClaimOutcome:
         """Unregister this node from a guest LUN (its guest is verified off)."""
@@ -265,4 +310,5 @@ class NodeHolder:
             record.registered_boot == self.boot_records.boot_id,
             tuple(PathState(lun, p.name, p.up, p.registered, p.error, p.kind.value)
                   for lun, ps in self.paths.items() for p in ps),
-            tuple(lun.name for lun in self.config.luns if lun.role is LunRole.GUEST))
+            tuple(lun.name for lun in self.config.luns if lun.role is LunRole.GUEST),
+            self.handoffs.current())

@@ -28,8 +28,13 @@ OPERATIONS: dict[str, dict[str, tuple[type, bool]]] = {
     "views": {"luns": (list, False)},
     "verify": {"node": (str, True), "luns": (list, False), "present": (bool, True)},
     "preempt": {"victim": (str, True), "luns": (list, False)},
-    "claim": {"lun": (str, True)},
+    "claim": {"lun": (str, True), "handoff_from": (str, False)},
     "release": {"lun": (str, True)},
+    # live migration (holder/handoffs.py); direction: "incoming" or "outgoing"
+    "open_handoff": {"guest": (str, True), "peer": (str, True), "direction": (str, True),
+                     "luns": (list, True), "ttl": (float, True), "by_hook": (bool, False)},
+    "admit_incoming": {"guest": (str, True), "stage": (str, True)},
+    "close_handoff": {"guest": (str, True)},
 }
 
 
@@ -74,8 +79,10 @@ def parse_request(line: bytes) -> Request:
                 raise BadRequest(f"{op}: missing argument {name!r}")
             continue
         value = args[name]
-        # bool is an int subclass in Python, but `true` is no block address.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)) or (
+        # bool is an int subclass in Python, but `true` is no block address; JSON's 30 is
+        # as good a number of seconds as 30.0.
+        accepted = (int, float) if kind is float else kind
+        if not isinstance(value, accepted) or (kind in (int, float) and isinstance(value, bool)) or (
                 kind is list and not all(
                 isinstance(item, str) for item in value)):
             raise BadRequest(f"{op}: argument {name!r} must be a {kind.__name__}"

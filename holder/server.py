@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stonewall.clock import Deadline
+from stonewall.holder.handoffs import Direction
 from stonewall.holder.node import NodeHolder, Refused
 from stonewall.holder.protocol import (
     MAX_LINE, BadRequest, Request, encode, parse_request, peer_credentials, trusted_uid)
@@ -29,10 +30,22 @@ def dispatch(holder: NodeHolder, request: Request) -> Any:
         "verify": lambda: holder.verify(args["node"], args.get("luns"), args["present"],
                                         deadline),
         "preempt": lambda: holder.preempt(args["victim"], args.get("luns"), deadline),
-        "claim": lambda: holder.claim(args["lun"], deadline),
+        "claim": lambda: holder.claim(args["lun"], deadline, args.get("handoff_from")),
         "release": lambda: holder.release(args["lun"], deadline),
+        "open_handoff": lambda: holder.open_handoff(
+            args["guest"], args["peer"], _direction(args["direction"]), args["luns"],
+            float(args["ttl"]), by_hook=args.get("by_hook", False)),
+        "admit_incoming": lambda: holder.admit_incoming(args["guest"], args["stage"]),
+        "close_handoff": lambda: holder.close_handoff(args["guest"]),
     }
     return operations[request.op]()
+
+
+def _direction(text: str) -> Direction:
+    try:
+        return Direction(text)
+    except ValueError:
+        raise BadRequest(f"direction must be incoming or outgoing, not {text!r}") from None
 
 
 class _Handler(socketserver.StreamRequestHandler):

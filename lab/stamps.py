@@ -100,4 +100,15 @@ def check_single_writer(lun: str, acknowledged: list[Stamp],
                 found.append(Violation(lun, other_first,
                                        f"acknowledged to {other} while {node} still wrote "
                                        f"(its write at {last.time:.3f} was acknowledged)"))
+
+
+def check_handoff(lun: str, stamps: list[Stamp], source: str, destination: str,
+                  handoff_point: float, acknowledged: list[Stamp]) -> list[Violation]:
+    """The one rule across a migration's handoff on one LUN: nothing of `source` accepted
+    after `handoff_point` (its key was read gone), nothing of `destination` before it, on
+    the disk or in the writers' lists of acknowledged writes."""
+    found = check_after_fence(lun, stamps, source, handoff_point, acknowledged)
+    found += [Violation(lun, s, "written by the destination before the source gave the LUN "
+                                "up") for s in stamps + acknowledged
+              if s.node == destination and s.time < handoff_point]
     return found

@@ -226,17 +226,22 @@ def probe_registration(path: LunPath, key: int, deadline: Deadline, clock: Clock
 
 
 def claim_lun(lun_paths: list[LunPath], lun: Lun, key: int, deadline: Deadline,
-              clock: Clock) -> ClaimOutcome:
+              clock: Clock, *, handing_over: int | None = None) -> ClaimOutcome:
     """Make this node the guest LUN's one registrant: refuse while another key is registered
     (its guest runs, or may run, there), register on every path that answers (at least one
     data path), reserve `lun.reservation` where no reservation is held, and read the keys
     back. Two nodes claiming at once both see the other's key afterwards and both withdraw:
-    neither starts the guest."""
+    neither starts the guest.
+
+    `handing_over`: the key of a migration's source, which may stay registered (it
+    unregisters once this claim is read back; the all-registrants reservation it holds stays
+    in place meanwhile, so the LUN is never without one). Any other key still refuses."""
+    allowed = {key} | ({handing_over} if handing_over is not None else set())
     before = read_views({lun.name: lun_paths}, deadline, clock)[lun.name]
     if not before.reachable:
         return ClaimOutcome(lun.name, False, "no path answered (cannot tell who owns it)")
     others = _other_keys(before, key)
-    if others:
+    if set(others) - allowed:
         return ClaimOutcome(lun.name, False, "registered by another node", others)
     registered = register_paths({lun.name: lun_paths}, key, deadline, clock)
     writable = [p for p in lun_paths if p.registered and (
@@ -249,7 +254,7 @@ def claim_lun(lun_paths: list[LunPath], lun: Lun, key: int, deadline: Deadline,
             f"{o.path}: {o.detail}" for o in registered.failures()), registered=withdrawn)
     after = read_views({lun.name: lun_paths}, deadline, clock)[lun.name]
     others = _other_keys(after, key)
-    if others or not after.reachable:
+    if set(others) - allowed or not after.reachable:
         withdrawn = unregister_paths(lun_paths, key, deadline, clock)
         why = "another node registered at the same time" if others else "no path answered"
         return ClaimOutcome(lun.name, False, why, others, withdrawn)

@@ -3,10 +3,12 @@ the SAN's views of them, all under one deadline."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig
+from stonewall.holder.handoffs import Handoff
+from stonewall.vm import guest_registration as registration
 from stonewall.storage.view import LunView
 from stonewall.bounded import DeadlineExceeded, call_before
 from stonewall.storage.view import ReadViews
@@ -23,9 +25,11 @@ class Inventory:
 
 
 def collect_inventory(config: ClusterConfig, read_views: ReadViews | None,
-                      uris: Mapping[str, str], *, local_node: str, deadline: Deadline) -> Inventory:
+                      uris: Mapping[str, str], *, local_node: str, deadline: Deadline,
+                      handoffs: Sequence[Handoff] = ()) -> Inventory:
     """One row per configured guest, in start order. A node without a URI, or whose libvirt
-    does not answer, has UNKNOWN states; without `read_views` no LUN has a view."""
+    does not answer, has UNKNOWN states; without `read_views` no LUN has a view. `handoffs`:
+    the live migrations in flight, as this node's holder knows them."""
     problems: list[str] = []
     connections = _connect(config, uris, deadline, problems)
     try:
@@ -39,10 +43,12 @@ def collect_inventory(config: ClusterConfig, read_views: ReadViews | None,
             if conn is not None:
                 conn.close()
     views = _views(read_views, storages, deadline, problems)
+    migrating = {h.guest: h for h in handoffs}
     rows = tuple(guest_verdict(
         storage.guest,
         {node.name: may_run(storage, node, views, config) for node in config.nodes},
-        {node: by_guest.get(storage.guest, DomainState.UNKNOWN) for node, by_guest in states.items()})
+        {node: by_guest.get(storage.guest, DomainState.UNKNOWN) for node, by_guest in states.items()},
+        registrants=_registrants(config, storage, views), migration=migrating.get(storage.guest))
         for storage in storages)
     return Inventory(rows, tuple(problems))
 
@@ -104,3 +110,13 @@ def _views(read_views: ReadViews | None, storages: list[GuestStorage], deadline:
     except Exception as error:  # shown as "cannot tell" on every guest, with the reason here
         problems.append(f"cannot read LUN ownership: {error}")
     return {}
+
+
+def _registrants(config: ClusterConfig, storage: GuestStorage,
+                 views: Mapping[str, LunView]) -> tuple[str, ...]:
+    """The nodes whose key a reachable path of one of the guest's guest LUNs lists."""
+    names = {node.key: node.name for node in config.nodes}
+    keys = dict.fromkeys(key for lun in registration.guest_role_luns(config, storage)
+                         if (view := views.get(lun.name)) is not None
+                         for path in view.up_paths for key in (path.keys or ()))
+    return tuple(names[key] for key in keys if key in names)

@@ -114,6 +114,20 @@ class DomainInfo:
     persistent: bool
 
 
+@dataclass(frozen=True)
+class MigrationStats:
+    """libvirt's job statistics of a finished migration (None where it gave none)."""
+
+    downtime_ms: float | None  # the guest's pause at switchover, as libvirt measured it
+    elapsed_ms: float | None
+    memory_transferred: int | None  # bytes
+
+
+def _ms(stats: dict, key: str) -> float | None:
+    value = stats.get(key)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 class LibvirtConnection:
     """One libvirt connection (qemu:///system, qemu+ssh://peer/system, test:///...)."""
 
@@ -230,6 +244,46 @@ class LibvirtConnection:
         if not self._stopped(name):
             raise DestroyFailed(f"{name} is not shut off after destroy")
         return StopOutcome.DESTROYED
+
+    def migrate(self, name: str, destination: "LibvirtConnection", flags: int,
+                migrate_uri: str | None, deadline: Deadline) -> MigrationStats:
+        """Migrate the domain to `destination` (client-driven: this process talks to both
+        daemons) before `deadline`; the statistics of the finished job, as the destination
+        reports them. A failure raises LibvirtError (StartRefusedByHook when the
+        destination's hook refused it)."""
+        def run() -> MigrationStats:
+            migrated = self._lookup(name).migrate(destination._conn, flags, None, migrate_uri, 0)
+            try:
+                stats = migrated.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            except libvirt.libvirtError:
+                stats = {}  # the statistics are a report, not part of the migration
+            return MigrationStats(_ms(stats, "downtime"), _ms(stats, "time_elapsed"),
+                                  stats.get("memory_transferred"))
+        return self._call(run, f"migrate {name} to {destination.uri}", deadline)
+
+    def paused_for_migration(self, name: str) -> bool:
+        """True while the domain's CPUs are stopped by a migration (the source after the
+        switchover, or an incoming one still receiving)."""
+        try:
+            return self._call(lambda: tuple(self._lookup(name).state()) == (
+                libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION),
+                f"state of {name}")
+        except DomainNotFound:
+            return False
+
+    def incoming_finished_paused(self, name: str) -> bool:
+        """True once an incoming migration with VIR_MIGRATE_PAUSED finished here: the domain
+        is paused "by the user" (libvirt's Finish step sets that reason; while it receives,
+        the reason is "migration", measured on libvirt 9.0)."""
+        try:
+            return self._call(lambda: tuple(self._lookup(name).state()) == (
+                libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_USER), f"state of {name}")
+        except DomainNotFound:
+            return False
+
+    def resume(self, name: str) -> None:
+        """Let a paused domain's CPUs run."""
+        self._call(lambda: self._lookup(name).resume(), f"resume {name}")
 
     def _stopped(self, name: str) -> bool:
         try:

@@ -9,13 +9,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Mapping, Sequence
 
+from stonewall.holder.handoffs import Handoff
 from stonewall.vm.libvirt_conn import DomainState
 from stonewall.vm.placement import Placement
 
 
 class GuestVerdict(Enum):
     OK = "ok"
+    MIGRATING = "migrating"  # a live migration's handoff is in flight (reason names it)
     RUNS_TWICE = "runs on more than one node"
+    STALE_REGISTRATION = "registered but not running here"
     RUNS_WITHOUT_OWNERSHIP = "runs without ownership"
     OWNED_BUT_STOPPED = "owned but stopped"
     CANNOT_TELL = "cannot tell"
@@ -33,11 +36,14 @@ class GuestRow:
 
 
 def guest_verdict(guest: str, placements: Mapping[str, Placement],
-                  states: Mapping[str, DomainState]) -> GuestRow:
+                  states: Mapping[str, DomainState], *, registrants: Sequence[str] = (),
+                  migration: Handoff | None = None) -> GuestRow:
     """Judge one guest from its placement on every node and its state on every node.
 
     A node present in `placements` but missing from `states` counts as UNKNOWN. A definite
-    problem (two copies, a copy on a non-owner) is reported even when other nodes cannot tell."""
+    problem (two copies, a copy on a non-owner) is reported even when other nodes cannot tell.
+    `registrants`: the nodes registered on its guest LUNs; `migration`: a live migration of
+    it in flight (a holder's record), whose two nodes may both show it meanwhile."""
     all_states = {node: states.get(node, DomainState.UNKNOWN) for node in placements}
     owners = tuple(node for node, p in placements.items() if p.allowed)
     running = tuple(node for node, state in all_states.items() if state.active)
@@ -51,8 +57,17 @@ def guest_verdict(guest: str, placements: Mapping[str, Placement],
     def row(verdict: GuestVerdict, reasons: Sequence[str] = ()) -> GuestRow:
         return GuestRow(guest, owners, running, all_states, verdict, tuple(reasons), warnings)
 
+    if migration is not None and set(running) <= {migration.source, migration.destination}:
+        return row(GuestVerdict.MIGRATING, [migration.describe()])
     if len(running) > 1:
         return row(GuestVerdict.RUNS_TWICE, [f"a QEMU process exists on {', '.join(running)}"])
+    stale = [node for node in registrants if node in all_states and node not in running
+             and all_states[node] is not DomainState.UNKNOWN]
+    if stale and running:
+        return row(GuestVerdict.STALE_REGISTRATION, [
+            f"{node} is registered on its LUNs but does not run it (it runs on "
+            f"{', '.join(running)}): `stonewall vm stop {guest}` on {node} releases them"
+            for node in stale])
     if trespassing:
         return row(GuestVerdict.RUNS_WITHOUT_OWNERSHIP,
                    [f"on {node}: {reason}"
@@ -74,7 +89,8 @@ def guest_verdict(guest: str, placements: Mapping[str, Placement],
 def render_table(rows: Sequence[GuestRow]) -> str:
     """One line per guest under a header, columns padded to their widest cell."""
     table = [("GUEST", "OWNER", "RUNS ON", "VERDICT")]
-    table += [(r.guest, ",".join(r.owners) or "-", ",".join(r.running_on) or "-", r.verdict.value)
+    table += [(r.guest, ",".join(r.owners) or "-", ",".join(r.running_on) or "-",
+               r.reasons[0] if r.verdict is GuestVerdict.MIGRATING else r.verdict.value)
               for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(4)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()

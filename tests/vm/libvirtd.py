@@ -24,7 +24,7 @@ LIBVIRTD = "/usr/sbin/libvirtd"
 
 _NAMESPACE_SETUP = r"""
 set -e
-scratch=$1; shift
+scratch=$1; host_uuid=$2; shift 2
 for dir in etc var run; do
   mkdir -p "$scratch/overlay/$dir-upper" "$scratch/overlay/$dir-work"
   mount -t overlay overlay \
@@ -36,6 +36,8 @@ mount --bind "$scratch/run" /run/libvirt
 printf '%s\n' 'user = "root"' 'group = "root"' 'security_driver = "none"' \
   'dynamic_ownership = 0' 'remember_owner = 0' 'namespaces = [ ]' 'stdio_handler = "file"' \
   > /etc/libvirt/qemu.conf
+# libvirt refuses to migrate to a daemon with its own host UUID: each gets one of its own.
+if [ -n "$host_uuid" ]; then printf 'host_uuid = "%s"\n' "$host_uuid" > /etc/libvirt/libvirtd.conf; fi
 grep -q '^libvirt-qemu:' /etc/passwd || echo 'libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin' >> /etc/passwd
 grep -q '^libvirt-qemu:' /etc/group || echo 'libvirt-qemu:x:64055:' >> /etc/group
 exec "$@"
@@ -53,8 +55,11 @@ def libvirtd_unavailable() -> str | None:
 
 
 class PrivateLibvirtd:
-    def __init__(self, scratch: Path) -> None:
+    def __init__(self, scratch: Path, host_uuid: str = "") -> None:
+        """`host_uuid`: this daemon's host UUID (libvirt rejects one made of a single
+        repeated digit); empty keeps the host's."""
         self.scratch = scratch
+        self.host_uuid = host_uuid
         self.hooks_dir = scratch / "hooks"
         self.run_dir = scratch / "run"
         self._process: subprocess.Popen[bytes] | None = None
@@ -77,11 +82,15 @@ class PrivateLibvirtd:
         """Start the daemon; hooks must already be in `hooks_dir`."""
         for directory in (self.hooks_dir, self.run_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        # A daemon that was killed leaves its socket: waiting for it would return at once.
+        (self.run_dir / "libvirt-sock").unlink(missing_ok=True)
         with open(self.log, "wb") as log:
             # unshare execs the setup shell, which execs libvirtd: the PID is libvirtd's.
             self._process = subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", "sh", "-c", _NAMESPACE_SETUP,
-                 "sh", str(self.scratch), LIBVIRTD], stdout=log, stderr=subprocess.STDOUT)
+                 "sh", str(self.scratch), self.host_uuid, LIBVIRTD]
+                + (["-f", "/etc/libvirt/libvirtd.conf"] if self.host_uuid else []),
+                stdout=log, stderr=subprocess.STDOUT)
         ends = time.monotonic() + ready_timeout
         while not (self.run_dir / "libvirt-sock").exists():
             if self._process.poll() is not None or time.monotonic() > ends:

@@ -14,6 +14,7 @@ import pytest
 from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig
 from stonewall.handlers import vm_cmd
+from stonewall.holder.handoffs import Direction, Handoffs
 from stonewall.storage.scsi.types import ReservationType
 from stonewall.vm.inventory import collect_inventory
 from stonewall.vm.libvirt_conn import DomainState
@@ -24,6 +25,7 @@ from stonewall.vm.placement import may_run
 from .conftest import (
     ARRAY, SHUT_OFF_RUNSTATE, NodeFile, block_disk, domain_xml, iscsi_disk, lun_view, owned_by)
 from .views_files import state_file_views, write_views
+from ..sim_clock import SimClock
 
 RUNNING = DomainState.RUNNING
 OFF = DomainState.SHUT_OFF
@@ -55,6 +57,37 @@ def test_running_twice_is_reported_even_if_a_third_node_cannot_tell(web1_owned_b
     row = guest_verdict("web1", {**web1_owned_by_a, "kvm-c": web1_owned_by_a["kvm-b"]},
                         {"kvm-a": RUNNING, "kvm-b": RUNNING})
     assert row.verdict is GuestVerdict.RUNS_TWICE and row.states["kvm-c"] is DomainState.UNKNOWN
+
+
+def test_a_handoff_in_flight_is_migrating_not_running_twice(config: ClusterConfig) -> None:
+    both = {lun: lun_view(lun, [config.node("kvm-a").key, config.node("kvm-b").key], holder=0,
+                          rtype=ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS)
+            for lun in ("web1-disk",)}
+    handoff = Handoffs("kvm-b", SimClock()).open("web1", "kvm-a", Direction.INCOMING,
+                                                  ("web1-disk",), 30)
+    row = guest_verdict("web1", placements(config, "web1", both),
+                        {"kvm-a": RUNNING, "kvm-b": DomainState.PAUSED},
+                        registrants=("kvm-a", "kvm-b"), migration=handoff)
+    assert row.verdict is GuestVerdict.MIGRATING and row.reasons == ("migrating (kvm-a → kvm-b)",)
+    assert "migrating (kvm-a → kvm-b)" in render_table([row])
+    assert vm_cmd.list_exit_status([row]) == vm_cmd.EXIT_OK
+    # Without the record the same picture is a guest on two nodes.
+    assert guest_verdict("web1", placements(config, "web1", both),
+                         {"kvm-a": RUNNING, "kvm-b": DomainState.PAUSED}).verdict \
+        is GuestVerdict.RUNS_TWICE
+
+
+def test_a_registration_left_by_a_crashed_destination_is_registered_but_not_running_here(
+        config: ClusterConfig) -> None:
+    both = {"web1-disk": lun_view("web1-disk", [config.node("kvm-a").key,
+                                                config.node("kvm-b").key], holder=0,
+                                  rtype=ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS)}
+    row = guest_verdict("web1", placements(config, "web1", both),
+                        {"kvm-a": RUNNING, "kvm-b": OFF}, registrants=("kvm-a", "kvm-b"))
+    assert row.verdict is GuestVerdict.STALE_REGISTRATION
+    assert row.verdict.value == "registered but not running here"
+    assert row.reasons[0].startswith("kvm-b is registered on its LUNs but does not run it")
+    assert vm_cmd.list_exit_status([row]) == vm_cmd.EXIT_PROBLEM
 
 
 def test_owned_but_stopped(web1_owned_by_a: dict) -> None:
