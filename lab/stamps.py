@@ -100,6 +100,7 @@ def check_single_writer(lun: str, acknowledged: list[Stamp],
                 found.append(Violation(lun, other_first,
                                        f"acknowledged to {other} while {node} still wrote "
                                        f"(its write at {last.time:.3f} was acknowledged)"))
+    return found
 
 
 def check_handoff(lun: str, stamps: list[Stamp], source: str, destination: str,
