@@ -419,8 +419,15 @@ class ScenarioLab:
         self.note(f"DRBD on {fencer}: replication link to {victim} lost, fence-peer handler "
                   "called")
         started = time.time()
-        handler = subprocess.Popen(["/bin/sh", "-c", f"exec {program}"], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:  # on the machine: a crash of the fencer ends its handler too
+            handler = subprocess.Popen(["/bin/sh", "-c", f"exec {program}"], env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       text=True, process_group=self.nodes[fencer].pgid)
+        except OSError as gone:  # the machine died a moment ago: its group is gone
+            record = FenceRecord(fencer, victim, -signal.SIGKILL, started, time.time(),
+                                 f"not run: {fencer} is down ({gone.strerror})")
+            self.fences.append(record)
+            return record
         try:
             output, _ = handler.communicate(timeout=kill_after if kill_after else 90)
         except subprocess.TimeoutExpired:
