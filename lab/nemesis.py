@@ -26,6 +26,7 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -492,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
                              "nemesis-results)")
     parser.add_argument("--verbose", action="store_true", help="print every timeline")
     args = parser.parse_args(argv)
+    # SIGTERM ends the run like Ctrl-C: the running lab is stopped by PID on the way out.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     if args.replay is not None:
         try:
             schedules = [Schedule.from_json(json.loads(args.replay.read_text())["schedule"])]
