@@ -279,6 +279,7 @@ class _Nemesis:
         self.result = result
         self.heals: list[tuple[float, Callable[[], None]]] = []
         self.lost: set[str] = set()  # portals not listening now
+        self.target_frozen = 0  # target freezes in force (tgtd runs again when none is)
 
     def apply(self, fault: Fault, now: float) -> None:
         node = self.lab.nodes[fault.node]
@@ -286,7 +287,8 @@ class _Nemesis:
                       + (f" for {fault.duration:.2f}s" if fault.duration else ""))
         if fault.kind is FaultKind.TARGET_FREEZE:
             self.lab.tgtd.freeze()
-            self._heal_after(now + fault.duration, self.lab.tgtd.thaw)
+            self.target_frozen += 1
+            self._heal_after(now + fault.duration, self._thaw_target)
             return
         if fault.kind in _ARMING:  # the peer crashes, and this node's handler is disturbed
             self.side.armed[fault.node].append(fault)
@@ -309,6 +311,10 @@ class _Nemesis:
         elif fault.kind is FaultKind.LINK_LOSS:
             self.side.broken = True
         elif fault.kind in (FaultKind.LOSE_ONE_PATH, FaultKind.LOSE_ALL_PATHS):
+            if self.target_frozen:  # tgtadm talks to the frozen tgtd: it would hang
+                self.result.skipped.append(f"{fault.kind.value} on {fault.node}: the target "
+                                           "is frozen")
+                return
             listening = [portal for portal in node.portals if portal not in self.lost]
             portals = listening[:1] if fault.kind is FaultKind.LOSE_ONE_PATH else listening
             if not portals:
@@ -334,8 +340,16 @@ class _Nemesis:
         self._heal_after(now + fault.duration, lambda: bmc.set_behaviour(normal))
 
     def _restore(self, node: str, portals: list[str]) -> None:
+        if self.target_frozen:  # again once the target runs
+            self._heal_after(time.monotonic() + TICK, lambda: self._restore(node, portals))
+            return
         self.lab.restore_paths(node, portals)
         self.lost.difference_update(portals)
+
+    def _thaw_target(self) -> None:
+        self.target_frozen -= 1
+        if not self.target_frozen:
+            self.lab.tgtd.thaw()
 
     def _thaw(self, node: str) -> None:
         if self.lab.nodes[node].down is None:  # else: reset by its watchdog while frozen
@@ -370,7 +384,8 @@ class _Nemesis:
             action()
 
     def heal_all(self) -> None:
-        self.heal_due(float("inf"))
+        while self.heals:  # a path restored during a target freeze waits for its thaw
+            self.heal_due(float("inf"))
 
 
 def run_schedule(schedule: Schedule, workdir: Path,
