@@ -29,6 +29,8 @@ from stonewall.holder.protocol import MAX_LINE, peer_credentials, trusted_uid
 from stonewall.storage.reports import ClaimOutcome, VerifyReport
 from stonewall.storage.view import LunView
 
+MAX_ANSWER = 64 * MAX_LINE  # bytes of one answer line read at the most
+
 if TYPE_CHECKING:
     from stonewall.config.model import ClusterConfig, Node
 
@@ -236,6 +238,6 @@ def _read_line(conn: socket.socket) -> bytes:
             break
         chunks.append(chunk)
         size += len(chunk)
-        if chunk.endswith(b"\n") or size > 64 * MAX_LINE:
+        if chunk.endswith(b"\n") or size > MAX_ANSWER:
             break
     return b"".join(chunks)

@@ -16,12 +16,13 @@ Two transports:
 """
 from __future__ import annotations
 
-import subprocess
 from typing import Sequence
 
+from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.api import HolderUnavailable
-from stonewall.holder.client import HolderClient, Transport
+from stonewall.holder.client import MAX_ANSWER, HolderClient, Transport
+from stonewall.process import ProcessError, run_process
 
 DEFAULT_PEER_COMMAND = ("ssh", "-o", "BatchMode=yes", "{node}", "stonewall", "holder", "relay")
 
@@ -30,15 +31,18 @@ def command_transport(argv: Sequence[str]) -> Transport:
     """A transport running `argv` once per request (stdin: the request, stdout: the answer)."""
     def exchange(line: bytes, timeout: float) -> bytes:
         try:
-            done = subprocess.run(list(argv), input=line, capture_output=True, timeout=timeout,
-                                  check=False)
-        except subprocess.TimeoutExpired:
-            raise HolderUnavailable(f"{argv[0]}: no answer from the peer's holder within "
-                                    f"{timeout:.1f} s") from None
-        except OSError as error:
+            done = run_process(argv, Deadline.after(timeout), stdin=line,
+                               output_limit=MAX_ANSWER)
+        except ProcessError as error:
             raise HolderUnavailable(f"cannot run {argv[0]}: {error}") from None
-        if done.returncode != 0:
-            why = done.stderr.decode(errors="replace").strip().splitlines()
+        if done.timed_out:
+            raise HolderUnavailable(f"{argv[0]}: no answer from the peer's holder within "
+                                    f"{timeout:.1f} s")
+        if done.stdout_dropped:
+            raise HolderUnavailable(f"{argv[0]}: the peer's answer is longer than "
+                                    f"{MAX_ANSWER} bytes")
+        if not done.ok:
+            why = done.text("stderr").strip().splitlines()
             raise HolderUnavailable(f"{' '.join(argv)} exited {done.returncode}"
                                     + (f": {why[-1]}" if why else ""))
         return done.stdout
