@@ -142,6 +142,19 @@ class InvariantReport:
         return "\n".join(lines)
 
 
+def read_stamps(lun_paths: list[Any]) -> list[Stamp]:
+    """Every stamp of a guest's ring, through the first of the LUN's paths that is up."""
+    session = next(p.session for p in lun_paths if p.up and p.session is not None)
+    stamps = []
+    for lba in range(RING):
+        result = session.execute(cdb.read_10(lba, 1), Deadline.after(5), data_in_length=512)
+        raise_for_status(result, "READ(10)")
+        stamp = decode(result.data)
+        if stamp is not None:
+            stamps.append(stamp)
+    return stamps
+
+
 class ScenarioLab:
     """Build with `start()`, inject faults, `check_invariants()`, `stop()`."""
 
@@ -498,7 +511,7 @@ class ScenarioLab:
             for guest in self.guests:
                 lun = f"{guest.name}-disk"
                 read_from = time.time()  # later acknowledgements may land after their block
-                stamps = self._read_stamps(paths[lun])
+                stamps = read_stamps(paths[lun])
                 stamps_read += len(stamps)
                 written = [r for r in self._acknowledged(guest.name) if r.get("written")]
                 acknowledged = [Stamp(r["time"], r["node"], r["guest"], r["sequence"])
@@ -546,20 +559,6 @@ class ScenarioLab:
         return {lun: {names.get(key, f"0x{key:016x}") for p in view.up_paths
                       for key in (p.keys or ())} if view.reachable else None
                 for lun, view in views.items()}
-
-    @staticmethod
-    def _read_stamps(lun_paths: list[Any]) -> list[Stamp]:
-        """Every stamp of a guest's ring, through the first path that is up."""
-        session = next(p.session for p in lun_paths if p.up and p.session is not None)
-        stamps = []
-        for lba in range(RING):
-            result = session.execute(cdb.read_10(lba, 1), Deadline.after(5),
-                                     data_in_length=512)
-            raise_for_status(result, "READ(10)")
-            stamp = decode(result.data)
-            if stamp is not None:
-                stamps.append(stamp)
-        return stamps
 
     # -- teardown --------------------------------------------------------------------------
     def stop(self) -> None:

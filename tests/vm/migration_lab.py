@@ -26,14 +26,12 @@ import libvirt
 
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.lab.cluster import control_path_luns
-from stonewall.lab.guest import RING
 from stonewall.lab.kernel.guest import GuestImage
-from stonewall.lab.stamps import Stamp, Violation, check_handoff, decode
+from stonewall.lab.scenario import read_stamps
+from stonewall.lab.stamps import Stamp, Violation, check_handoff
 from stonewall.lab.tgtd import Tgtd
 from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import close_paths, connect_paths, plan_paths
-from stonewall.storage.scsi import cdb
-from stonewall.storage.scsi.status import raise_for_status
 from stonewall.vm.hook_install import install_hook
 from stonewall.vm.libvirt_conn import DomainState, LibvirtConnection
 
@@ -199,15 +197,6 @@ class Writers:
                            "iqn.2026-11.lab.stonewall:checker", "reader")
         connect_paths(paths, Deadline.after(10))
         try:
-            session = next(p.session for p in paths[LUN] if p.up and p.session is not None)
-            stamps = []
-            for lba in range(RING):
-                result = session.execute(cdb.read_10(lba, 1), Deadline.after(5),
-                                         data_in_length=512)
-                raise_for_status(result, "READ(10)")
-                stamp = decode(result.data)
-                if stamp is not None:
-                    stamps.append(stamp)
-            return stamps
+            return read_stamps(paths[LUN])
         finally:
             close_paths(paths)
