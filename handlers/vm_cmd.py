@@ -20,7 +20,7 @@ import argparse
 import os
 import shutil
 import sys
-from functools import cache
+from functools import cache, wraps
 from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
@@ -294,6 +294,19 @@ class _SetupFailed(Exception):
         self.status = status
 
 
+def _setup_failure_is_one_line(command: Callable[[argparse.Namespace], int]
+                               ) -> Callable[[argparse.Namespace], int]:
+    """A command whose set-up failed prints one line and exits with the set-up's status."""
+    @wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except _SetupFailed as error:
+            print(f"stonewall: {error}", file=sys.stderr)
+            return error.status
+    return run
+
+
 @dataclass(frozen=True)
 class _Control:
     """What `vm start`, `vm stop` and `vm takeover` act with."""
@@ -331,15 +344,12 @@ def _control(args: argparse.Namespace, deadline: Deadline) -> _Control:
     return _open(config, node, args, deadline)
 
 
+@_setup_failure_is_one_line
 def run_start(args: argparse.Namespace) -> int:
     from stonewall.vm.control import start_guest
 
     deadline = Deadline.after(args.timeout)
-    try:
-        ctl = _control(args, deadline)
-    except _SetupFailed as error:
-        print(f"stonewall: {error}", file=sys.stderr)
-        return error.status
+    ctl = _control(args, deadline)
     with ctl.conn:
         report = start_guest(args.guest, ctl.node, ctl.config, ctl.holder, ctl.conn, deadline)
     taken = f" (claimed {', '.join(report.taken)})" if report.taken else ""
@@ -366,15 +376,12 @@ def start_exit_status(report: StartReport) -> int:
             StartOutcome.CANNOT_TELL: EXIT_CANNOT_TELL}.get(report.outcome, EXIT_PROBLEM)
 
 
+@_setup_failure_is_one_line
 def run_stop(args: argparse.Namespace) -> int:
     from stonewall.vm.control import stop_guest
 
     deadline = Deadline.after(args.timeout)
-    try:
-        ctl = _control(args, deadline)
-    except _SetupFailed as error:
-        print(f"stonewall: {error}", file=sys.stderr)
-        return error.status
+    ctl = _control(args, deadline)
     with ctl.conn:
         report = stop_guest(args.guest, ctl.node, ctl.config, ctl.holder, ctl.conn, deadline,
                             destroy=args.destroy)
@@ -397,6 +404,7 @@ def stop_exit_status(report: StopReport) -> int:
     return EXIT_CANNOT_TELL if report.result is StopResult.CANNOT_TELL else EXIT_PROBLEM
 
 
+@_setup_failure_is_one_line
 def run_takeover(args: argparse.Namespace) -> int:
     from stonewall.clock import SYSTEM_CLOCK
     from stonewall.vm.takeover import take_over_fenced_peer
@@ -406,9 +414,6 @@ def run_takeover(args: argparse.Namespace) -> int:
     try:
         config, node = _setup(args)
         peer = config.node(args.peer)
-    except _SetupFailed as error:
-        print(f"stonewall: {error}", file=sys.stderr)
-        return error.status
     except KeyError:
         print(f"stonewall: unknown node {args.peer!r}", file=sys.stderr)
         return EXIT_ERROR
@@ -418,11 +423,7 @@ def run_takeover(args: argparse.Namespace) -> int:
     safe = t_safe(config.watchdog)
     # One deadline for the whole command: --timeout on top of T_safe, from its start.
     deadline = Deadline(started + args.timeout + safe, SYSTEM_CLOCK)
-    try:
-        ctl = _open(config, node, args, deadline)
-    except _SetupFailed as error:
-        print(f"stonewall: {error}", file=sys.stderr)
-        return error.status
+    ctl = _open(config, node, args, deadline)
     with ctl.conn:
         run = take_over_fenced_peer(peer, config, ctl.holder, ctl.conn, SYSTEM_CLOCK, safe,
                                     node=node, power_off_verified=args.power_off_verified,
@@ -439,6 +440,7 @@ def run_takeover(args: argparse.Namespace) -> int:
     return EXIT_OK if run.report.all_running else EXIT_PROBLEM
 
 
+@_setup_failure_is_one_line
 def run_migrate(args: argparse.Namespace) -> int:
     import shlex
 
@@ -455,9 +457,6 @@ def run_migrate(args: argparse.Namespace) -> int:
         peer = peer_holder(config, destination.name, peer_config=peer_config,
                            command=shlex.split(args.peer_command) if args.peer_command
                            else DEFAULT_PEER_COMMAND)
-    except _SetupFailed as error:
-        print(f"stonewall: {error}", file=sys.stderr)
-        return error.status
     except KeyError:
         print(f"stonewall: unknown node {args.to!r}", file=sys.stderr)
         return EXIT_ERROR
@@ -468,9 +467,6 @@ def run_migrate(args: argparse.Namespace) -> int:
         ctl = _open(config, node, args, deadline)
         destination_conn = LibvirtConnection.open(
             args.to_uri or f"qemu+ssh://{destination.name}/system", deadline)
-    except _SetupFailed as error:
-        print(f"stonewall: {error}", file=sys.stderr)
-        return error.status
     except LibvirtError as error:
         ctl.conn.close()
         print(f"stonewall: {error}", file=sys.stderr)
@@ -497,15 +493,12 @@ def run_migrate(args: argparse.Namespace) -> int:
         else EXIT_PROBLEM
 
 
+@_setup_failure_is_one_line
 def run_complete_migration(args: argparse.Namespace) -> int:
     from stonewall.vm.migration import MigrationOutcome, complete_incoming
 
     deadline = Deadline.after(args.timeout)
-    try:
-        ctl = _control(args, deadline)
-    except _SetupFailed as error:
-        print(f"stonewall: {error}", file=sys.stderr)
-        return error.status
+    ctl = _control(args, deadline)
     with ctl.conn:
         report = complete_incoming(args.guest, ctl.config, ctl.node, ctl.holder, ctl.conn,
                                    deadline)
