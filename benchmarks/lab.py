@@ -1,16 +1,23 @@
 """The benchmark's own lab: one tgtd with file-backed LUNs on two portals, spread over several
 targets, and the two nodes (node-a fences, node-b is the victim) whose holders have joined.
 
-Sizes: a node holds one iSCSI session per LUN path, so 512 LUNs x 2 paths is 1,024 sessions
-in each holder, another 1,024 in the observer while it checks and in the nexus stand-in,
-all with open sockets; `raise_open_files_limit` lifts this process's soft RLIMIT_NOFILE to its hard limit
-before anything starts, and every child (tgtd, holders, nexus) inherits it."""
+Each node writes every LUN through its kernel, as DRBD writes its backing LUNs through a
+dm-multipath map: the LUNs are `sg` LUNs, and each node has a kernel stand-in
+(lab/kernel_standin.py) holding one session per LUN path (its data path), where its key is
+registered beside the holder's own sessions (the control path). A fence must therefore
+remove the victim's key from its data-path nexuses too, and the observer proves it.
+
+Sizes: a node holds two iSCSI sessions per LUN path (holder and kernel), so 512 LUNs x 2
+paths is 1,024 sessions in each holder and 1,024 in each kernel stand-in, another 1,024 in
+the observer while it checks, all with open sockets; `raise_open_files_limit` lifts this
+process's soft RLIMIT_NOFILE to its hard limit before anything starts, and every child
+(tgtd, holders, kernel stand-ins) inherits it."""
 from __future__ import annotations
 
 import math
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from stonewall.benchmarks.measure import BenchFailure
@@ -18,7 +25,7 @@ from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient
-from stonewall.lab.cluster import LabCluster, LabLun
+from stonewall.lab.cluster import LabCluster, LabLun, control_path_luns
 from stonewall.lab.processes import ProcessStartError, StonewallProcess
 from stonewall.lab.tgtd import TGTD_SOCKET_DIR, Tgtd, TgtdError
 from stonewall.storage import ownership
@@ -95,19 +102,6 @@ class Array:
         return len(self.tgtd.targets)
 
 
-@dataclass
-class MultiTargetCluster(LabCluster):
-    """A LabCluster whose LUNs live on several targets (LabCluster assumes one)."""
-
-    target_of: dict[str, str] = field(default_factory=dict)
-
-    def document(self, node: str) -> dict[str, object]:
-        document = super().document(node)
-        for entry in document["luns"]:  # type: ignore[union-attr]
-            entry["iscsi"]["target"] = self.target_of[entry["name"]]
-        return document
-
-
 @dataclass(frozen=True)
 class HolderStart:
     """One holder start: seconds from exec to READY (login + join), and what it holds."""
@@ -141,15 +135,14 @@ class Nodes:
         self.workdir = workdir
         luns = array.luns[:count]
         self.count = count
-        self.cluster = MultiTargetCluster(
+        self.cluster = LabCluster(
             workdir, array.tgtd, nodes=[FENCER, VICTIM],
-            luns=[LabLun(lun.name, lun.lun) for lun in luns],
+            luns=[LabLun(lun.name, lun.lun, data_path=True, target=lun.target)
+                  for lun in luns],
             extra={"drbd": [{"name": "r0", "luns": [lun.name for lun in luns],
                              "peers": {0: FENCER, 1: VICTIM}}],
-                   "fencing": [{"level": "storage", "timeout": 30}]},
-            target_of={lun.name: lun.target for lun in luns})
-        self.configs = {node: self.cluster.write_config(node) for node in self.cluster.nodes}
-        self.config: ClusterConfig = load_config(str(self.configs[FENCER]))
+                   "fencing": [{"level": "storage", "timeout": 30}]})
+        self.configs: dict[str, Path] = {}
         self.holders: dict[str, StonewallProcess] = {}
         self.boots = {node: 0 for node in self.cluster.nodes}
         self.starts: dict[str, HolderStart] = {}
@@ -158,11 +151,23 @@ class Nodes:
     def start(self) -> "Nodes":
         try:
             for node in (FENCER, VICTIM):
+                self.start_kernel(node)
+                self.configs[node] = self.cluster.write_config(node)
+            self.config: ClusterConfig = load_config(str(self.configs[FENCER]))
+            for node in (FENCER, VICTIM):
                 self.starts[node] = self.start_holder(node)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_kernel(self, node: str) -> None:
+        """(Re)start `node`'s kernel stand-in: a session per LUN path, as a booted kernel
+        holds them (the config's sysfs and /dev stay where they were)."""
+        try:
+            self.cluster.start_kernel(node, Deadline.after(SETUP_SECONDS))
+        except (OSError, RuntimeError) as exc:
+            raise BenchFailure(f"{node}: its kernel stand-in did not start: {exc}") from exc
 
     def start_holder(self, node: str) -> HolderStart:
         """Start `node`'s holder with --join; time it to READY and read its footprint."""
@@ -197,6 +202,8 @@ class Nodes:
     def stop(self) -> None:
         for node in list(self.holders):
             self.stop_holder(node)
+        for node in self.cluster.nodes:
+            self.cluster.stop_kernel(node)
 
     # -- what the cases use ----------------------------------------------------------------
     def client(self, node: str) -> HolderClient:
@@ -210,10 +217,11 @@ class Nodes:
         return len(self.cluster.tgtd.portals)
 
     def reboot_victim(self) -> None:
-        """The reset between fences: node-b "reboots" (its holder stops, it gets a new boot
-        id, its holder starts and joins: a fenced node may register again only in a new
-        boot), and the observer sees its key on every path again."""
+        """The reset between fences: node-b "reboots" (its holder stops, its kernel logs in
+        again, it gets a new boot id, its holder starts and joins: a fenced node may register
+        again only in a new boot), and the observer sees its key on every path again."""
         self.stop_holder(VICTIM)
+        self.start_kernel(VICTIM)
         self.boots[VICTIM] += 1
         self.start_holder(VICTIM)
         self.require_victim(present=True)
@@ -221,7 +229,8 @@ class Nodes:
     def require_victim(self, present: bool) -> None:
         """The observer reads every path of every LUN; BenchFailure unless node-b's key is
         there (present) or gone (not present) on all of them."""
-        paths = plan_paths(list(self.config.luns), OBSERVER_IQN, role="observer")
+        paths = plan_paths(control_path_luns(self.config.luns), OBSERVER_IQN,
+                           role="observer")
         try:
             connect_paths(paths, Deadline.after(SETUP_SECONDS))
             down = [p.name for ps in paths.values() for p in ps if not p.up]

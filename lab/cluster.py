@@ -40,6 +40,7 @@ class LabLun:
     order: int = 100
     reservation: str | None = None  # None: the role's default (we-ar for guests, else we-ro)
     data_path: bool | None = None  # None: guest LUNs have one, others are control path only
+    target: str | None = None  # the array's target holding it (None: the cluster's one)
 
     @property
     def written_by_kernel(self) -> bool:
@@ -70,6 +71,9 @@ class LabCluster:
         """The portals `node` reaches the array through (default: all of them)."""
         return list(self.portals_of.get(node) or self.tgtd.portals)
 
+    def target_of(self, lun: LabLun) -> str:
+        return lun.target or self.target_iqn
+
     def data_path_luns(self) -> list[LabLun]:
         return [lun for lun in self.luns if lun.written_by_kernel]
 
@@ -78,7 +82,7 @@ class LabCluster:
         """(Re)start `node`'s kernel stand-in: new sessions, as after a reboot. None when no
         LUN has a data path. `spare_portals`: see LabKernel."""
         self.stop_kernel(node)
-        luns = [KernelLun(lun.name, self.target_iqn, lun.lun) for lun in self.data_path_luns()]
+        luns = [KernelLun(lun.name, self.target_of(lun), lun.lun) for lun in self.data_path_luns()]
         if not luns:
             return None
         pages = next((dict(k.pages) for k in self.kernels.values()), None)
@@ -130,7 +134,7 @@ class LabCluster:
             entry["reservation"] = lun.reservation
         if lun.written_by_kernel and kernel is not None:
             entry.update(transport="sg", wwid=kernel.wwids[lun.name], alias=lun.name)
-        entry["iscsi"] = {"target": self.target_iqn, "lun": lun.lun,
+        entry["iscsi"] = {"target": self.target_of(lun), "lun": lun.lun,
                           "portals": self.portals(node)}
         return entry
 

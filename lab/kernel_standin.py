@@ -121,23 +121,13 @@ class LabKernel:
         return f"{self.dev}/sg{portal_index * len(self.luns) + self.luns.index(lun)}"
 
     def _show(self) -> None:
-        """One SCSI host and iSCSI session per shown portal, a disk per LUN on each, one dm
-        map per LUN over its disks, and maps.json for the guests."""
+        """One SCSI host and iSCSI session per shown portal and target, a disk per LUN on
+        each, one dm map per LUN over its disks, and maps.json for the guests."""
         assert self.nexus is not None
+        targets = list(dict.fromkeys(lun.target for lun in self.luns))
         for portal in self.shown:
-            host_number = 10 + self.portals.index(portal)
-            address, port = portal.rsplit(":", 1)
-            session = self.tree.iscsi_session(
-                self.tree.scsi_host(f"devices/platform/host{host_number}"),
-                host_number - 9, self.luns[0].target, address, int(port))
-            for lun in self.luns:
-                index = self._index(portal, lun)
-                self.tree.scsi_disk(_disk_name(index), f"{session}/target{host_number}:0:0/"
-                                    f"{host_number}:0:0:{lun.lun}",
-                                    major=8, minor=16 * index, state="running",
-                                    sg=f"sg{index}",
-                                    inquiry={"vendor": "IET     ", "model": "VIRTUAL-DISK    ",
-                                             "vpd_pg83": self.pages[lun.name]})
+            for target in targets:
+                self._show_session(portal, target, targets.index(target), len(targets))
         maps = {}
         for number, lun in enumerate(self.luns):
             indices = [self._index(portal, lun) for portal in self.shown]
@@ -151,6 +141,24 @@ class LabKernel:
         partial = self.maps_file.with_suffix(".tmp")
         partial.write_text(json.dumps(maps, indent=1))
         partial.replace(self.maps_file)  # a guest reading it never sees half a file
+
+    def _show_session(self, portal: str, target: str, target_index: int,
+                      targets: int) -> None:
+        """The SCSI host and iSCSI session of (`portal`, `target`), with a disk per LUN of
+        that target (a kernel logs in once per target and portal)."""
+        host_number = 10 + self.portals.index(portal) * targets + target_index
+        address, port = portal.rsplit(":", 1)
+        session = self.tree.iscsi_session(
+            self.tree.scsi_host(f"devices/platform/host{host_number}"),
+            host_number - 9, target, address, int(port))
+        for lun in (lun for lun in self.luns if lun.target == target):
+            index = self._index(portal, lun)
+            self.tree.scsi_disk(_disk_name(index), f"{session}/target{host_number}:0:0/"
+                                f"{host_number}:0:0:{lun.lun}",
+                                major=8, minor=16 * index, state="running",
+                                sg=f"sg{index}",
+                                inquiry={"vendor": "IET     ", "model": "VIRTUAL-DISK    ",
+                                         "vpd_pg83": self.pages[lun.name]})
 
     @property
     def environment(self) -> dict[str, str]:
