@@ -156,7 +156,7 @@ class Lun:
     alias: str | None = None  # multipath alias (/dev/mapper/ALIAS)
     iscsi: IscsiLocation | None = None  # the control path (the only path for `iscsi`)
     reservation: ReservationType = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
-    sg_backend: SgBackend = SgBackend.SG_PERSIST  # sg transport only
+    sg_backend: SgBackend = SgBackend.SGIO  # sg transport only
 
     @property
     def has_data_path(self) -> bool:

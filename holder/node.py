@@ -61,29 +61,49 @@ class NodeHolder:
         """Reconnect dropped paths with the same initiator port identity, and find out
         whether each reconnected nexus still carries our registration: REGISTER with our key
         as both keys changes nothing on a registered nexus and is refused (RESERVATION
-        CONFLICT) on an unregistered one, so it can never bring a preempted key back.
-        Returns one line per path whose registration was lost."""
-        lost = []
+        CONFLICT) on an unregistered one, so it can never bring a preempted key back. A
+        nexus that lost its registration (tgtd: a re-login is a new nexus) is registered
+        again only where that is provably safe (ownership.adopt_path, `lapsed`).
+        Returns one line per path whose registration was lost, and what became of it."""
         sessions = [p.session for ps in self.paths.values() for p in ps if p.session]
         dropped = set(map(id, dropped_sessions(sessions)))
-        for lun_paths in self.paths.values():
-            for path in lun_paths:
-                if path.session is None or id(path.session) not in dropped:
+        if not dropped:
+            return []
+        with self.lock:
+            back = [path for ps in self.paths.values() for path in ps
+                    if path.session is not None and id(path.session) in dropped
+                    and self._reconnect(path, deadline)]
+            lost: list[str] = []
+            lapsed = []
+            for path in back:
+                if not (path.registered and path.device is not None):
                     continue
+                where = f"{path.lun.name} via {path.name}"
                 try:
-                    path.session.reconnect(deadline)
-                    path.error = None
+                    if ownership.probe_registration(path, self.node.key, deadline,
+                                                    self.clock):
+                        continue
+                    lost.append(f"{where}: registration lost after reconnect")
+                    lapsed.append(path)
                 except ScsiError as exc:
-                    path.mark_down(str(exc))
-                    continue
-                if path.registered and path.device is not None:
-                    try:
-                        path.device.register(self.node.key, self.node.key, deadline)
-                    except ScsiError as exc:
-                        path.registered = False
-                        lost.append(f"{path.lun.name} via {path.name}: registration lost "
-                                    f"after reconnect ({type(exc).__name__})")
-        return lost
+                    lost.append(f"{where}: registration unknown after reconnect "
+                                f"({type(exc).__name__}): not used to act")
+                path.registered = False
+            # Every lapsed nexus is marked first, so none is taken for proof of another.
+            return lost + [self._adopt(path, deadline, lapsed=True) for path in lapsed]
+
+    @staticmethod
+    def _reconnect(path: LunPath, deadline: Deadline) -> bool:
+        """A new session for `path`, with the same initiator port identity; False (and the
+        path marked down) when it cannot log in."""
+        assert path.session is not None
+        try:
+            path.session.reconnect(deadline)
+        except ScsiError as exc:
+            path.mark_down(str(exc))
+            return False
+        path.error = None
+        return True
 
     # -- helpers -------------------------------------------------------------------------
     def _luns(self, names: Sequence[str] | None) -> list[Lun]:
@@ -265,7 +285,7 @@ class NodeHolder:
             check = ownership.verify_own(chosen, self.node.key, deadline, self.clock)
             for path in check.lapsed:
                 path.registered = False
-                lines.append(self._adopt(path, deadline))
+                lines.append(self._adopt(path, deadline, lapsed=True))
             return check.report, [line for line in lines if line]
 
     def _adopt_new_paths(self, deadline: Deadline) -> list[str]:
@@ -288,17 +308,19 @@ class NodeHolder:
                 lines.append(self._adopt(path, deadline))
         return lines
 
-    def _adopt(self, path: LunPath, deadline: Deadline) -> str:
+    def _adopt(self, path: LunPath, deadline: Deadline, *, lapsed: bool = False) -> str:
+        """Register `path` (new, or `lapsed`: see ownership.adopt_path) where that is safe;
+        one line saying what happened ("" when the LUN is not ours)."""
         where = f"{path.lun.name} via {path.name}"
         if self.boot_records.fenced_in_this_boot():
             return f"{where}: not registered (this node was fenced in this boot)"
         result = ownership.adopt_path(path, self.paths[path.lun.name], self.node.key,
-                                      deadline, self.clock)
+                                      deadline, self.clock, lapsed=lapsed)
         if result is ownership.AdoptResult.PREEMPTED:
             self.boot_records.mark_fenced()
         if result is ownership.AdoptResult.NOT_OURS:
             return ""
-        return f"{where}: new path {result.value}"
+        return f"{where}: {'lapsed' if lapsed else 'new'} path {result.value}"
 
     def state(self, deadline: Deadline | None = None) -> HolderState:
         """Sessions and registration as the holder knows them (no I/O, so no deadline

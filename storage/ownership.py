@@ -296,32 +296,81 @@ class AdoptResult(str, Enum):
 
 
 def adopt_path(new: LunPath, lun_paths: list[LunPath], key: int, deadline: Deadline,
-               clock: Clock) -> AdoptResult:
+               clock: Clock, *, lapsed: bool = False) -> AdoptResult:
     """Register a path that appeared while we own the LUN, before it carries I/O (DESIGN
     section 3). No atomic "register only if my key is still there" exists, so a PREEMPT may
     land between our last look and this REGISTER: afterwards one of the old nexuses must
     still carry the key, else the new registration is withdrawn at once (the caller then
-    self-fences)."""
+    self-fences).
+
+    `lapsed`: `new` is a nexus of ours that lost its registration when it reconnected (tgtd
+    ties a registration to its session, so every re-login is a new nexus; a real array keeps
+    the registration of a reconnected initiator port). Where no other nexus of ours carries
+    the key any more (a LUN reached by its control path alone, all of whose sessions
+    dropped), the evidence is the LUN-wide count: READ KEYS still lists the lapsed
+    registrations, which only a PREEMPT or CLEAR removes (and it removes every registration
+    of the key), so after our REGISTER it must list exactly one more entry of our key. No
+    entry left means we were preempted (nothing is registered); a count that did not grow
+    by one means a PREEMPT came between (unregistered again). A nexus that kept its
+    registration is found by probing it first, since REGISTER AND IGNORE adds no entry
+    there."""
     old = [p for p in lun_paths if p is not new and p.registered and p.up]
-    if not old or not new.up or new.device is None:
+    if not new.up or new.device is None or not (old or lapsed):
         return AdoptResult.NOT_OURS
     device = new.device
+    listed_before = 0
+    if not old:
+        try:
+            if probe_registration(new, key, deadline, clock):
+                new.registered = True  # it kept its registration: the count must not judge
+                return AdoptResult.REGISTERED
+            listed_before = _count_key(new, key, deadline, clock)
+        except ScsiError:
+            return AdoptResult.CANNOT_TELL
+        if listed_before == 0:  # every registration of our key is gone: preempted
+            return AdoptResult.PREEMPTED
     try:
         run_with_retries(lambda d: device.register(0, key, d, ignore_existing=True),
                          deadline, clock)
     except ScsiError:
         return AdoptResult.FAILED
     new.registered = True
+    result = _still_ours(old, key, deadline, clock) if old else \
+        _grew_by_one(new, key, listed_before, deadline, clock)
+    if result is not AdoptResult.REGISTERED:
+        unregister_paths([new], key, deadline, clock)
+    return result
+
+
+def _still_ours(old: list[LunPath], key: int, deadline: Deadline,
+                clock: Clock) -> AdoptResult:
+    """REGISTERED when the first old nexus that answers still carries `key`."""
     for path in old:
         try:
-            if probe_registration(path, key, deadline, clock):
-                return AdoptResult.REGISTERED
-            result = AdoptResult.PREEMPTED
-            break
+            return (AdoptResult.REGISTERED if probe_registration(path, key, deadline, clock)
+                    else AdoptResult.PREEMPTED)
         except ScsiError:
-            result = AdoptResult.CANNOT_TELL
-    unregister_paths([new], key, deadline, clock)
-    return result
+            continue
+    return AdoptResult.CANNOT_TELL
+
+
+def _grew_by_one(path: LunPath, key: int, before: int, deadline: Deadline,
+                 clock: Clock) -> AdoptResult:
+    """REGISTERED when READ KEYS lists `key` once more than `before` (see adopt_path)."""
+    try:
+        after = _count_key(path, key, deadline, clock)
+    except ScsiError:
+        return AdoptResult.CANNOT_TELL
+    if after == before + 1:
+        return AdoptResult.REGISTERED
+    return AdoptResult.PREEMPTED if after <= before else AdoptResult.CANNOT_TELL
+
+
+def _count_key(path: LunPath, key: int, deadline: Deadline, clock: Clock) -> int:
+    """How many registrations of `key` READ KEYS lists on the LUN (one per I_T nexus)."""
+    assert path.device is not None
+    device = path.device
+    return run_with_retries(device.read_keys, deadline, clock).keys.count(key)
 
 
 def _answers_registered(path: LunPath, key: int, deadline: Deadline, clock: Clock) -> bool:

@@ -10,8 +10,8 @@ Two kinds (DESIGN sections 1 and 3):
   quickly; no guest writes through them. A path that cannot be opened is kept, marked down.
 
 An `sg` LUN has data paths and, when it also names an `iscsi:` location, control paths; an
-`iscsi` LUN has control paths only. Each data-path command is an `sg_persist` run, or (LUN
-`sg_backend: sgio`) an ioctl(SG_IO) from this process."""
+`iscsi` LUN has control paths only. Each data-path command is an ioctl(SG_IO) from this
+process, or (LUN `sg_backend: sg_persist`) an `sg_persist` run."""
 from __future__ import annotations
 
 import functools

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -14,7 +15,7 @@ import yaml
 
 from stonewall.clock import Deadline
 from stonewall.config.loader import load_config
-from stonewall.config.model import ClusterConfig
+from stonewall.config.model import ClusterConfig, SgBackend, Transport
 from stonewall.holder.client import HolderClient
 from stonewall.lab.cluster import LabCluster, LabLun, control_path_luns
 from stonewall.lab.guest import load_map
@@ -43,6 +44,16 @@ class Lab:
 
     def config(self, node: str) -> ClusterConfig:
         return load_config(str(self.configs[node]))
+
+    def in_process_config(self, node: str) -> ClusterConfig:
+        """`node`'s configuration for a holder run inside the test process. SG_IO reaches
+        the shim only in a process it was preloaded into, and pytest's was not: such a
+        holder drives its data path with sg_persist children, which inherit the shim's
+        environment (set it with monkeypatch from `cluster.environment(node)`)."""
+        config = self.config(node)
+        return replace(config, luns=tuple(
+            replace(lun, sg_backend=SgBackend.SG_PERSIST) if lun.transport is Transport.SG
+            else lun for lun in config.luns))
 
     def configure(self, node: str, **keys: object) -> None:
         """Rewrite `node`'s configuration with extra top-level keys (watchdog, guests...)."""

@@ -77,7 +77,8 @@ class HolderOwnershipCheck:
         self.log = log
 
     def __call__(self, deadline: Deadline) -> CheckResult:
-        # Dropped sessions come back with the same identity; refresh never registers afresh.
+        # Dropped sessions come back with the same identity; one that lost its registration
+        # is registered again only where adopt_path proves our key still there.
         for line in self.holder.refresh(deadline.earlier(deadline.remaining() / 2)):
             self.log.warning("%s", line)
         report, lines = self.holder.check_own(deadline)

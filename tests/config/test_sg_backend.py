@@ -17,10 +17,10 @@ TEXT = """\
     """
 
 
-def test_sg_persist_is_the_default_and_sgio_is_chosen_per_lun(write_config: WriteConfig):
-    config = load_config(write_config(TEXT.format(backend="sgio")))
-    assert config.lun("d0").sg_backend is SgBackend.SG_PERSIST
-    assert config.lun("d1").sg_backend is SgBackend.SGIO
+def test_sgio_is_the_default_and_sg_persist_is_chosen_per_lun(write_config: WriteConfig):
+    config = load_config(write_config(TEXT.format(backend="sg_persist")))
+    assert config.lun("d0").sg_backend is SgBackend.SGIO
+    assert config.lun("d1").sg_backend is SgBackend.SG_PERSIST
 
 
 def test_an_unknown_backend_is_one_clear_problem(write_config: WriteConfig,

@@ -114,7 +114,7 @@ def holder_a(lab, spare_portal, monkeypatch) -> Iterator[NodeHolder]:
     """node-a's holder in this process (its sg_persist runs see node-a's kernel devices)."""
     for name, value in lab.cluster.environment("node-a").items():
         monkeypatch.setenv(name, value)
-    config = lab.config("node-a")
+    config = lab.in_process_config("node-a")
     holder = NodeHolder(config, config.node("node-a"), SYSTEM_CLOCK,
                         BootRecords(config.paths.state_dir, current_boot_id(config.paths.boot_id)))
     holder.connect(soon())
@@ -176,7 +176,7 @@ def test_a_preempt_between_our_look_and_the_new_paths_register_is_undone(
         lab, holder_a, spare_portal, observer):
     lab.start_holder("node-b")
     clock = SimClock()
-    config = lab.config("node-a")
+    config = holder_a.config
     key_a = config.node("node-a").key
     assert holder_a.claim(GUEST_LUN, soon()).ok
     kernel = lab.cluster.kernels["node-a"]

@@ -15,7 +15,8 @@ import yaml
 
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.loader import load_config
-from stonewall.config.model import IscsiLocation, Lun, LunRole, Portal, Transport
+from stonewall.config.model import (
+    IscsiLocation, Lun, LunRole, Portal, SgBackend, Transport)
 from stonewall.lab.identities import ARRAY_IQN, NODE_A_IQN, NODE_B_IQN
 from stonewall.lab.kernel_standin import device_id_page as kernel_device_id_page
 from stonewall.lab.nexus import FakeDevice, NexusStandIn
@@ -75,7 +76,7 @@ def build_host(root: Path, page: bytes, paths: list[KernelPath]) -> HostTree:
 
 def sg_lun(wwid: str | None) -> Lun:
     return Lun(name="arbiter0", role=LunRole.ARBITER, transport=Transport.SG, order=0,
-               wwid=wwid)
+               wwid=wwid, sg_backend=SgBackend.SG_PERSIST)
 
 
 def wwid_of(tree: HostTree) -> str:
@@ -166,7 +167,7 @@ def test_status_reads_an_sg_lun_through_the_sysfs_and_dev_hooks(sg_node: SgNode,
                   "sysfs": sg_node.roots.sysfs, "dev": sg_node.roots.dev},
         "nodes": [{"name": "node-a", "id": 1}, {"name": "node-b", "id": 2}],
         "luns": [{"name": "arbiter0", "role": "arbiter", "order": 0, "transport": "sg",
-                  "wwid": sg_node.lun.wwid}],
+                  "wwid": sg_node.lun.wwid, "sg_backend": "sg_persist"}],
         "fencing": [{"level": "storage", "timeout": 10}],
     }))
     config.chmod(0o600)
