@@ -488,6 +488,7 @@ class ScenarioLab:
         report = take_over(config.node(victim), config, self.holder(survivor),
                            node.hypervisor, SYSTEM_CLOCK, evidence, t_safe(config.watchdog),
                            node=config.node(survivor), deadline=Deadline.after(60))
+        self.note(f"takeover on {survivor}: {report.basis}")
         for guest in report.guests:
             if guest.running:
                 self._start_writer(guest.guest, node)
