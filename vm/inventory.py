@@ -48,7 +48,8 @@ def collect_inventory(config: ClusterConfig, read_views: ReadViews | None,
         storage.guest,
         {node.name: may_run(storage, node, views, config) for node in config.nodes},
         {node: by_guest.get(storage.guest, DomainState.UNKNOWN) for node, by_guest in states.items()},
-        registrants=registration.registrants(config, storage, views), migration=migrating.get(storage.guest))
+        registrants=registration.registrants(config, storage, views),
+        migration=migrating.get(storage.guest))
         for storage in storages)
     return Inventory(rows, tuple(problems))
 

@@ -113,7 +113,8 @@ def test_after_a_reboot_of_the_fencer_its_old_record_answers_nothing(lab):
 def test_a_damaged_record_file_is_refused_and_the_next_fence_writes_a_good_one(lab):
     records_file(lab, "node-b").parent.mkdir(parents=True, exist_ok=True)
     records_file(lab, "node-b").write_text('{"records": [{"victim": "node-a"}]}')
-    with pytest.raises(HolderRefused, match="fence records cannot be read: .*None is not a reservation key"):
+    with pytest.raises(HolderRefused,
+                       match="fence records cannot be read: .*None is not a reservation key"):
         lab.client("node-b").fence_record("node-a", soon())
     assert lab.client("node-b").preempt("node-a", None, soon()).fenced  # the fence goes on
     assert lab.client("node-b").fence_record("node-a", soon()).held == EVERY_LUN
