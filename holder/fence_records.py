@@ -14,7 +14,8 @@ evidence left; `vm takeover` reads it through the holder's socket (op `fence_rec
   this node the cluster went on without it (the peer may have rejoined and been fenced by
   another node), so an older record may describe another fence.
 - A record that cannot be written never fails the fence: the fence is what counts, and the
-  takeover then finds no record and says so (one line in the journal here).
+  takeover then finds no record and says so (one line in the journal here). No fsync: a record
+  lost in a crash of this node would not be answered after it anyway (a new boot).
 """
 from __future__ import annotations
 
