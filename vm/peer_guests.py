@@ -61,14 +61,14 @@ class PeerGuest:
 
 
 @dataclass(frozen=True)
-class Evidence:
+class Basis:
     """The fence record the choice rests on (None: none), and one line saying so."""
 
     record: PreemptRecord | None
-    basis: str
+    line: str
 
 
-def fence_evidence(holder: Holder, peer: Node, deadline: Deadline) -> Evidence:
+def choice_basis(holder: Holder, peer: Node, deadline: Deadline) -> Basis:
     """This node's record of its preempts of `peer` in this boot, read through the holder;
     never raises (no record, or none readable, means guests by home)."""
     fallback = (f"guests are taken by home alone: a guest migrated to {peer.name} is not "
@@ -76,13 +76,13 @@ def fence_evidence(holder: Holder, peer: Node, deadline: Deadline) -> Evidence:
     try:
         record = holder.fence_record(peer.name, deadline)
     except HolderFailure as error:
-        return Evidence(None, f"{peer.name}'s fence record could not be read ({error}); "
-                              f"{fallback}")
+        return Basis(None, f"{peer.name}'s fence record could not be read ({error}); "
+                           f"{fallback}")
     if record is None:
-        return Evidence(None, f"this node holds no record of fencing {peer.name} in this "
-                              f"boot; {fallback}")
+        return Basis(None, f"this node holds no record of fencing {peer.name} in this "
+                           f"boot; {fallback}")
     held = ", ".join(record.held) or "no LUN"
-    return Evidence(record, f"{peer.name}'s key was on {held} when this node preempted it")
+    return Basis(record, f"{peer.name}'s key was on {held} when this node preempted it")
 
 
 def guest_storages(config: ClusterConfig, conn: LibvirtConnection) -> dict[str, GuestStorage]:

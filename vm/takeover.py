@@ -30,7 +30,7 @@ from stonewall.fencing.after_power import AfterPowerPreempt, preempt_after_power
 from stonewall.vm.control import StartReport, start_guest
 from stonewall.vm.libvirt_conn import LibvirtConnection
 from stonewall.vm.peer_guests import (
-    PeerGuest, fence_evidence, guest_storages, peers_guests, registered_elsewhere)
+    PeerGuest, choice_basis, guest_storages, peers_guests, registered_elsewhere)
 
 DEFAULT_START_TIMEOUT = 30.0  # seconds for one guest's claim and start
 
@@ -129,9 +129,9 @@ def take_over(peer: Node, config: ClusterConfig, holder: Holder,
     guest's failure: the report says, per guest, why it was taken and what happened."""
     if peer.name == node.name:
         raise ValueError("a node does not take over its own guests")
-    evidence = fence_evidence(holder, peer, deadline)
+    basis = choice_basis(holder, peer, deadline)
     storages = guest_storages(config, conn)
-    chosen = peers_guests(config, peer, evidence.record, storages)
+    chosen = peers_guests(config, peer, basis.record, storages)
     elsewhere = registered_elsewhere(config, holder, chosen, storages, node, deadline)
     results = []
     for taken in chosen:
@@ -156,8 +156,7 @@ def take_over(peer: Node, config: ClusterConfig, holder: Holder,
         report = start_guest(guest.name, node, config, holder, conn,
                              deadline.earlier(start_timeout))
         results.append(GuestTakeover(taken, wait, started_at, report))
-    return TakeoverReport(peer.name, node.name, tuple(results), evidence.basis,
-                          evidence.record)
+    return TakeoverReport(peer.name, node.name, tuple(results), basis.line, basis.record)
 
 
 @dataclass(frozen=True)

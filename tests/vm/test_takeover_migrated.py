@@ -99,6 +99,23 @@ def test_a_guest_the_peer_was_receiving_keeps_running_on_its_source_here(lab, ho
     assert set(holdings(lab, observer())["own1-disk"].registered) == {"node-b"}
 
 
+def test_an_unreadable_record_falls_back_to_home_and_says_why(lab, hosts, clock):
+    start(lab, hosts, "own1", "node-b")
+    migrate(lab, hosts, "own1", "node-b", "node-a")
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced
+    records = Path(lab.config("node-b").paths.state_dir) / "fence-records.json"
+    records.write_text("{not json")  # damaged after the fence
+
+    report = takeover(lab, hosts, clock, "node-b", "node-a")
+    assert report.record is None
+    assert report.basis.startswith("node-a's fence record could not be read (Refused: the "
+                                   "fence records cannot be read: ")
+    assert report.basis.endswith("guests are taken by home alone: a guest migrated to node-a "
+                                 "is not found (start it with `stonewall vm start`)")
+    assert [g.guest for g in report.guests] == ["web1", "db1", "bad1", "app1"]  # not own1
+    assert "own1" not in hosts.running("node-b")
+
+
 # -- three nodes -----------------------------------------------------------------------------
 THREE = ["node-a", "node-b", "node-c"]
 LUNS = [LabLun("arbiter0", 1, "arbiter", 0), LabLun("away1-disk", 2, "guest"),
