@@ -14,7 +14,7 @@ from stonewall.clock import Deadline
 from stonewall.holder.api import HolderRefused, HolderUntrusted
 from stonewall.holder.client import HolderClient
 from stonewall.holder.fence_records import FenceRecords, PreemptRecord, merge
-from stonewall.holder.protocol import encode
+from stonewall.holder.protocol import BadRequest, encode, parse_request
 from stonewall.lab.tgtd import Tgtd
 from stonewall.storage.reports import LunCheck, LunFence, PreemptReport, VerifyReport
 from stonewall.wire import WireFormatError
@@ -63,6 +63,8 @@ def test_the_fencer_records_where_the_victims_key_was_and_another_process_reads_
     lab.holders["node-b"].stop()  # a restart of the service in the same boot keeps it
     lab.start_holder("node-b")
     assert lab.client("node-b").fence_record("node-a", soon()) == kept
+    with pytest.raises(HolderRefused, match="unknown node 'node-z'"):
+        lab.client("node-b").fence_record("node-z", soon())
 
 
 def test_a_guest_lun_the_victim_was_not_registered_on_is_not_held(tgtd, tmp_path):
@@ -177,6 +179,13 @@ def test_an_unwritable_state_directory_does_not_fail_the_note(tmp_path, caplog):
     preempt, verification = fence({"arbiter0": True}, ("arbiter0",))
     assert records.note("node-a", 1, preempt, verification, {"arbiter0"}) is None
     assert "take guests by home only" in caplog.text
+
+
+def test_a_fence_record_request_names_its_victim():
+    with pytest.raises(BadRequest, match="fence_record: missing argument 'victim'"):
+        parse_request(b'{"op": "fence_record", "args": {}, "timeout": 1}')
+    with pytest.raises(BadRequest, match="argument 'victim' must be a str"):
+        parse_request(b'{"op": "fence_record", "args": {"victim": 1}, "timeout": 1}')
 
 
 @pytest.mark.parametrize("bad, message", [
