@@ -407,7 +407,7 @@ def stop_exit_status(report: StopReport) -> int:
 @_setup_failure_is_one_line
 def run_takeover(args: argparse.Namespace) -> int:
     from stonewall.clock import SYSTEM_CLOCK
-    from stonewall.vm.takeover import take_over_fenced_peer
+    from stonewall.vm.takeover import Skipped, take_over_fenced_peer
     from stonewall.config.timing import t_safe
 
     started = SYSTEM_CLOCK.monotonic()
@@ -435,8 +435,10 @@ def run_takeover(args: argparse.Namespace) -> int:
         print(f"stonewall: {peer.name} is not proven fenced ({run.problem}, and "
               "--power-off-verified was not given): nothing started", file=sys.stderr)
         return EXIT_CANNOT_TELL
+    print(f"takeover of {peer.name}: {run.report.basis}")
     for guest in run.report.guests:
-        print(guest.describe(), file=sys.stdout if guest.running else sys.stderr)
+        print(guest.describe(), file=sys.stdout if guest.running or guest.skipped is
+              Skipped.RUNS_ELSEWHERE else sys.stderr)
     return EXIT_OK if run.report.all_running else EXIT_PROBLEM
 
 

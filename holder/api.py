@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from stonewall import wire
 from stonewall.clock import Deadline
+from stonewall.holder.fence_records import PreemptRecord
 from stonewall.holder.handoffs import Direction, Handoff
 from stonewall.storage.reports import (ClaimOutcome, PathOutcome, PreemptReport, Report,
                                        VerifyReport)
@@ -227,6 +228,8 @@ class Holder(Protocol):
 
     def preempt(self, victim_node: str, lun_names: Sequence[str] | None,
                 deadline: Deadline) -> StorageFenceOutcome: ...
+
+    def fence_record(self, victim_node: str, deadline: Deadline) -> PreemptRecord | None: ...
 
     def claim(self, lun: str, deadline: Deadline,
               handoff_from: str | None = None) -> ClaimOutcome: ...

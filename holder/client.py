@@ -24,6 +24,7 @@ from stonewall.clock import Deadline
 from stonewall.holder.api import (
     WIRE_ERRORS, HolderError, HolderState, HolderUnavailable, HolderUntrusted, JoinOutcome,
     StorageFenceOutcome)
+from stonewall.holder.fence_records import PreemptRecord
 from stonewall.holder.handoffs import Direction, Handoff
 from stonewall.holder.protocol import MAX_LINE, peer_credentials, trusted_uid
 from stonewall.storage.reports import ClaimOutcome, VerifyReport
@@ -103,6 +104,18 @@ class HolderClient:
             raise HolderUntrusted(f"the holder answered a fence of {outcome.victim!r}, not of "
                                   f"{victim_node!r}")
         return dataclasses.replace(outcome, luns=tuple(asked))
+
+    def fence_record(self, victim_node: str, deadline: Deadline) -> PreemptRecord | None:
+        """What this node's preempts of `victim_node` found in this boot (None: no record)."""
+        result = self._call("fence_record", deadline, victim=victim_node)
+        if result is None:
+            return None
+        record = self._decode("fence_record", PreemptRecord.from_json, result)
+        if record.victim != victim_node or record.key != self.config.node(victim_node).key:
+            raise HolderUntrusted(f"the holder answered a fence record of {record.victim!r} "
+                                  f"with key 0x{record.key:016x}, not of {victim_node!r} with "
+                                  "its configured key")
+        return record
 
     def claim(self, lun: str, deadline: Deadline,
               handoff_from: str | None = None) -> ClaimOutcome:

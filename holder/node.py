@@ -15,6 +15,7 @@ from stonewall.config.keys import describe_key
 from stonewall.config.model import ClusterConfig, Lun, LunRole, Node, Transport
 from stonewall.holder.api import (
     HolderRefused, HolderState, JoinOutcome, PathState, StorageFenceOutcome)
+from stonewall.holder.fence_records import FenceRecords, FenceRecordsUnreadable, PreemptRecord
 from stonewall.holder.handoffs import Direction, Handoff, HandoffRefused, Handoffs
 from stonewall.storage import ownership
 from stonewall.storage.bootid import BootRecords, FencedBoot
@@ -48,6 +49,9 @@ class NodeHolder:
                                          discovery=self.kernel.discover,
                                          dev_root=self.kernel.dev)
         self.handoffs = Handoffs(node.name, clock)  # live migrations in flight (section 10)
+        # which LUNs held each victim's key when this node preempted it (the takeover's
+        # evidence of the guests the victim ran)
+        self.fence_records = FenceRecords(config.paths.state_dir, boot_records.boot_id, clock)
 
     # -- life cycle ----------------------------------------------------------------------
     def connect(self, deadline: Deadline) -> None:
@@ -194,8 +198,20 @@ class NodeHolder:
                 self.boot_records.mark_fenced()
             verification = ownership.verify(self._subset(luns), victim.key, False, deadline,
                                             self.clock)
+            self.fence_records.note(victim.name, victim.key, report, verification,
+                                    {lun.name for lun in luns if lun.role is LunRole.ARBITER})
             return StorageFenceOutcome(victim.name, tuple(lun.name for lun in luns), report,
-                                verification)
+                                       verification)
+
+    def fence_record(self, victim_name: str,
+                     deadline: Deadline | None = None) -> PreemptRecord | None:
+        """What this node's preempts of `victim_name` found in this boot (no I/O on the SAN:
+        the deadline is the protocol's); None when this node did not preempt it in this boot."""
+        victim = self._node(victim_name)
+        try:
+            return self.fence_records.of(victim.name, victim.key)
+        except FenceRecordsUnreadable as error:
+            raise Refused(f"the fence records cannot be read: {error}") from None
 
     def claim(self, lun_name: str, deadline: Deadline,
               handoff_from: str | None = None) -> ownership.ClaimOutcome:

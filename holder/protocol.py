@@ -28,6 +28,7 @@ OPERATIONS: dict[str, dict[str, tuple[type, bool]]] = {
     "views": {"luns": (list, False)},
     "verify": {"node": (str, True), "luns": (list, False), "present": (bool, True)},
     "preempt": {"victim": (str, True), "luns": (list, False)},
+    "fence_record": {"victim": (str, True)},
     "claim": {"lun": (str, True), "handoff_from": (str, False)},
     "release": {"lun": (str, True)},
     # live migration (holder/handoffs.py); direction: "incoming" or "outgoing"

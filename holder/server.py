@@ -30,6 +30,7 @@ def dispatch(holder: NodeHolder, request: Request) -> Any:
         "verify": lambda: holder.verify(args["node"], args.get("luns"), args["present"],
                                         deadline),
         "preempt": lambda: holder.preempt(args["victim"], args.get("luns"), deadline),
+        "fence_record": lambda: holder.fence_record(args["victim"]),
         "claim": lambda: holder.claim(args["lun"], deadline, args.get("handoff_from")),
         "release": lambda: holder.release(args["lun"], deadline),
         "open_handoff": lambda: holder.open_handoff(

@@ -49,6 +49,7 @@ from stonewall.storage.paths import close_paths, connect_paths, plan_paths
 from stonewall.storage.scsi import cdb
 from stonewall.storage.scsi.status import raise_for_status
 from stonewall.vm.control import StartOutcome, start_guest
+from stonewall.vm.hook import HookCall, decide
 from stonewall.vm.libvirt_conn import LibvirtConnection
 from stonewall.vm.takeover import FenceEvidence, TakeoverReport, take_over
 from stonewall.lab.watchdog_supervisor import StandinSupervisor, spawn_supervisor
@@ -304,6 +305,39 @@ class ScenarioLab:
         self._start_writer(guest_name, node)
         self.note(f"{guest_name} started on {node_name}")
 
+    def migrate(self, guest_name: str, source: str, destination: str) -> None:
+        """A plain live migration of a running guest, with the hooks libvirt runs on both
+        nodes (vm/hook.py; the test driver cannot migrate, so the domain moves by a destroy
+        and a start): the destination's `migrate begin` registers it beside the live source,
+        `prepare begin` follows; at the switchover the source's writer stops (its QEMU is
+        gone) before the destination's starts; the source's `release end` unregisters it."""
+        guest = next(g for g in self.guests if g.name == guest_name)
+        self._hook(destination, guest, "migrate", "begin")
+        self._hook(destination, guest, "prepare", "begin")
+        from_node, to_node = self.nodes[source], self.nodes[destination]
+        assert from_node.hypervisor is not None and to_node.hypervisor is not None
+        writer = from_node.guests[guest_name]
+        writer.kill()
+        writer.wait()
+        from_node.hypervisor.destroy(guest_name, Deadline.after(5))
+        to_node.hypervisor.start(guest_name)
+        self._start_writer(guest_name, to_node)
+        self._hook(source, guest, "release", "end")
+        self.note(f"{guest_name} migrated {source} \N{RIGHTWARDS ARROW} {destination} (plain "
+                  "migration, through the hooks)")
+
+    def _hook(self, node: str, guest: LabGuest, operation: str, sub: str) -> None:
+        """`node`'s libvirt hook for `guest`, as libvirt runs it, with the node's holder."""
+        config = self.config(node)
+        holder = self.holder(node)
+        decision = decide(HookCall(guest.name, operation, sub, "-"), self._domain_xml(guest),
+                          load_config=lambda: config, node_name=node,
+                          read_views=lambda luns, deadline: holder.views(luns, deadline),
+                          deadline=Deadline.after(10), holder=lambda _config: holder)
+        if decision.exit_code != 0 or (sub == "end" and decision.message):
+            raise RuntimeError(f"{node}'s hook, {guest.name} {operation} {sub}: "
+                               f"{decision.message}")
+
     def _start_writer(self, guest_name: str, node: LabNode) -> None:
         log = self.workdir / "guests" / f"{guest_name}.jsonl"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -488,6 +522,7 @@ class ScenarioLab:
         report = take_over(config.node(victim), config, self.holder(survivor),
                            node.hypervisor, SYSTEM_CLOCK, evidence, t_safe(config.watchdog),
                            node=config.node(survivor), deadline=Deadline.after(60))
+        self.note(f"takeover on {survivor}: {report.basis}")
         for guest in report.guests:
             if guest.running:
                 self._start_writer(guest.guest, node)

@@ -7,7 +7,7 @@ return reports that say what happened per LUN and per path (storage/reports.py, 
 that cross the holder's socket). They never print or exit."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Callable
 
@@ -453,8 +453,20 @@ def _own_key_live(paths: PathSet, arbiters: list[Lun], report: PreemptReport, my
 def _preempt_lun(lun_paths: list[LunPath], lun: Lun, my_key: int, victim_key: int,
                  deadline: Deadline, clock: Clock, abort_support: AbortSupport,
                  register_first: bool = False) -> Steps[LunFence]:
-    """One LUN's preempt, as an operation (storage/scsi/steps.py)."""
+    """One LUN's preempt, as an operation (storage/scsi/steps.py). Its outcome says whether
+    the first READ KEYS found the victim's key: the takeover's evidence of which guests the
+    victim ran (holder/fence_records.py)."""
     view = yield from _lun_keys_steps(lun_paths, deadline, clock)
+    absent = view.absent_everywhere(victim_key)
+    outcome = yield from _preempt_seen(lun_paths, lun, view, my_key, victim_key, deadline,
+                                       clock, abort_support, register_first)
+    return replace(outcome, found=None if absent is None else not absent)
+
+
+def _preempt_seen(lun_paths: list[LunPath], lun: Lun, view: LunView, my_key: int,
+                  victim_key: int, deadline: Deadline, clock: Clock,
+                  abort_support: AbortSupport, register_first: bool) -> Steps[LunFence]:
+    """The preempt of one LUN whose keys were read (`view`)."""
     if view.absent_everywhere(victim_key):
         return LunFence(lun.name, "already absent", "-", True)
     last = "no registered path is up"

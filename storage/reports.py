@@ -64,10 +64,13 @@ class LunFence:
     path: str
     ok: bool
     detail: str = ""
+    # Whether the first READ KEYS of this preempt listed the victim's key (None: the keys
+    # could not be read). A key found and then removed by another fencer is found.
+    found: bool | None = None
 
     def to_jsonable(self) -> dict[str, Any]:
         return {"lun": self.lun, "action": self.action, "path": self.path, "ok": self.ok,
-                "detail": self.detail}
+                "detail": self.detail, "found": self.found}
 
     @classmethod
     def from_json(cls, data: Any) -> "LunFence":
@@ -75,7 +78,8 @@ class LunFence:
         what = f"preempt of {data.get('lun')!r}"
         return cls(wire.field(data, "lun", str, what), wire.field(data, "action", str, what),
                    wire.field(data, "path", str, what), wire.field(data, "ok", bool, what),
-                   wire.optional(data, "detail", str, what) or "")
+                   wire.optional(data, "detail", str, what) or "",
+                   wire.optional(data, "found", bool, what))
 
 
 @dataclass

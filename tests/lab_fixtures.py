@@ -115,14 +115,17 @@ class Lab:
 @contextmanager
 def running_lab(tgtd: Tgtd, workdir: Path, extra: dict[str, object] | None = None,
                 luns: list[LabLun] | None = None,
-                guest_runs: dict[str, str] | None = None) -> Iterator[Lab]:
+                guest_runs: dict[str, str] | None = None,
+                nodes: list[str] | None = None) -> Iterator[Lab]:
     """A Lab on `tgtd` with `luns` (default: the standard LUNs), `extra` top-level config
-    keys and `guest_runs` (see Lab); every holder it started is stopped on exit."""
+    keys, `guest_runs` (see Lab) and `nodes` (default: node-a and node-b); every holder it
+    started is stopped on exit."""
     luns = list(luns or LUNS)
     for lun in luns:
         if lun.lun not in tgtd.targets[1].luns:
             tgtd.add_lun(1, lun.lun)
-    cluster = LabCluster(workdir, tgtd, luns=luns, extra=dict(extra or {}))
+    cluster = LabCluster(workdir, tgtd, luns=luns, extra=dict(extra or {}),
+                         **({"nodes": list(nodes)} if nodes else {}))
     try:
         lab = Lab(cluster, guest_runs)
     except BaseException:

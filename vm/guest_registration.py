@@ -10,7 +10,7 @@ is what counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from stonewall.clock import Deadline
 from stonewall.config.model import ClusterConfig, Lun, LunRole
@@ -31,6 +31,16 @@ def guest_role_luns(config: ClusterConfig, storage: GuestStorage) -> tuple[Lun, 
     shared LUNs keep the registration the node took when it joined."""
     return tuple(lun for lun in (config.lun(name) for name in storage.luns)
                  if lun.role is LunRole.GUEST)
+
+
+def registrants(config: ClusterConfig, storage: GuestStorage,
+                views: Mapping[str, LunView]) -> tuple[str, ...]:
+    """The nodes whose key a reachable path of one of the guest's guest LUNs lists."""
+    names = {node.key: node.name for node in config.nodes}
+    keys = dict.fromkeys(key for lun in guest_role_luns(config, storage)
+                         if (view := views.get(lun.name)) is not None
+                         for path in view.up_paths for key in (path.keys or ()))
+    return tuple(names[key] for key in keys if key in names)
 
 
 def read_views(holder: Holder, lun_names: Sequence[str],

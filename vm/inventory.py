@@ -48,7 +48,8 @@ def collect_inventory(config: ClusterConfig, read_views: ReadViews | None,
         storage.guest,
         {node.name: may_run(storage, node, views, config) for node in config.nodes},
         {node: by_guest.get(storage.guest, DomainState.UNKNOWN) for node, by_guest in states.items()},
-        registrants=_registrants(config, storage, views), migration=migrating.get(storage.guest))
+        registrants=registration.registrants(config, storage, views),
+        migration=migrating.get(storage.guest))
         for storage in storages)
     return Inventory(rows, tuple(problems))
 
@@ -110,13 +111,3 @@ def _views(read_views: ReadViews | None, storages: list[GuestStorage], deadline:
     except Exception as error:  # shown as "cannot tell" on every guest, with the reason here
         problems.append(f"cannot read LUN ownership: {error}")
     return {}
-
-
-def _registrants(config: ClusterConfig, storage: GuestStorage,
-                 views: Mapping[str, LunView]) -> tuple[str, ...]:
-    """The nodes whose key a reachable path of one of the guest's guest LUNs lists."""
-    names = {node.key: node.name for node in config.nodes}
-    keys = dict.fromkeys(key for lun in registration.guest_role_luns(config, storage)
-                         if (view := views.get(lun.name)) is not None
-                         for path in view.up_paths for key in (path.keys or ()))
-    return tuple(names[key] for key in keys if key in names)

@@ -1,5 +1,8 @@
 """After a fence: start the fenced peer's guests on this node (DESIGN section 6).
 
+Which guests are the peer's is decided from the storage's evidence (vm/peer_guests.py): those
+whose guest LUNs held its key when this node preempted it, and those whose `home` it is.
+
 Storage fencing makes the peer's disks safe at once, but its guests may still be alive in
 memory and on the network (same MAC and IP) until its watchdog resets it. So each guest's
 `start_policy` decides when it may start:
@@ -22,9 +25,12 @@ from enum import Enum
 from stonewall.clock import Clock, Deadline
 from stonewall.config.model import ClusterConfig, Guest, Node, StartPolicy
 from stonewall.holder.api import Holder, HolderFailure
+from stonewall.holder.fence_records import PreemptRecord
 from stonewall.fencing.after_power import AfterPowerPreempt, preempt_after_power
 from stonewall.vm.control import StartReport, start_guest
 from stonewall.vm.libvirt_conn import LibvirtConnection
+from stonewall.vm.peer_guests import (
+    PeerGuest, choice_basis, guest_storages, peers_guests, registered_elsewhere)
 
 DEFAULT_START_TIMEOUT = 30.0  # seconds for one guest's claim and start
 
@@ -50,28 +56,40 @@ class Skipped(Enum):
 
     PEER_NOT_FENCED = "the peer is not proven fenced"
     T_SAFE_AFTER_DEADLINE = "T_safe ends after the takeover's deadline"
+    RUNS_ELSEWHERE = "another node is registered on its LUNs: it runs, or may run, there"
 
 
 @dataclass(frozen=True)
 class GuestTakeover:
-    guest: str
-    policy: StartPolicy
+    taken: PeerGuest  # the guest, and why it counts as the peer's
     waited: float  # seconds this guest waited for its start condition
     at: float  # clock.monotonic() when it was started (or skipped)
     start: StartReport | None = None  # None when skipped
     skipped: Skipped | None = None
+    others: tuple[str, ...] = ()  # RUNS_ELSEWHERE: the nodes registered on its LUNs
+
+    @property
+    def guest(self) -> str:
+        return self.taken.guest.name
+
+    @property
+    def policy(self) -> StartPolicy:
+        return self.taken.guest.start_policy
 
     @property
     def running(self) -> bool:
         return self.start is not None and self.start.outcome.running
 
     def describe(self) -> str:
+        """One line: the guest, why it is the peer's, what happened."""
+        head = f"{self.guest} ({self.taken.why})"
         if self.start is None:
             assert self.skipped is not None
-            return f"{self.guest}: not started: {self.skipped.value}"
+            where = f" ({', '.join(self.others)})" if self.others else ""
+            return f"{head}: not started: {self.skipped.value}{where}"
         reasons = "; ".join(self.start.reasons)
         waited = f" after waiting {self.waited:.1f} s" if self.waited > 0 else ""
-        return (f"{self.guest}: {self.start.outcome.value}{waited}"
+        return (f"{head}: {self.start.outcome.value}{waited}"
                 + (f" ({reasons})" if reasons else ""))
 
 
@@ -80,17 +98,14 @@ class TakeoverReport:
     peer: str
     node: str
     guests: tuple[GuestTakeover, ...]
+    basis: str = ""  # which evidence chose the guests (vm/peer_guests.py), one line
+    record: PreemptRecord | None = None  # this node's record of the fence, if any
 
     @property
     def all_running(self) -> bool:
-        """Every guest of the peer runs here now (True when there were none)."""
-        return all(g.running for g in self.guests)
-
-
-def guests_of(config: ClusterConfig, peer: Node) -> list[Guest]:
-    """The guests whose `home` is `peer`, in start order (`order`, then name)."""
-    return sorted((g for g in config.guests if g.home == peer.name),
-                  key=lambda g: (g.order, g.name))
+        """Every guest of the peer runs here now (True when there were none); a guest that
+        runs, or may run, on another node is not the peer's to take."""
+        return all(g.running for g in self.guests if g.skipped is not Skipped.RUNS_ELSEWHERE)
 
 
 def start_condition(guest: Guest, fence: FenceEvidence, t_safe: float) -> float | None:
@@ -109,22 +124,30 @@ def take_over(peer: Node, config: ClusterConfig, holder: Holder,
               conn: LibvirtConnection, clock: Clock, fence: FenceEvidence, t_safe: float, *,
               node: Node, deadline: Deadline,
               start_timeout: float = DEFAULT_START_TIMEOUT) -> TakeoverReport:
-    """Start `peer`'s guests on `node` (this node), each once its policy allows, all before
-    `deadline`; waits (T_safe) go through `clock`. Never raises for one guest's failure: the
-    report says, per guest, what happened."""
+    """Start `peer`'s guests (vm/peer_guests.py) on `node` (this node), each once its policy
+    allows, all before `deadline`; waits (T_safe) go through `clock`. Never raises for one
+    guest's failure: the report says, per guest, why it was taken and what happened."""
     if peer.name == node.name:
         raise ValueError("a node does not take over its own guests")
+    basis = choice_basis(holder, peer, deadline)
+    storages = guest_storages(config, conn)
+    chosen = peers_guests(config, peer, basis.record, storages)
+    elsewhere = registered_elsewhere(config, holder, chosen, storages, node, deadline)
     results = []
-    for guest in guests_of(config, peer):
+    for taken in chosen:
+        guest = taken.guest
         ready_at = start_condition(guest, fence, t_safe)
         now = clock.monotonic()
         if ready_at is None:
-            results.append(GuestTakeover(guest.name, guest.start_policy, 0.0, now,
-                                         skipped=Skipped.PEER_NOT_FENCED))
+            results.append(GuestTakeover(taken, 0.0, now, skipped=Skipped.PEER_NOT_FENCED))
+            continue
+        if guest.name in elsewhere:
+            results.append(GuestTakeover(taken, 0.0, now, skipped=Skipped.RUNS_ELSEWHERE,
+                                         others=elsewhere[guest.name]))
             continue
         wait = max(0.0, ready_at - now)
         if wait > 0 and wait >= deadline.remaining():  # no time would be left to start it
-            results.append(GuestTakeover(guest.name, guest.start_policy, 0.0, now,
+            results.append(GuestTakeover(taken, 0.0, now,
                                          skipped=Skipped.T_SAFE_AFTER_DEADLINE))
             continue
         if wait > 0:
@@ -132,8 +155,8 @@ def take_over(peer: Node, config: ClusterConfig, holder: Holder,
         started_at = clock.monotonic()
         report = start_guest(guest.name, node, config, holder, conn,
                              deadline.earlier(start_timeout))
-        results.append(GuestTakeover(guest.name, guest.start_policy, wait, started_at, report))
-    return TakeoverReport(peer.name, node.name, tuple(results))
+        results.append(GuestTakeover(taken, wait, started_at, report))
+    return TakeoverReport(peer.name, node.name, tuple(results), basis.line, basis.record)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import time
 from stonewall.clock import Deadline
 from stonewall.config.model import LunRole
 from stonewall.vm.control import StartOutcome, start_guest
+from stonewall.vm.peer_guests import Because
 from stonewall.config.timing import t_safe
 
 STORAGE_FENCED, POWERED_OFF, FAILED = 4, 7, 1
@@ -41,6 +42,25 @@ def test_node_crash_peer_fences_by_storage_and_starts_the_guests(scenario, jitte
     print(f"fault to service restored: {time.monotonic() - fault:.2f}s")
     time.sleep(0.3)
     assert_one_rule(scenario, {"api1": ["node-b"], "db1": ["node-b"]})
+
+
+def test_a_guest_migrated_to_the_node_that_crashes_is_started_on_the_survivor(scenario,
+                                                                             jitter):
+    """Issue #16: api1's home is node-a; it was live-migrated to node-b, which crashes. The
+    takeover on node-a finds it by the key node-b had on api1-disk when node-a preempted it."""
+    scenario.migrate("api1", "node-a", "node-b")
+    settle(jitter)
+    scenario.crash("node-b")
+    record = scenario.drbd_fence_peer("node-a", "node-b")
+    assert record.exit_code == STORAGE_FENCED, record.output
+    takeover = scenario.take_over("node-a", "node-b", record)
+    api1 = next(g for g in takeover.guests if g.guest == "api1")
+    assert api1.running and api1.taken.because is Because.REGISTERED
+    assert takeover.all_running
+    assert any("takeover on node-a: api1 (node-b was registered on api1-disk at the fence): "
+               "started" in event.text for event in scenario.events)
+    time.sleep(0.3)
+    assert_one_rule(scenario, {"api1": ["node-a"], "db1": ["node-a"]})
 
 
 def test_target_without_preempt_and_abort_falls_back_to_preempt(scenario, jitter):

@@ -67,11 +67,30 @@ def test_takeover_after_a_fence_starts_the_peers_guests_in_order(lab, node_file,
     assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
     result = stonewall(lab, "node-b", uri, "takeover", "node-a", "--power-off-verified")
     assert result.returncode == 1  # bad1 cannot start
-    assert result.stdout.splitlines() == ["web1: started", "db1: started", "app1: started"]
-    assert result.stderr.startswith("bad1: a disk maps to no configured LUN (disk vda (/dev/sdz)")
+    assert result.stdout.splitlines() == [
+        "takeover of node-a: node-a's key was on arbiter0 when this node preempted it",
+        "web1 (its home is node-a): started", "db1 (its home is node-a): started",
+        "app1 (its home is node-a): started"]
+    assert result.stderr.startswith("bad1 (its home is node-a): a disk maps to no configured "
+                                    "LUN (disk vda (/dev/sdz)")
     held = holdings(lab, observer())
     assert {held[lun].registered for lun in ("web1-disk", "db1-disk", "app1-disk")} == {
         ("node-b",) * 4}
+
+
+def test_takeover_starts_a_guest_the_peer_ran_away_from_its_home_and_says_why(
+        lab, node_file, tgtd, observer):
+    # node-a ran own1 (home node-b: migrated there), so node-a was registered on own1-disk.
+    assert lab.client("node-a").claim("own1-disk", soon()).ok
+    assert lab.client("node-b").preempt("node-a", None, soon()).fenced is True
+    uri = node_uris(node_file, tgtd)["node-b"]
+    result = stonewall(lab, "node-b", uri, "takeover", "node-a", "--power-off-verified")
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("takeover of node-a: node-a's key was on arbiter0, own1-disk when this "
+                        "node preempted it")
+    assert lines[1] == "own1 (node-a was registered on own1-disk at the fence): started"
+    assert holdings(lab, observer())["own1-disk"].registered == ("node-b",) * 4
+    assert "duo1" not in result.stdout + result.stderr  # home node-b, not node-a's
 
 
 def test_takeover_of_a_powered_off_peer_preempts_the_key_it_still_holds(lab, node_file, tgtd,
@@ -83,7 +102,7 @@ def test_takeover_of_a_powered_off_peer_preempts_the_key_it_still_holds(lab, nod
     assert any(node_a in (path.keys or ()) for view in _views(observer) for path in view.paths)
     result = stonewall(lab, "node-b", uri, "takeover", "node-a", "--power-off-verified")
     assert "stonewall: node-a's key preempted and verified gone on every LUN" in result.stdout
-    assert "web1: started" in result.stdout.splitlines()
+    assert "web1 (its home is node-a): started" in result.stdout.splitlines()
     assert not any(node_a in (path.keys or ()) for view in _views(observer)
                    for path in view.paths)
 

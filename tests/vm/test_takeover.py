@@ -9,6 +9,7 @@ import pytest
 from stonewall.clock import Deadline
 from stonewall.storage.scsi.types import ReservationType
 from stonewall.vm.control import StartOutcome, destroy_guests_for_lost_ownership, start_guest
+from stonewall.vm.peer_guests import Because
 from stonewall.vm.takeover import (
     FenceEvidence, Skipped, TakeoverReport, take_over, take_over_fenced_peer)
 from stonewall.config.timing import t_safe
@@ -54,6 +55,10 @@ def test_after_a_storage_fence_guests_start_once_in_order_safe_ones_after_t_safe
 
     by_guest = {g.guest: g for g in report.guests}
     assert [g.guest for g in report.guests] == A_GUESTS_IN_ORDER  # own1 (node-b's) untouched
+    # node-a's key was on the LUNs of the guests it ran; the others are taken as its home's
+    assert {g.guest: g.taken.because for g in report.guests} == {
+        "web1": Because.REGISTERED, "db1": Because.REGISTERED, "bad1": Because.HOME,
+        "app1": Because.HOME}
     assert by_guest["web1"].start.outcome is StartOutcome.STARTED and by_guest["web1"].at == START
     assert by_guest["db1"].start.outcome is StartOutcome.STARTED
     assert by_guest["db1"].at == START + safe_after and by_guest["db1"].waited == safe_after

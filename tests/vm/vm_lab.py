@@ -18,6 +18,7 @@ from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import PathSet
 from stonewall.config.keys import describe_key
 from stonewall.storage.scsi.types import ReservationType
+from stonewall.vm.hook import EXIT_ALLOWED, HookCall, HookDecision, decide
 from stonewall.vm.libvirt_conn import DomainState, LibvirtConnection
 
 from ..lab_fixtures import Lab, running_lab
@@ -111,3 +112,34 @@ def holdings(lab: Lab, observer_paths: PathSet) -> dict[str, Holding]:
         found[lun] = Holding(names, reservation.type if reservation and reservation.type
                              else None)
     return found
+
+
+def hook(lab: Lab, node: str, guest: str, xml: str, operation: str,
+         sub: str = "begin") -> HookDecision:
+    """`node`'s libvirt hook as libvirt runs it for `guest`, with the node's holder."""
+    config = lab.config(node)
+    client = lab.client(node)
+    return decide(HookCall(guest, operation, sub, "-"), xml, load_config=lambda: config,
+                  node_name=node, read_views=lambda luns, deadline: client.views(luns, deadline),
+                  deadline=soon(), holder=lambda _config: client)
+
+
+def migrate(lab: Lab, hosts: Hosts, guest: str, source: str, destination: str, *,
+            switch_over: bool = True) -> None:
+    """A plain `virsh migrate --live` of a running guest, with the hooks libvirt runs (the
+    test driver cannot migrate, so the domain moves by a destroy and a start): the
+    destination's `migrate begin` registers it beside the source, then `prepare begin`, the
+    source's QEMU is gone after the switchover, the destination's runs, and the source's
+    `release end` unregisters it. `switch_over=False` stops after `migrate begin`: the
+    migration is in flight and both nodes are registered."""
+    xml = hosts.conns[destination].xml(guest, inactive=True)
+    decision = hook(lab, destination, guest, xml, "migrate")
+    assert decision.exit_code == EXIT_ALLOWED, decision.message
+    if not switch_over:
+        return
+    decision = hook(lab, destination, guest, xml, "prepare")
+    assert decision.exit_code == EXIT_ALLOWED, decision.message
+    hosts.conns[source].destroy(guest, soon())
+    hosts.conns[destination].start(guest)
+    decision = hook(lab, source, guest, xml, "release", "end")
+    assert decision.exit_code == EXIT_ALLOWED and decision.message is None, decision.message
