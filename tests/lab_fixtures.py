@@ -13,15 +13,17 @@ from typing import Callable, Iterator
 import pytest
 import yaml
 
-from stonewall.clock import Deadline
+from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig, SgBackend, Transport
 from stonewall.holder.client import HolderClient
+from stonewall.holder.node import NodeHolder
 from stonewall.lab.cluster import LabCluster, LabLun, control_path_luns
 from stonewall.lab.guest import load_map
 from stonewall.lab.stamps import Stamp, encode
 from stonewall.lab.processes import StonewallProcess
 from stonewall.lab.tgtd import Tgtd
+from stonewall.storage.bootid import BootRecords, current_boot_id
 from stonewall.storage.paths import PathSet, close_paths, connect_paths, plan_paths
 
 # web1-disk is a guest LUN: each node reaches it through its kernel stand-in (data path)
@@ -45,15 +47,28 @@ class Lab:
     def config(self, node: str) -> ClusterConfig:
         return load_config(str(self.configs[node]))
 
-    def in_process_config(self, node: str) -> ClusterConfig:
-        """`node`'s configuration for a holder run inside the test process. SG_IO reaches
-        the shim only in a process it was preloaded into, and pytest's was not: such a
-        holder drives its data path with sg_persist children, which inherit the shim's
-        environment (set it with monkeypatch from `cluster.environment(node)`)."""
-        config = self.config(node)
-        return replace(config, luns=tuple(
+    @contextmanager
+    def in_process_holder(self, node: str,
+                          monkeypatch: pytest.MonkeyPatch) -> Iterator[NodeHolder]:
+        """`node`'s holder inside the test process, connected and joined. SG_IO reaches the
+        shim only in a process it was preloaded into, and pytest's was not: this holder
+        drives its data path with sg_persist children, which inherit the shim's environment
+        (set here with `monkeypatch`)."""
+        for name, value in self.cluster.environment(node).items():
+            monkeypatch.setenv(name, value)
+        loaded = self.config(node)
+        config = replace(loaded, luns=tuple(
             replace(lun, sg_backend=SgBackend.SG_PERSIST) if lun.transport is Transport.SG
-            else lun for lun in config.luns))
+            else lun for lun in loaded.luns))
+        holder = NodeHolder(config, config.node(node), SYSTEM_CLOCK,
+                            BootRecords(config.paths.state_dir,
+                                        current_boot_id(config.paths.boot_id)))
+        holder.connect(Deadline.after(10))
+        try:
+            holder.join(Deadline.after(10))
+            yield holder
+        finally:
+            holder.close()
 
     def configure(self, node: str, **keys: object) -> None:
         """Rewrite `node`'s configuration with extra top-level keys (watchdog, guests...)."""

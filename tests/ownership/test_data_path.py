@@ -14,7 +14,6 @@ from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.config.model import LunRole
 from stonewall.holder.node import NodeHolder
 from stonewall.storage import ownership
-from stonewall.storage.bootid import BootRecords, current_boot_id
 from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import PathKind, new_data_paths
 from stonewall.storage.scsi.device import PrDevice
@@ -112,17 +111,8 @@ def spare_portal(lab, tgtd) -> str:
 @pytest.fixture
 def holder_a(lab, spare_portal, monkeypatch) -> Iterator[NodeHolder]:
     """node-a's holder in this process (its sg_persist runs see node-a's kernel devices)."""
-    for name, value in lab.cluster.environment("node-a").items():
-        monkeypatch.setenv(name, value)
-    config = lab.in_process_config("node-a")
-    holder = NodeHolder(config, config.node("node-a"), SYSTEM_CLOCK,
-                        BootRecords(config.paths.state_dir, current_boot_id(config.paths.boot_id)))
-    holder.connect(soon())
-    holder.join(soon())
-    try:
+    with lab.in_process_holder("node-a", monkeypatch) as holder:
         yield holder
-    finally:
-        holder.close()
 
 
 def test_a_path_added_while_owning_is_registered_before_it_carries_a_write(

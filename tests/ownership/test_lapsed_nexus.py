@@ -13,7 +13,6 @@ import pytest
 from stonewall.clock import SYSTEM_CLOCK, Deadline
 from stonewall.holder.node import NodeHolder
 from stonewall.storage import ownership
-from stonewall.storage.bootid import BootRecords, current_boot_id
 from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import PathKind
 from stonewall.storage.scsi.device import PrDevice
@@ -37,17 +36,8 @@ def entries_of(observer, key: int) -> dict[str, int]:
 def holder_b(lab, monkeypatch) -> Iterator[NodeHolder]:
     """node-b's holder in this process, joined; node-a's holder runs beside it."""
     lab.start_holder("node-a")
-    for name, value in lab.cluster.environment("node-b").items():
-        monkeypatch.setenv(name, value)
-    config = lab.in_process_config("node-b")
-    holder = NodeHolder(config, config.node("node-b"), SYSTEM_CLOCK,
-                        BootRecords(config.paths.state_dir, current_boot_id(config.paths.boot_id)))
-    holder.connect(soon())
-    holder.join(soon())
-    try:
+    with lab.in_process_holder("node-b", monkeypatch) as holder:
         yield holder
-    finally:
-        holder.close()
 
 
 def refresh_after_drop(holder: NodeHolder) -> list[str]:
