@@ -192,7 +192,8 @@ def holder_start(nodes: Nodes, runs: int) -> CaseResult:
     result = run_case("join", "holder run --join (start-up)", nodes, once,
                       lambda: nodes.stop_holder(FENCER), runs)
     if starts:
-        result.notes = {"sessions": starts[-1].sessions,
+        result.notes = {"control_paths": starts[-1].control_paths,
+                        "data_paths": starts[-1].data_paths,
                         "rss_kib_max": max(s.rss_kib for s in starts),
                         "open_fds_max": max(s.open_fds for s in starts)}
     return result

@@ -104,12 +104,14 @@ class Array:
 
 @dataclass(frozen=True)
 class HolderStart:
-    """One holder start: seconds from exec to READY (login + join), and what it holds."""
+    """One holder start: seconds from exec to READY (login + join), and what it holds: its
+    control-path sessions and the data-path devices (the kernel's nexuses) it registered."""
 
     seconds: float
     rss_kib: int
     open_fds: int
-    sessions: int
+    control_paths: int
+    data_paths: int
 
 
 def process_footprint(pid: int) -> tuple[int, int]:
@@ -192,7 +194,8 @@ class Nodes:
         if unregistered:
             raise BenchFailure(f"{node}: {len(unregistered)} of {len(paths)} paths not "
                                f"joined, e.g. {unregistered[0]}")
-        return HolderStart(seconds, rss, fds, len(paths))
+        data = sum(1 for p in paths if p.kind == "data")
+        return HolderStart(seconds, rss, fds, len(paths) - data, data)
 
     def stop_holder(self, node: str) -> None:
         holder = self.holders.pop(node, None)

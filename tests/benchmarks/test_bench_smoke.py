@@ -35,7 +35,9 @@ def test_smoke_runs_every_case_and_writes_json_markdown_and_plot(tmp_path: Path)
         size = (0, 0) if row["case"] == "power" else (8, 2)
         assert (row["luns"], row["paths"], len(seconds["runs"])) == (*size, 2)
         assert 0 < seconds["min"] <= seconds["median"] <= seconds["max"]
-    assert rows[("join", "holder run --join (start-up)")]["notes"]["sessions"] == 16
+    notes = rows[("join", "holder run --join (start-up)")]["notes"]
+    # 8 LUNs x 2 paths on each side: the holder's sessions and the kernel's path devices.
+    assert (notes["control_paths"], notes["data_paths"]) == (16, 16)
     assert {r["stonewall"] for r in doc["ratios"]} >= {"holder client"}
     assert doc["machine"]["cores"] >= 1 and doc["machine"]["kernel"]
 
