@@ -401,23 +401,45 @@ def test_a_source_that_dies_after_the_switchover_is_fenced_then_the_destination_
     assert mlab.registered() == {LUN: ("node-b",)}
 
 
-def test_a_destination_that_dies_after_the_resume_is_fenced_and_the_guest_started_again(
-        mlab: MigrationLab) -> None:
+def test_a_destination_that_dies_after_the_resume_is_fenced_and_its_guest_taken_over(
+        mlab: MigrationLab, new_writers: Callable[[str], Writers]) -> None:
     assert mlab.migrate("node-a", "node-b").returncode == 0
     one_owner(mlab, "node-b")
+    # The guest's writes on node-b keep going after node-b "dies" (the worst case: its copy
+    # lives on in memory): after the fence the SAN alone keeps them off the LUN.
+    writers = new_writers("takeover")
+    writers.start("node-b")
+    time.sleep(0.3)
     qemu = int((mlab.daemons["node-b"].run_dir / "qemu" / f"{GUEST}.pid").read_text())
     os.kill(mlab.daemons["node-b"].pid, signal.SIGKILL)
     os.kill(qemu, signal.SIGKILL)
     mlab.lab.holders["node-b"].kill()
     mlab.conns["node-a"].define(guest_xml())  # persistent: libvirt undefined it on node-a
-    start = ("vm", "start", GUEST, "--uri", mlab.daemons["node-a"].uri)
-    refused = mlab.stonewall("node-a", *start)
-    assert refused.returncode == 1 and "registered by node-b" in refused.stderr
+    takeover = ("vm", "takeover", "node-b", "--uri", mlab.daemons["node-a"].uri)
+    refused = mlab.stonewall("node-a", *takeover)
+    assert refused.returncode == 3 and "node-b is not proven fenced" in refused.stderr, refused
+    assert mlab.state("node-a") is DomainState.SHUT_OFF
+    assert mlab.registered() == {LUN: ("node-b",)}
+
     assert mlab.lab.client("node-a").preempt("node-b", None, Deadline.after(15)).fenced
-    done = mlab.stonewall("node-a", *start)
-    assert done.returncode == 0, done.stderr
-    assert mlab.state("node-a") is DomainState.RUNNING
-    assert mlab.registered() == {LUN: ("node-a",)}
+    fenced_at = time.time()  # the key was read gone by now
+    done = mlab.stonewall("node-a", *takeover, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # web1's home is node-a: the fence record, not `home`, makes it node-b's guest.
+    assert f"takeover of node-b: node-b's key was on arbiter0, arbiter1, data0, {LUN} when " \
+           "this node preempted it" in done.stdout, done.stdout
+    assert f"{GUEST} (node-b was registered on {LUN} at the fence): started after waiting" \
+        in done.stdout, done.stdout  # `safe`: T_safe after the verified fence
+    one_owner(mlab, "node-a")
+    writers.start("node-a")
+    time.sleep(0.5)
+    writers.stop()
+    violations = writers.check("node-b", "node-a", fenced_at)
+    assert violations == [], violations
+    assert {s.node for s in writers.acknowledged()} == {"node-a", "node-b"}
+    # node-b's writer was still writing after the fence, and the SAN refused it.
+    assert any(s.node == "node-b" and s.time > fenced_at for s in writers.conflicts())
+    print(done.stdout)
 
 
 VIRTUAL_DOMAIN = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
