@@ -224,8 +224,10 @@ def test_a_network_cut_during_the_copy_leaves_the_source_the_only_owner(
     assert mlab.registered() == {LUN: copying}
     time.sleep(1.0)
     cut(stream)
+    cut_at = time.monotonic()
     migrating.join(60)
     assert not migrating.is_alive()
+    failed_after = time.monotonic() - cut_at
     if path == "vm migrate":
         assert failed["report"]["outcome"] == "migration_failed", failed["report"]
     else:
@@ -236,12 +238,15 @@ def test_a_network_cut_during_the_copy_leaves_the_source_the_only_owner(
         assert time.monotonic() < ends, (mlab.registered(), mlab.running_on())
         time.sleep(0.2)
     one_owner(mlab, "node-a")
+    one_owner_after = time.monotonic() - cut_at
     # Nothing of the cut migration is left in flight: the next one goes through.
     mlab.conns["node-a"]._lookup(GUEST).migrateSetMaxSpeed(8192, 0)
     done = mlab.migrate("node-a", "node-b")
     assert done.returncode == 0, done.stdout + done.stderr
     one_owner(mlab, "node-b")
-    print(f"{path}: failed with {failed.get('error') or failed['report'].get('reasons')}")
+    print(f"{path} (stream {stream}): failed {failed_after:.2f} s after the cut, one owner "
+          f"{one_owner_after:.2f} s after it: "
+          f"{failed.get('error') or failed['report'].get('reasons')}")
 
 
 def test_a_migration_refused_after_the_permit_was_used_leaves_the_source_the_only_owner(
