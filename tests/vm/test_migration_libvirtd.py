@@ -188,8 +188,8 @@ def migration_stream(pid: int) -> tuple[int, int]:
 
 def cut(stream: tuple[int, int]) -> None:
     """Tear down the TCP connection `stream` on 127.0.0.1 (`ss -K`: the kernel aborts the
-    socket and sends a reset, as a cut link that comes back would), and only that one: other
-    tests' migrations may be copying on this machine too."""
+    socket and resets the connection), and only that one: other tests' migrations may be
+    copying on this machine too."""
     local, remote = stream
     killed = subprocess.run(
         ["ss", "-K", "-t", "-n", "-H", "(", "sport", "=", f":{local}", "and", "dport", "=",
