@@ -33,8 +33,12 @@ done
 mkdir -p /etc/libvirt/hooks /run/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt
 mount --bind "$scratch/hooks" /etc/libvirt/hooks
 mount --bind "$scratch/run" /run/libvirt
+# Incoming migrations listen above Linux's ephemeral ports (32768-60999): libvirt's default
+# range (49152-49215) lies inside it, and on this shared machine (11,000 TCP sockets, 69 of them
+# on 49152-49299, measured) an outgoing connection's local port made QEMU's bind fail.
 printf '%s\n' 'user = "root"' 'group = "root"' 'security_driver = "none"' \
   'dynamic_ownership = 0' 'remember_owner = 0' 'namespaces = [ ]' 'stdio_handler = "file"' \
+  'migration_port_min = 61000' 'migration_port_max = 61063' \
   > /etc/libvirt/qemu.conf
 # libvirt refuses to migrate to a daemon with its own host UUID: each gets one of its own.
 if [ -n "$host_uuid" ]; then printf 'host_uuid = "%s"\n' "$host_uuid" > /etc/libvirt/libvirtd.conf; fi

@@ -178,11 +178,18 @@ class Writers:
         self.processes.clear()
 
     def acknowledged(self) -> list[Stamp]:
+        return [Stamp(r["time"], r["node"], r["guest"], r["sequence"]) for r in self._records()
+                if r.get("written")]
+
+    def conflicts(self) -> list[Stamp]:
+        """The writes the SAN refused with RESERVATION CONFLICT (the writer's key was gone)."""
+        return [Stamp(r["time"], r["node"], r["guest"], r["sequence"]) for r in self._records()
+                if r.get("error") == "ReservationConflict"]
+
+    def _records(self) -> list[dict]:
         if not self.log.exists():
             return []
-        records = [json.loads(line) for line in self.log.read_text().splitlines() if line]
-        return [Stamp(r["time"], r["node"], r["guest"], r["sequence"]) for r in records
-                if r.get("written")]
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
 
     def check(self, source: str, destination: str, handoff_point: float) -> list[Violation]:
         """The one rule across the handoff (lab/stamps.check_handoff): the LUN read back by

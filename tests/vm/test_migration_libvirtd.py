@@ -26,7 +26,8 @@ from stonewall.vm.libvirt_conn import (
     DomainState, LibvirtConnection, LibvirtError, StartRefusedByHook)
 
 from .libvirtd import libvirtd_unavailable
-from .migration_lab import GUEST, LUN, MigrationLab, Writers, guest_xml, migration_lab
+from .migration_lab import (
+    GUEST, LUN, MIGRATE_URI, MigrationLab, Writers, guest_xml, migration_lab)
 
 pytestmark = pytest.mark.slow
 
@@ -157,6 +158,95 @@ def test_a_migration_whose_destination_qemu_dies_leaves_the_source_the_only_owne
     assert report["outcome"] == "migration_failed", report
     assert mlab.state("node-a") is DomainState.RUNNING
     one_owner(mlab, "node-a")
+
+
+def migration_stream(pid: int) -> tuple[int, int]:
+    """(local port, remote port) of the one established TCP connection of the incoming QEMU
+    `pid`, once the source connected: its migration stream (its monitor and the rest are UNIX
+    sockets)."""
+    ends = time.monotonic() + 30
+    while True:
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except FileNotFoundError:  # closed meanwhile
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:["):-1])
+        # tcp6 too: libvirt's incoming QEMU may listen on [::], and accept 127.0.0.1 there.
+        rows = [line.split() for table in ("tcp", "tcp6")
+                for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]]
+        streams = [(int(row[1].rsplit(":", 1)[1], 16), int(row[2].rsplit(":", 1)[1], 16))
+                   for row in rows if row[3] == "01" and row[9] in inodes]  # TCP_ESTABLISHED
+        if streams:
+            assert len(streams) == 1, streams
+            return streams[0]
+        assert time.monotonic() < ends, "the source never connected to the destination QEMU"
+        time.sleep(0.05)
+
+
+def cut(stream: tuple[int, int]) -> None:
+    """Tear down the TCP connection `stream` on 127.0.0.1 (`ss -K`: the kernel aborts the
+    socket and resets the connection), and only that one: other tests' migrations may be
+    copying on this machine too."""
+    local, remote = stream
+    killed = subprocess.run(
+        ["ss", "-K", "-t", "-n", "-H", "(", "sport", "=", f":{local}", "and", "dport", "=",
+         f":{remote}", ")", "or", "(", "sport", "=", f":{remote}", "and", "dport", "=",
+         f":{local}", ")"], check=True, capture_output=True, text=True, timeout=10)
+    # Measured: ss aborts the source's end (tcp, listed first) and its reset closes the
+    # destination's (tcp6) before ss reaches it: one line came back in our runs.
+    assert killed.stdout.strip(), "ss -K found no such connection"
+
+
+@pytest.mark.parametrize("path", ["vm migrate", "plain migrate"], ids=["stonewall", "plain"])
+def test_a_network_cut_during_the_copy_leaves_the_source_the_only_owner(
+        mlab: MigrationLab, path: str) -> None:
+    slow_linux_guest(mlab)
+    failed = {}
+
+    def migration() -> None:
+        if path == "vm migrate":
+            failed["report"] = report_of(mlab.migrate("node-a", "node-b"))
+            return
+        try:
+            mlab.conns["node-a"]._lookup(GUEST).migrate(
+                mlab.conns["node-b"]._conn, libvirt.VIR_MIGRATE_LIVE, None, MIGRATE_URI, 1)
+        except libvirt.libvirtError as error:
+            failed["error"] = error
+    migrating = threading.Thread(target=migration)
+    migrating.start()
+    stream = migration_stream(destination_qemu_pid(mlab))
+    # The permit path registers the destination only after the source is gone; the plain
+    # path at the hook's `migrate begin`, before any memory is copied.
+    copying = ("node-a",) if path == "vm migrate" else ("node-a", "node-b")
+    assert mlab.registered() == {LUN: copying}
+    time.sleep(1.0)
+    cut(stream)
+    cut_at = time.monotonic()
+    migrating.join(60)
+    assert not migrating.is_alive()
+    failed_after = time.monotonic() - cut_at
+    if path == "vm migrate":
+        assert failed["report"]["outcome"] == "migration_failed", failed["report"]
+    else:
+        assert "error" in failed
+    assert mlab.state("node-a") is DomainState.RUNNING
+    ends = time.monotonic() + 20  # the destination's `release end` unregisters it
+    while mlab.registered() != {LUN: ("node-a",)} or mlab.running_on() != ["node-a"]:
+        assert time.monotonic() < ends, (mlab.registered(), mlab.running_on())
+        time.sleep(0.2)
+    one_owner(mlab, "node-a")
+    one_owner_after = time.monotonic() - cut_at
+    # Nothing of the cut migration is left in flight: the next one goes through.
+    mlab.conns["node-a"]._lookup(GUEST).migrateSetMaxSpeed(8192, 0)
+    done = mlab.migrate("node-a", "node-b")
+    assert done.returncode == 0, done.stdout + done.stderr
+    one_owner(mlab, "node-b")
+    print(f"{path} (stream {stream}): failed {failed_after:.2f} s after the cut, one owner "
+          f"{one_owner_after:.2f} s after it: "
+          f"{failed.get('error') or failed['report'].get('reasons')}")
 
 
 def test_a_migration_refused_after_the_permit_was_used_leaves_the_source_the_only_owner(
@@ -316,23 +406,45 @@ def test_a_source_that_dies_after_the_switchover_is_fenced_then_the_destination_
     assert mlab.registered() == {LUN: ("node-b",)}
 
 
-def test_a_destination_that_dies_after_the_resume_is_fenced_and_the_guest_started_again(
-        mlab: MigrationLab) -> None:
+def test_a_destination_that_dies_after_the_resume_is_fenced_and_its_guest_taken_over(
+        mlab: MigrationLab, new_writers: Callable[[str], Writers]) -> None:
     assert mlab.migrate("node-a", "node-b").returncode == 0
     one_owner(mlab, "node-b")
+    # The guest's writes on node-b keep going after node-b "dies" (the worst case: its copy
+    # lives on in memory): after the fence the SAN alone keeps them off the LUN.
+    writers = new_writers("takeover")
+    writers.start("node-b")
+    time.sleep(0.3)
     qemu = int((mlab.daemons["node-b"].run_dir / "qemu" / f"{GUEST}.pid").read_text())
     os.kill(mlab.daemons["node-b"].pid, signal.SIGKILL)
     os.kill(qemu, signal.SIGKILL)
     mlab.lab.holders["node-b"].kill()
     mlab.conns["node-a"].define(guest_xml())  # persistent: libvirt undefined it on node-a
-    start = ("vm", "start", GUEST, "--uri", mlab.daemons["node-a"].uri)
-    refused = mlab.stonewall("node-a", *start)
-    assert refused.returncode == 1 and "registered by node-b" in refused.stderr
+    takeover = ("vm", "takeover", "node-b", "--uri", mlab.daemons["node-a"].uri)
+    refused = mlab.stonewall("node-a", *takeover)
+    assert refused.returncode == 3 and "node-b is not proven fenced" in refused.stderr, refused
+    assert mlab.state("node-a") is DomainState.SHUT_OFF
+    assert mlab.registered() == {LUN: ("node-b",)}
+
     assert mlab.lab.client("node-a").preempt("node-b", None, Deadline.after(15)).fenced
-    done = mlab.stonewall("node-a", *start)
-    assert done.returncode == 0, done.stderr
-    assert mlab.state("node-a") is DomainState.RUNNING
-    assert mlab.registered() == {LUN: ("node-a",)}
+    fenced_at = time.time()  # the key was read gone by now
+    done = mlab.stonewall("node-a", *takeover, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # web1's home is node-a: the fence record, not `home`, makes it node-b's guest.
+    assert f"takeover of node-b: node-b's key was on arbiter0, arbiter1, data0, {LUN} when " \
+           "this node preempted it" in done.stdout, done.stdout
+    assert f"{GUEST} (node-b was registered on {LUN} at the fence): started after waiting" \
+        in done.stdout, done.stdout  # `safe`: T_safe after the verified fence
+    one_owner(mlab, "node-a")
+    writers.start("node-a")
+    time.sleep(0.5)
+    writers.stop()
+    violations = writers.check("node-b", "node-a", fenced_at)
+    assert violations == [], violations
+    assert {s.node for s in writers.acknowledged()} == {"node-a", "node-b"}
+    # node-b's writer was still writing after the fence, and the SAN refused it.
+    assert any(s.node == "node-b" and s.time > fenced_at for s in writers.conflicts())
+    print(done.stdout)
 
 
 VIRTUAL_DOMAIN = Path("/usr/lib/ocf/resource.d/heartbeat/VirtualDomain")
