@@ -288,70 +288,73 @@ def release_guest_lun(lun_paths: list[LunPath], lun: Lun, key: int, deadline: De
 
 
 class AdoptResult(str, Enum):
-    REGISTERED = "registered"  # the new nexus carries our key, and so do the old ones
+    REGISTERED = "registered"  # it carries our key, and another nexus or the count vouches
     NOT_OURS = "not ours"  # we hold no registration on this LUN: nothing to carry over
     PREEMPTED = "preempted meanwhile"  # our old registrations are gone: unregistered again
-    CANNOT_TELL = "cannot tell"  # no old nexus answered: unregistered again, to be safe
+    CANNOT_TELL = "cannot tell"  # the evidence could not be read: unregistered, to be safe
     FAILED = "failed"  # the REGISTER itself failed
 
 
 def adopt_path(new: LunPath, lun_paths: list[LunPath], key: int, deadline: Deadline,
                clock: Clock, *, lapsed: bool = False) -> AdoptResult:
-    """Register a path that appeared while we own the LUN, before it carries I/O (DESIGN
-    section 3). No atomic "register only if my key is still there" exists, so a PREEMPT may
-    land between our last look and this REGISTER: afterwards one of the old nexuses must
-    still carry the key, else the new registration is withdrawn at once (the caller then
-    self-fences).
+    """Register a path that appeared while we own the LUN, or (`lapsed`) a nexus of ours that
+    lost its registration when it reconnected, before it carries I/O (DESIGN section 3).
 
-    `lapsed`: `new` is a nexus of ours that lost its registration when it reconnected (tgtd
-    ties a registration to its session, so every re-login is a new nexus; a real array keeps
-    the registration of a reconnected initiator port). Where no other nexus of ours carries
-    the key any more (a LUN reached by its control path alone, all of whose sessions
-    dropped), the evidence is the LUN-wide count: READ KEYS still lists the lapsed
-    registrations, which only a PREEMPT or CLEAR removes (and it removes every registration
-    of the key), so after our REGISTER it must list exactly one more entry of our key. No
-    entry left means we were preempted (nothing is registered); a count that did not grow
-    by one means a PREEMPT came between (unregistered again). A nexus that kept its
-    registration is found by probing it first, since REGISTER AND IGNORE adds no entry
-    there."""
+    No atomic "register only if my key is still there" exists, so a PREEMPT may land between
+    our last look and this REGISTER. Two pieces of evidence, read after the REGISTER:
+    - another nexus of ours still carries the key (probed nexus by nexus);
+    - else, the LUN-wide count: READ KEYS lists one entry per registered nexus, and a
+      PREEMPT (or CLEAR) removes every entry of the key, also those of lapsed nexuses (tgtd
+      ties a registration to its session: a re-login is a new nexus, and the old entry
+      lingers until then). Counted before our REGISTER (no entry: we were preempted, and
+      nothing is registered), it must be exactly one more afterwards; fewer means a PREEMPT
+      came in between. This also covers old nexuses that lapsed themselves, which refuse the
+      probe without our key being gone.
+    Anything else withdraws the new registration at once (the caller self-fences on
+    PREEMPTED). A nexus that already carries the key (a real array keeps a reconnected
+    initiator port's registration; multipathd may register a new path itself) adds no entry,
+    so there only another nexus's registration can vouch for it."""
     old = [p for p in lun_paths if p is not new and p.registered and p.up]
     if not new.up or new.device is None or not (old or lapsed):
         return AdoptResult.NOT_OURS
     device = new.device
-    listed_before = 0
-    if not old:
-        try:
-            if probe_registration(new, key, deadline, clock):
-                new.registered = True  # it kept its registration: the count must not judge
-                return AdoptResult.REGISTERED
-            listed_before = _count_key(new, key, deadline, clock)
-        except ScsiError:
-            return AdoptResult.CANNOT_TELL
-        if listed_before == 0:  # every registration of our key is gone: preempted
-            return AdoptResult.PREEMPTED
     try:
-        run_with_retries(lambda d: device.register(0, key, d, ignore_existing=True),
-                         deadline, clock)
+        carried_already = probe_registration(new, key, deadline, clock)
+        before = _count_key(new, key, deadline, clock)
     except ScsiError:
-        return AdoptResult.FAILED
+        return AdoptResult.CANNOT_TELL
+    if before == 0:  # no registration of our key is left anywhere on the LUN
+        return AdoptResult.PREEMPTED
+    if not carried_already:
+        try:
+            run_with_retries(lambda d: device.register(0, key, d, ignore_existing=True),
+                             deadline, clock)
+        except ScsiError:
+            return AdoptResult.FAILED
     new.registered = True
-    result = _still_ours(old, key, deadline, clock) if old else \
-        _grew_by_one(new, key, listed_before, deadline, clock)
+    vouched = _carried_elsewhere(old, key, deadline, clock)
+    if vouched:
+        return AdoptResult.REGISTERED
+    if carried_already:
+        result = AdoptResult.REGISTERED if not old else AdoptResult.CANNOT_TELL
+    else:
+        result = _grew_by_one(new, key, before, deadline, clock)
     if result is not AdoptResult.REGISTERED:
         unregister_paths([new], key, deadline, clock)
     return result
 
 
-def _still_ours(old: list[LunPath], key: int, deadline: Deadline,
-                clock: Clock) -> AdoptResult:
-    """REGISTERED when the first old nexus that answers still carries `key`."""
+def _carried_elsewhere(old: list[LunPath], key: int, deadline: Deadline,
+                       clock: Clock) -> bool:
+    """Whether one of the `old` nexuses still carries `key` (a refusal proves nothing: that
+    nexus may have lapsed itself)."""
     for path in old:
         try:
-            return (AdoptResult.REGISTERED if probe_registration(path, key, deadline, clock)
-                    else AdoptResult.PREEMPTED)
+            if probe_registration(path, key, deadline, clock):
+                return True
         except ScsiError:
             continue
-    return AdoptResult.CANNOT_TELL
+    return False
 
 
 def _grew_by_one(path: LunPath, key: int, before: int, deadline: Deadline,

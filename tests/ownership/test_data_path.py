@@ -16,10 +16,10 @@ from stonewall.holder.node import NodeHolder
 from stonewall.storage import ownership
 from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import PathKind, new_data_paths
-from stonewall.storage.scsi.device import PrDevice
 from stonewall.storage.scsi.types import ReservationType
 
 from ..sim_clock import SimClock
+from .races import PreemptedBeforeRegistering
 
 GUEST_LUN = "web1-disk"
 
@@ -144,24 +144,6 @@ def test_a_fenced_node_gets_no_registration_through_a_new_path(lab, holder_a, sp
     assert set(write_on_every_path(lab, "node-a").values()) == {"ReservationConflict"}
 
 
-class PreemptedJustBefore:
-    """A path device whose first REGISTER is preceded by the peer's PREEMPT: the race
-    between "our key is still there" and "REGISTER from the new path" (DESIGN section 3)."""
-
-    def __init__(self, device: PrDevice, preempt) -> None:
-        self.device = device
-        self.preempt = preempt
-
-    def register(self, *args, **kwargs) -> None:
-        if self.preempt is not None:
-            preempt, self.preempt = self.preempt, None
-            preempt()
-        self.device.register(*args, **kwargs)
-
-    def __getattr__(self, name: str):
-        return getattr(self.device, name)
-
-
 def test_a_preempt_between_our_look_and_the_new_paths_register_is_undone(
         lab, holder_a, spare_portal, observer):
     lab.start_holder("node-b")
@@ -174,7 +156,7 @@ def test_a_preempt_between_our_look_and_the_new_paths_register_is_undone(
     (new,) = new_data_paths(config.lun(GUEST_LUN), holder_a.paths[GUEST_LUN],
                             holder_a.kernel.discover(), kernel.dev)
     fenced: list[dict] = []
-    new.device = PreemptedJustBefore(
+    new.device = PreemptedBeforeRegistering(
         new.device, lambda: fenced.append(lab.client("node-b").preempt("node-a", None, soon())))
     lun_paths = holder_a.paths[GUEST_LUN] + [new]
     result = ownership.adopt_path(new, lun_paths, key_a, Deadline.after(10, clock), clock)

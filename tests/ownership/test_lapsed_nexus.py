@@ -15,9 +15,9 @@ from stonewall.holder.node import NodeHolder
 from stonewall.storage import ownership
 from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import PathKind
-from stonewall.storage.scsi.device import PrDevice
 
 from ..sim_clock import SimClock
+from .races import PreemptedBeforeRegistering
 
 NODE_WIDE = ("arbiter0", "arbiter1", "data0")
 
@@ -86,24 +86,6 @@ def test_a_node_preempted_while_its_sessions_were_down_is_not_registered_again(
     assert holder_b.preempt("node-a", None, soon()).fenced is False
 
 
-class PreemptedBeforeRegistering:
-    """A device whose REGISTER AND IGNORE EXISTING KEY is preceded by the peer's PREEMPT: the
-    race between counting our entries and registering the lapsed nexus."""
-
-    def __init__(self, device: PrDevice, preempt) -> None:
-        self.device = device
-        self.preempt = preempt
-
-    def register(self, *args, **kwargs) -> None:
-        if kwargs.get("ignore_existing") and self.preempt is not None:
-            preempt, self.preempt = self.preempt, None
-            preempt()
-        self.device.register(*args, **kwargs)
-
-    def __getattr__(self, name: str):
-        return getattr(self.device, name)
-
-
 def test_a_preempt_between_the_count_and_the_register_is_undone(lab, tgtd, holder_b,
                                                                 observer):
     key_b = holder_b.node.key
@@ -141,3 +123,23 @@ def test_a_nexus_that_kept_its_registration_is_not_judged_by_the_count(holder_b,
                                   Deadline.after(10, clock), clock, lapsed=True)
     assert result is ownership.AdoptResult.REGISTERED and path.registered
     assert entries_of(observer, key_b)[path.lun.name] == 2  # no entry added, none removed
+
+
+def test_an_old_nexus_that_lapsed_itself_does_not_pass_for_a_preempt(lab, tgtd, holder_b,
+                                                                    observer):
+    """Nemesis seed 5: both control paths of a LUN came back as new nexuses; the first one
+    adopted still looked registered to the holder, refused the probe, and was taken for
+    proof of a PREEMPT (a false self-fence). The count says otherwise."""
+    key_b = holder_b.node.key
+    tgtd.drop_connections(1, lab.cluster.initiator("node-b"))
+    first, second = [p for p in holder_b.paths["arbiter0"] if p.kind is PathKind.CONTROL]
+    for path in (first, second):
+        assert path.session is not None
+        path.session.reconnect(soon())
+    second.registered = False  # `first` still looks registered: not probed yet
+    clock = SimClock()
+    result = ownership.adopt_path(second, holder_b.paths["arbiter0"], key_b,
+                                  Deadline.after(10, clock), clock, lapsed=True)
+    assert result is ownership.AdoptResult.REGISTERED and second.registered
+    assert entries_of(observer, key_b)["arbiter0"] == 3  # two lingering, one new
+    assert not holder_b.boot_records.fenced_in_this_boot()
