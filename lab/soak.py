@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import signal
@@ -35,15 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from stonewall.config.timing import t_safe
 from stonewall.lab.footprint import process_footprint
-from stonewall.lab.processes import StonewallProcess
 from stonewall.lab.scenario import LabGuest, ScenarioLab
+from stonewall.lab.soak_diagnostics import HolderDiagnostics
 from stonewall.lab.soak_judge import LogSample, Operation, Sample
 from stonewall.lab.soak_report import SoakReport, render_markdown
 
@@ -66,8 +64,8 @@ GUEST_DEADLINE = 15.0  # what ScenarioLab gives vm start and vm stop
 # PERIOD, each on the map's next path), so it holds its nexus connection on every path.
 SETTLE = 0.5
 FD_READS, FD_READ_GAP = 5, 0.05
-REPORT_EVERY = 10
-TRACE_AFTER = 10  # --tracemalloc: the first snapshot, after this cycle  # cycles between report writes (a stopped soak keeps its figures)
+REPORT_EVERY = 10  # cycles between report writes (a stopped soak keeps its figures)
+TRACE_AFTER = 10  # --tracemalloc: the first snapshot, after this cycle
 T = TypeVar("T")
 
 
@@ -220,50 +218,6 @@ class Soak:
             self.event_logs.setdefault(node, []).append(read_log_sample(path, cycle))
 
 
-class HolderTrace:
-    """Snapshots of the fencer holder's allocations (lab/tracemalloc_site/sitecustomize.py),
-    and what grew between the first and the last."""
-
-    def __init__(self, prefix: Path) -> None:
-        self.prefix = prefix
-        self.taken = 0
-
-    @property
-    def environment(self) -> dict[str, str]:
-        site = str(Path(__file__).parent / "tracemalloc_site")
-        return {"PYTHONPATH": os.pathsep.join(filter(None, [site,
-                                                            os.environ.get("PYTHONPATH")])),
-                "STONEWALL_LAB_TRACEMALLOC": str(self.prefix)}
-
-    def snapshot(self, service: StonewallProcess | None, within: float = 30.0) -> None:
-        if service is None:
-            return
-        self.taken += 1
-        path = Path(f"{self.prefix}.{self.taken}")
-        os.kill(service.pid, signal.SIGUSR2)
-        deadline = time.monotonic() + within
-        size = -1
-        while time.monotonic() < deadline:  # written when its size stops changing
-            time.sleep(0.5)
-            if path.exists() and path.stat().st_size == size and size > 0:
-                return
-            size = path.stat().st_size if path.exists() else -1
-
-    def growth(self, top: int = 15) -> list[dict[str, object]]:
-        """The allocation sites that grew most from the first snapshot to the last."""
-        if self.taken < 2:
-            return []
-        first = tracemalloc.Snapshot.load(f"{self.prefix}.1")
-        last = tracemalloc.Snapshot.load(f"{self.prefix}.{self.taken}")
-        rows = []
-        for stat in last.compare_to(first, "traceback")[:top]:
-            rows.append({"size_diff_kib": round(stat.size_diff / 1024, 1),
-                         "count_diff": stat.count_diff,
-                         "traceback": [f"{frame.filename}:{frame.lineno}"
-                                       for frame in stat.traceback][-8:]})
-        return rows
-
-
 def read_log_sample(path: Path, cycle: int) -> LogSample:
     """The event log's size, its complete records and their bytes (a missing log is empty)."""
     try:
@@ -287,20 +241,22 @@ def read_log_sample(path: Path, cycle: int) -> LogSample:
 
 def run_soak(workdir: Path, duration: float, luns: int, seed: int, report_dir: Path,
              log: Callable[[str], None] = print, max_cycles: int | None = None,
-             trace: bool = False, holder_env: dict[str, str] | None = None) -> SoakReport:
+             trace: bool = False, malloc_trim: bool = False,
+             holder_env: dict[str, str] | None = None) -> SoakReport:
     """Build the lab, run cycles until `duration` seconds (or `max_cycles`) are spent, judge
     and write the report (also after a failure). The seed orders nothing but the pause
     before each cycle (0-0.5 s), where in the guests' write period the fence lands.
-    `trace`: the fencer's holder traces its allocations (lab/tracemalloc_site), snapshot
-    after cycle TRACE_AFTER and at the end; the report lists what grew in between.
-    `holder_env`: more environment for the fencer's service (diagnostics)."""
+    Diagnostics of the fencer's holder (lab/soak_diagnostics.py): `trace`, tracemalloc
+    snapshots after cycle TRACE_AFTER and at the end; `malloc_trim`, at the end, glibc's
+    free memory and the RSS before and after malloc_trim(0); `holder_env`, more environment
+    for the fencer's service."""
     shared = luns - ARBITERS - len(GUESTS)
     if shared < 0:
         raise ValueError(f"--luns {luns}: at least {ARBITERS + len(GUESTS)} "
                          "(arbiters and guest LUNs)")
     rng = random.Random(seed)
-    tracer = HolderTrace(workdir / "holder-trace") if trace else None
-    environment = {**(holder_env or {}), **(tracer.environment if tracer else {})}
+    diagnostics = HolderDiagnostics(workdir.parent / "holder", trace=trace, malloc=malloc_trim)
+    environment = {**(holder_env or {}), **diagnostics.environment}
     lab = ScenarioLab(workdir, guests=GUESTS, shared_luns=shared, watchdog=SOAK_WATCHDOG,
                       service_env={FENCER: environment})
     soak = Soak(lab, log)
@@ -317,8 +273,8 @@ def run_soak(workdir: Path, duration: float, luns: int, seed: int, report_dir: P
             time.sleep(rng.uniform(0.0, 0.5))
             soak.cycle(number)
             log(f"cycle {number} done at {time.monotonic() - began:.0f}s")
-            if tracer is not None and number == TRACE_AFTER:
-                tracer.snapshot(lab.nodes[FENCER].service)
+            if number == TRACE_AFTER:
+                diagnostics.snapshot(lab.nodes[FENCER].service)
             if number % REPORT_EVERY == 0:
                 write_report(report.fill(soak, time.monotonic() - began, None, None),
                              report_dir)
@@ -328,15 +284,15 @@ def run_soak(workdir: Path, duration: float, luns: int, seed: int, report_dir: P
         log(f"FAILED: {failure}")
     invariants = None
     try:
-        if tracer is not None and lab.nodes[FENCER].service is not None:
-            tracer.snapshot(lab.nodes[FENCER].service)
+        service = lab.nodes[FENCER].service if lab.nodes else None
+        diagnostics.snapshot(service)
+        report.malloc_trim = diagnostics.trim(service)
         if lab.cluster is not None:
             invariants = lab.check_invariants()
     finally:
         lab.stop()
     report.fill(soak, time.monotonic() - began, failure, invariants)
-    if tracer is not None:
-        report.tracemalloc = tracer.growth()
+    report.tracemalloc = diagnostics.growth()
     write_report(report, report_dir)
     return report
 
@@ -366,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracemalloc", action="store_true",
                         help="diagnostics: trace the fencer holder's allocations and report "
                              f"what grew from cycle {TRACE_AFTER} to the end")
+    parser.add_argument("--malloc-trim", action="store_true",
+                        help="diagnostics: at the end, the fencer holder's free malloc memory "
+                             "and its RSS before and after malloc_trim(0)")
     args = parser.parse_args(argv)
     holder_env = dict(item.partition("=")[::2] for item in args.holder_env)
     if any(not name for name in holder_env):
@@ -379,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run_soak(workdir / "lab", args.duration, args.luns, args.seed, args.report,
                           max_cycles=args.cycles, trace=args.tracemalloc,
-                          holder_env=holder_env)
+                          malloc_trim=args.malloc_trim, holder_env=holder_env)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

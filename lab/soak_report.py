@@ -84,6 +84,7 @@ class SoakReport:
     event_logs: dict[str, list[LogSample]] = field(default_factory=dict)
     invariants: "InvariantReport | None" = None
     tracemalloc: list[dict[str, Any]] | None = None  # --tracemalloc: what grew in the holder
+    malloc_trim: dict[str, int] | None = None  # --malloc-trim: the holder's free malloc memory
 
     def fill(self, soak: "Soak", seconds: float, failure: str | None,
              invariants: "InvariantReport | None") -> "SoakReport":
@@ -149,7 +150,8 @@ class SoakReport:
                 "operations": self.operation_figures(),
                 "processes": [p.to_json() for p in self.processes],
                 "event_logs": logs, "invariants": invariants,
-                **({"tracemalloc": self.tracemalloc} if self.tracemalloc is not None else {})}
+                **({"tracemalloc": self.tracemalloc} if self.tracemalloc is not None else {}),
+                **({"malloc_trim": self.malloc_trim} if self.malloc_trim is not None else {})}
 
 
 def render_markdown(report: SoakReport) -> str:
@@ -184,6 +186,11 @@ def render_markdown(report: SoakReport) -> str:
     lines += [f"| {node} | {log['bytes']} | {log['records']} | {log['bytes_per_record']} | "
               f"{log['verdict']['reason']} |" for node, log in data["event_logs"].items()]
     lines += ["", f"Deadlines: {data['deadlines']['reason']}.", ""]
+    if report.malloc_trim is not None:
+        trim = report.malloc_trim
+        lines += [f"Fencer's holder at the end: RSS {trim['rss_before_kib'] / 1024:.1f} MiB, of "
+                  f"which glibc held {trim['malloc_free_before_kib'] / 1024:.1f} MiB free; after "
+                  f"malloc_trim(0) RSS {trim['rss_after_kib'] / 1024:.1f} MiB.", ""]
     if data["invariants"] is not None:
         lines += ["Invariants:", "", "```", data["invariants"]["describe"], "```", ""]
     else:
