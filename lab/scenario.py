@@ -1,8 +1,8 @@
 """The failover lab: a whole cluster on one machine, from real parts, with faults.
 
-- tgtd with an arbiter LUN pair, one LUN per guest and optionally shared LUNs (every
-  node registered, reached on the control path; a soak's bulk); four portals, two per node, so a
-  node can lose its own paths without the other noticing;
+- tgtd with an arbiter LUN pair, one LUN per guest and optionally shared LUNs (every node
+  registered, control path only: the soak's bulk); four portals, two per node, so a node
+  can lose its own paths without the other noticing;
 - per node: a process group (the "machine"), a watchdog stand-in that resets that group, a
   BMC on 127.0.0.1 whose power-off kills it, its kernel (lab/kernel_standin.py: one session per
   guest LUN and portal, held for the machine's life, under a multipath map per LUN: the

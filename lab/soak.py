@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from stonewall.config.model import LunRole
 from stonewall.config.timing import t_safe
 from stonewall.lab.footprint import process_footprint
 from stonewall.lab.scenario import LabGuest, ScenarioLab
@@ -86,7 +87,6 @@ class Instance:
 @dataclass
 class Soak:
     lab: ScenarioLab
-    log: Callable[[str], None]
     instances: dict[tuple[str, int], Instance] = field(default_factory=dict)
     operations: list[Operation] = field(default_factory=list)
     event_logs: dict[str, list[LogSample]] = field(default_factory=dict)
@@ -156,7 +156,7 @@ class Soak:
 
     def _victim_joined(self, seen: dict[str, set[str] | None]) -> tuple[bool, str]:
         config = self.lab.config(FENCER)
-        shared = {lun.name for lun in config.luns if lun.role.value != "guest"}
+        shared = {lun.name for lun in config.luns if lun.role is not LunRole.GUEST}
         missing = sorted(lun for lun in shared if not seen.get(lun) or VICTIM not in seen[lun])
         on_guest = sorted(lun for lun, nodes in seen.items()
                           if lun not in shared and nodes and VICTIM in nodes)
@@ -259,7 +259,7 @@ def run_soak(workdir: Path, duration: float, luns: int, seed: int, report_dir: P
     environment = {**(holder_env or {}), **diagnostics.environment}
     lab = ScenarioLab(workdir, guests=GUESTS, shared_luns=shared, watchdog=SOAK_WATCHDOG,
                       service_env={FENCER: environment})
-    soak = Soak(lab, log)
+    soak = Soak(lab)
     failure: str | None = None
     began = time.monotonic()
     report = SoakReport(duration, luns, seed, {"arbiter": ARBITERS, "guest": len(GUESTS),

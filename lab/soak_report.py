@@ -85,6 +85,7 @@ class SoakReport:
     invariants: "InvariantReport | None" = None
     tracemalloc: list[dict[str, Any]] | None = None  # --tracemalloc: what grew in the holder
     malloc_trim: dict[str, int] | None = None  # --malloc-trim: the holder's free malloc memory
+    final: bool = False  # judged at the end (or at a failure); else an interim report
 
     def fill(self, soak: "Soak", seconds: float, failure: str | None,
              invariants: "InvariantReport | None") -> "SoakReport":
@@ -93,6 +94,7 @@ class SoakReport:
         self.processes = group_processes(list(soak.instances.values()))
         self.event_logs = {node: list(samples) for node, samples in soak.event_logs.items()}
         self.invariants = invariants
+        self.final = failure is not None or invariants is not None
         return self
 
     # -- verdicts -------------------------------------------------------------------------
@@ -142,7 +144,8 @@ class SoakReport:
             "keys_back": self.invariants.keys_back,
             "guests_running": self.invariants.guests_running,
             "describe": self.invariants.describe()}
-        return {"passed": self.passed, "failure": self.failure, "seed": self.seed,
+        return {"passed": self.passed, "final": self.final, "failure": self.failure,
+                "seed": self.seed,
                 "duration_asked": self.duration, "seconds": round(self.seconds, 1),
                 "cycles": self.cycles, "luns": self.luns, "paths_per_lun": 2,
                 "layout": self.layout, "holder_env": self.holder_env,
@@ -158,7 +161,8 @@ def render_markdown(report: SoakReport) -> str:
     """The short summary docs/soak.md quotes."""
     data = report.to_json()
     layout = ", ".join(f"{count} {role}" for role, count in report.layout.items())
-    lines = [f"# Soak: {'PASSED' if report.passed else 'FAILED'}", "",
+    verdict = ("PASSED" if report.passed else "FAILED") if report.final else "running"
+    lines = [f"# Soak: {verdict}", "",
              f"{data['cycles']} cycles in {data['seconds']} s, {report.luns} LUNs x 2 paths "
              f"({layout}), seed {report.seed}."
              + (f" Fencer's service environment: {report.holder_env}."
@@ -194,5 +198,5 @@ def render_markdown(report: SoakReport) -> str:
     if data["invariants"] is not None:
         lines += ["Invariants:", "", "```", data["invariants"]["describe"], "```", ""]
     else:
-        lines += ["Invariants: not checked (yet).", ""]
+        lines += ["Invariants: not checked (an interim report, or the lab did not start).", ""]
     return "\n".join(lines)

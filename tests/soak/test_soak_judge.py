@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from typing import Callable
 
 import pytest
 
@@ -10,7 +11,8 @@ from stonewall.lab.soak_judge import (MAX_GROWTH_KIB, LogSample, Operation, Samp
                                       judge_memory, percentile, slope)
 
 
-def series(cycles: int, rss: callable, fds: callable = lambda _c: 40) -> list[Sample]:
+def series(cycles: int, rss: Callable[[int], float],
+           fds: Callable[[int], int] = lambda _c: 40) -> list[Sample]:
     return [Sample(c, int(rss(c)), fds(c)) for c in range(cycles)]
 
 
