@@ -41,7 +41,7 @@ from typing import Callable, TypeVar
 from stonewall.config.model import LunRole
 from stonewall.config.timing import t_safe
 from stonewall.lab.footprint import process_footprint
-from stonewall.lab.scenario import LabGuest, ScenarioLab
+from stonewall.lab.scenario import FenceRecord, LabGuest, ScenarioLab
 from stonewall.lab.soak_diagnostics import HolderDiagnostics
 from stonewall.lab.soak_judge import LogSample, Operation, Sample
 from stonewall.lab.soak_report import SoakReport, render_markdown
@@ -49,7 +49,7 @@ from stonewall.lab.soak_report import SoakReport, render_markdown
 FENCER, VICTIM = "node-a", "node-b"
 ARBITERS = 2
 GUESTS = tuple(LabGuest(f"vm{i}", FENCER, 3 + i, "immediate") for i in range(4))
-STORAGE_FENCED = 4
+STORAGE_FENCED, POWERED_OFF = 4, 7
 # Slower than the scenarios' FAST_WATCHDOG (check_deadline 1 s): at 64 x 2 on a shared
 # 2-core machine a check of node-a's 128 paths plus its guests' LUNs was once late by more
 # than that in a short soak, and node-a reset itself (a fail-safe, but the soak's end).
@@ -90,6 +90,7 @@ class Soak:
     instances: dict[tuple[str, int], Instance] = field(default_factory=dict)
     operations: list[Operation] = field(default_factory=list)
     event_logs: dict[str, list[LogSample]] = field(default_factory=dict)
+    fallbacks: list[str] = field(default_factory=list)  # power fences, and why
     cycles: int = 0
 
     # -- one cycle ----------------------------------------------------------------------
@@ -97,17 +98,18 @@ class Soak:
         lab = self.lab
         fence_budget = lab.config(FENCER).fencing[0].timeout  # the storage level's
         record = self.timed("fence", number, fence_budget,
-                            lambda: lab.drbd_fence_peer(FENCER, VICTIM),
-                            lambda r: (r.exit_code == STORAGE_FENCED, f"exit {r.exit_code}"))
+                            lambda: lab.drbd_fence_peer(FENCER, VICTIM), self._fence_answer)
         fenced_at = time.monotonic() - (time.time() - record.ended)
         self.timed("verify-fenced", number, VERIFY_DEADLINE, lab.registered_nodes,
                    self._victim_absent)
-        # Counted from the handler's exit (after its PREEMPT): the victim is reset by T_safe.
+        # Counted from the handler's exit (after its PREEMPT): the victim is reset by T_safe,
+        # or, after a power fence, is off already.
         safe = t_safe(lab.config(VICTIM).watchdog)
+        expected = ({"reset by its watchdog"} if record.exit_code == STORAGE_FENCED
+                    else {"powered off", "reset by its watchdog"})
         self.timed("self-fence", number, safe,
                    lambda: lab.wait_down(VICTIM, within=2 * safe) and lab.nodes[VICTIM].down,
-                   lambda why: (why == "reset by its watchdog", f"down: {why}"),
-                   began=fenced_at)
+                   lambda why: (why in expected, f"down: {why}"), began=fenced_at)
         self.timed("rejoin", number, REJOIN_DEADLINE,
                    lambda: lab.reboot(VICTIM, f"{VICTIM}-boot-{number + 2}"),
                    lambda _none: (True, ""))
@@ -146,6 +148,18 @@ class Soak:
             raise SoakFailure(f"cycle {cycle}: {kind} took {seconds:.2f}s (deadline "
                               f"{deadline:g}s): {detail or 'right'}")
         return answer
+
+    def _fence_answer(self, record: FenceRecord) -> tuple[bool, str]:
+        """Exit 4 is right. Exit 7 (the power level, after the storage level could not prove
+        its fence) is a fence too, and keeps the one rule: it is counted as a fallback, with
+        what the storage level said, and the soak goes on."""
+        if record.exit_code == STORAGE_FENCED:
+            return True, "exit 4"
+        said = " | ".join(line for line in record.output.strip().splitlines()[-6:])
+        if record.exit_code == POWERED_OFF:
+            self.fallbacks.append(f"cycle {self.cycles}: exit 7: {said}")
+            return True, f"exit 7 (power fallback): {said}"
+        return False, f"exit {record.exit_code}: {said}"
 
     def _victim_absent(self, seen: dict[str, set[str] | None]) -> tuple[bool, str]:
         unread = [lun for lun, nodes in seen.items() if nodes is None]
@@ -285,12 +299,18 @@ def run_soak(workdir: Path, duration: float, luns: int, seed: int, report_dir: P
     invariants = None
     try:
         service = lab.nodes[FENCER].service if lab.nodes else None
-        diagnostics.snapshot(service)
-        report.malloc_trim = diagnostics.trim(service)
+        try:
+            diagnostics.snapshot(service)
+            report.malloc_trim = diagnostics.trim(service)
+        except OSError as error:  # a diagnostic never costs the soak its report
+            log(f"diagnostics: {error}")
         if lab.cluster is not None:
             invariants = lab.check_invariants()
     finally:
         lab.stop()
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "timeline.txt").write_text(
+            "".join(f"[{event.at:8.2f}s] {event.text}\n" for event in lab.events))
     report.fill(soak, time.monotonic() - began, failure, invariants)
     report.tracemalloc = diagnostics.growth()
     write_report(report, report_dir)
@@ -315,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, help="stop after this many cycles")
     parser.add_argument("--report", type=Path, default=Path("soak-results"),
                         help="folder for report.json and report.md (default soak-results)")
-    parser.add_argument("--keep", action="store_true", help="keep the lab's files")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the lab's files (kept anyway when the soak fails)")
     parser.add_argument("--holder-env", action="append", default=[], metavar="NAME=VALUE",
                         help="diagnostics: more environment for the fencer's service, e.g. "
                              "MALLOC_ARENA_MAX=1 (repeatable)")
@@ -335,12 +356,15 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM ends the soak like Ctrl-C: the lab is stopped by PID on the way out.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
+    report = None
     try:
         report = run_soak(workdir / "lab", args.duration, args.luns, args.seed, args.report,
                           max_cycles=args.cycles, trace=args.tracemalloc,
                           malloc_trim=args.malloc_trim, holder_env=holder_env)
     finally:
-        if not args.keep:
+        if args.keep or report is None or not report.passed:  # a failure keeps its evidence
+            print(f"the lab's files (logs, event logs, configs): {workdir}")
+        else:
             shutil.rmtree(workdir, ignore_errors=True)
     print(render_markdown(report))
     return 0 if report.passed else 1

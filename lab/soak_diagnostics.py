@@ -70,6 +70,8 @@ class HolderDiagnostics:
         os.kill(service.pid, signal.SIGUSR1)
         after = Path(f"{self.prefix}-malloc.after")
         _wait_written(after)
+        if not after.exists():
+            return None  # the process did not run its handler (gone, or stopped)
         figures = {"rss_before_kib": before_rss,
                    "rss_after_kib": process_footprint(service.pid)[0]}
         for when in ("before", "after"):

@@ -86,11 +86,13 @@ class SoakReport:
     tracemalloc: list[dict[str, Any]] | None = None  # --tracemalloc: what grew in the holder
     malloc_trim: dict[str, int] | None = None  # --malloc-trim: the holder's free malloc memory
     final: bool = False  # judged at the end (or at a failure); else an interim report
+    fallbacks: list[str] = field(default_factory=list)  # power fences instead of storage
 
     def fill(self, soak: "Soak", seconds: float, failure: str | None,
              invariants: "InvariantReport | None") -> "SoakReport":
         self.seconds, self.cycles, self.failure = seconds, soak.cycles, failure
         self.operations = list(soak.operations)
+        self.fallbacks = list(soak.fallbacks)
         self.processes = group_processes(list(soak.instances.values()))
         self.event_logs = {node: list(samples) for node, samples in soak.event_logs.items()}
         self.invariants = invariants
@@ -149,6 +151,7 @@ class SoakReport:
                 "duration_asked": self.duration, "seconds": round(self.seconds, 1),
                 "cycles": self.cycles, "luns": self.luns, "paths_per_lun": 2,
                 "layout": self.layout, "holder_env": self.holder_env,
+                "power_fallbacks": self.fallbacks,
                 "deadlines": self.deadlines.__dict__,
                 "operations": self.operation_figures(),
                 "processes": [p.to_json() for p in self.processes],
@@ -169,6 +172,9 @@ def render_markdown(report: SoakReport) -> str:
                 if report.holder_env else ""), ""]
     if report.failure:
         lines += [f"Failure: {report.failure}", ""]
+    lines += [f"Power fallbacks (exit 7 instead of 4): {len(report.fallbacks)}", ""]
+    lines += [f"- {fallback}" for fallback in report.fallbacks]
+    lines += [""] if report.fallbacks else []
     lines += ["| operation | count | p50 s | p99 s | max s | deadline s | late | wrong |",
               "|---|---:|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['kind']} | {r['count']} | {r['p50']} | {r['p99']} | {r['max']} | "
