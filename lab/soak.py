@@ -64,7 +64,10 @@ GUEST_DEADLINE = 15.0  # what ScenarioLab gives vm start and vm stop
 # Before sampling: the restarted guest's writer has written a few times (one write per
 # PERIOD, each on the map's next path), so it holds its nexus connection on every path.
 SETTLE = 0.5
-FD_READS, FD_READ_GAP = 5, 0.05
+# Descriptors at rest: the fewest of FD_READS reads FD_READ_GAP apart, a window longer than
+# the watchdog's check interval (0.5 s), so that one read falls between two checks: a check
+# holds its batch's wake-up pipe (2 descriptors) and, per sg_persist run, its pipes.
+FD_READS, FD_READ_GAP = 8, 0.1
 REPORT_EVERY = 10  # cycles between report writes (a stopped soak keeps its figures)
 TRACE_AFTER = 10  # --tracemalloc: the first snapshot, after this cycle
 T = TypeVar("T")
@@ -213,9 +216,9 @@ class Soak:
 
     def sample(self, cycle: int) -> None:
         """Every long-lived process's footprint, and both event logs. Descriptors are the
-        fewest of FD_READS reads FD_READ_GAP apart: a connection that comes and goes (a
-        holder's check through the nexus, a guest's write on a path) is not held, and a
-        leaked descriptor is in every read."""
+        fewest of FD_READS reads FD_READ_GAP apart: what comes and goes (a check's pipes, a
+        guest's connection on a path) is not held, and a leaked descriptor is in every
+        read."""
         pids = self.long_lived()
         reads: dict[str, list[tuple[int, int]]] = {name: [] for name in pids}
         for attempt in range(FD_READS):
