@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -257,7 +258,8 @@ def read_log_sample(path: Path, cycle: int) -> LogSample:
 
 
 def run_soak(workdir: Path, duration: float, luns: int, seed: int, report_dir: Path,
-             log: Callable[[str], None] = print, max_cycles: int | None = None,
+             log: Callable[[str], None] = partial(print, flush=True),
+             max_cycles: int | None = None,
              trace: bool = False, malloc_trim: bool = False,
              holder_env: dict[str, str] | None = None) -> SoakReport:
     """Build the lab, run cycles until `duration` seconds (or `max_cycles`) are spent, judge
@@ -281,26 +283,26 @@ def run_soak(workdir: Path, duration: float, luns: int, seed: int, report_dir: P
     began = time.monotonic()
     report = SoakReport(duration, luns, seed, {"arbiter": ARBITERS, "guest": len(GUESTS),
                                                "shared": shared}, holder_env=environment)
-    try:
-        lab.start()
-        soak.sample(-1)  # the lab as built, before any cycle
-        number = 0
-        while time.monotonic() - began < duration and (max_cycles is None
-                                                        or number < max_cycles):
-            time.sleep(rng.uniform(0.0, 0.5))
-            soak.cycle(number)
-            log(f"cycle {number} done at {time.monotonic() - began:.0f}s")
-            if number == TRACE_AFTER:
-                diagnostics.snapshot(lab.nodes[FENCER].service)
-            if number % REPORT_EVERY == 0:
-                write_report(report.fill(soak, time.monotonic() - began, None, None),
-                             report_dir)
-            number += 1
-    except SoakFailure as error:
-        failure = str(error)
-        log(f"FAILED: {failure}")
     invariants = None
-    try:
+    try:  # the lab is stopped on every way out: a failure, Ctrl-C, SIGTERM
+        try:
+            lab.start()
+            soak.sample(-1)  # the lab as built, before any cycle
+            number = 0
+            while time.monotonic() - began < duration and (max_cycles is None
+                                                            or number < max_cycles):
+                time.sleep(rng.uniform(0.0, 0.5))
+                soak.cycle(number)
+                log(f"cycle {number} done at {time.monotonic() - began:.0f}s")
+                if number == TRACE_AFTER:
+                    diagnostics.snapshot(lab.nodes[FENCER].service)
+                if number % REPORT_EVERY == 0:
+                    write_report(report.fill(soak, time.monotonic() - began, None, None),
+                                 report_dir)
+                number += 1
+        except SoakFailure as error:
+            failure = str(error)
+            log(f"FAILED: {failure}")
         service = lab.nodes[FENCER].service if lab.nodes else None
         try:
             diagnostics.snapshot(service)
