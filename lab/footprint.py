@@ -12,3 +12,10 @@ def process_footprint(pid: int) -> tuple[int, int]:
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
     return rss, len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def process_start(pid: int) -> int:
+    """When the process started, in clock ticks since boot (/proc/PID/stat field 22): with
+    the PID, it names one process instance even after the PID is reused."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[19])

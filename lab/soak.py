@@ -41,7 +41,7 @@ from typing import Callable, TypeVar
 
 from stonewall.config.model import LunRole
 from stonewall.config.timing import t_safe
-from stonewall.lab.footprint import process_footprint
+from stonewall.lab.footprint import process_footprint, process_start
 from stonewall.lab.scenario import FenceRecord, LabGuest, ScenarioLab
 from stonewall.lab.soak_diagnostics import HolderDiagnostics
 from stonewall.lab.soak_judge import LogSample, Operation, Sample
@@ -80,7 +80,8 @@ class SoakFailure(RuntimeError):
 
 @dataclass
 class Instance:
-    """One process instance: a role on a node, by PID, from the cycle it was first seen."""
+    """One process instance (a role on a node, by PID and start time), from the cycle it was
+    first seen."""
 
     name: str  # e.g. "node-a service"
     pid: int
@@ -91,7 +92,7 @@ class Instance:
 @dataclass
 class Soak:
     lab: ScenarioLab
-    instances: dict[tuple[str, int], Instance] = field(default_factory=dict)
+    instances: dict[tuple[str, int, int], Instance] = field(default_factory=dict)
     operations: list[Operation] = field(default_factory=list)
     event_logs: dict[str, list[LogSample]] = field(default_factory=dict)
     fallbacks: list[str] = field(default_factory=list)  # power fences, and why
@@ -228,7 +229,8 @@ class Soak:
             for name, pid in pids.items():
                 reads[name].append(process_footprint(pid))
         for name, pid in pids.items():
-            instance = self.instances.setdefault((name, pid), Instance(name, pid, cycle))
+            instance = self.instances.setdefault((name, pid, process_start(pid)),
+                                                 Instance(name, pid, cycle))
             instance.samples.append(Sample(cycle, reads[name][-1][0],
                                            min(fds for _rss, fds in reads[name])))
         for node in self.lab.nodes:
