@@ -26,6 +26,7 @@ from stonewall.config.loader import load_config
 from stonewall.config.model import ClusterConfig
 from stonewall.holder.client import HolderClient
 from stonewall.lab.cluster import LabCluster, LabLun, control_path_luns
+from stonewall.lab.footprint import process_footprint
 from stonewall.lab.processes import ProcessStartError, StonewallProcess
 from stonewall.lab.tgtd import TGTD_SOCKET_DIR, Tgtd, TgtdError
 from stonewall.storage import ownership
@@ -112,15 +113,6 @@ class HolderStart:
     open_fds: int
     control_paths: int
     data_paths: int
-
-
-def process_footprint(pid: int) -> tuple[int, int]:
-    """(VmRSS in KiB, open file descriptors) of a running process, from /proc."""
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    return rss, len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
 class Nodes:

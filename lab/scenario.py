@@ -1,7 +1,8 @@
 """The failover lab: a whole cluster on one machine, from real parts, with faults.
 
-- tgtd with an arbiter LUN pair and one LUN per guest; four portals, two per node, so a
-  node can lose its own paths without the other noticing;
+- tgtd with an arbiter LUN pair, one LUN per guest and optionally shared LUNs (every node
+  registered, control path only: the soak's bulk); four portals, two per node, so a node
+  can lose its own paths without the other noticing;
 - per node: a process group (the "machine"), a watchdog stand-in that resets that group, a
   BMC on 127.0.0.1 whose power-off kills it, its kernel (lab/kernel_standin.py: one session per
   guest LUN and portal, held for the machine's life, under a multipath map per LUN: the
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -48,7 +50,7 @@ from stonewall.storage.ownership import read_views
 from stonewall.storage.paths import close_paths, connect_paths, plan_paths
 from stonewall.storage.scsi import cdb
 from stonewall.storage.scsi.status import raise_for_status
-from stonewall.vm.control import StartOutcome, start_guest
+from stonewall.vm.control import StartOutcome, StopResult, start_guest, stop_guest
 from stonewall.vm.hook import HookCall, decide
 from stonewall.vm.libvirt_conn import LibvirtConnection
 from stonewall.vm.takeover import FenceEvidence, TakeoverReport, take_over
@@ -162,9 +164,13 @@ class ScenarioLab:
     def __init__(self, workdir: Path, *, guests: tuple[LabGuest, ...] = DEFAULT_GUESTS,
                  power: bool = True, watchdog: dict[str, float] | None = None,
                  log: Callable[[str], None] | None = None,
-                 power_after_storage: bool = False) -> None:
+                 power_after_storage: bool = False, shared_luns: int = 0,
+                 service_env: dict[str, dict[str, str]] | None = None) -> None:
         self.workdir = Path(workdir)
         self.guests = guests
+        self.shared_luns = shared_luns
+        self.service_env = service_env or {}  # node -> more environment for its service
+        self.guest_starts: Counter[str] = Counter()  # each start numbers its own writes
         self.power = power
         self.power_after_storage = power_after_storage  # DESIGN 4.4: power-off on top
         self.watchdog = dict(FAST_WATCHDOG if watchdog is None else watchdog)
@@ -190,6 +196,9 @@ class ScenarioLab:
         tid = self.tgtd.add_target(ARRAY_IQN)
         luns = [LabLun("arbiter0", 1, "arbiter", 0), LabLun("arbiter1", 2, "arbiter", 1)]
         luns += [LabLun(f"{g.name}-disk", g.lun, "guest") for g in self.guests]
+        first_shared = max([2, *(g.lun for g in self.guests)]) + 1
+        luns += [LabLun(f"shared{i:03d}", first_shared + i, "shared")
+                 for i in range(self.shared_luns)]
         for lun in luns:
             self.tgtd.add_lun(tid, lun.lun, size_mb=1)
         self.note(f"tgtd pid {self.tgtd.pid}: {len(luns)} LUNs, portals "
@@ -241,7 +250,9 @@ class ScenarioLab:
             nodes.append(entry)
         document["nodes"] = nodes
         guest_luns = [f"{g.name}-disk" for g in self.guests]
-        document["drbd"] = [{"name": "r0", "luns": ["arbiter0", "arbiter1", *guest_luns],
+        shared = [f"shared{i:03d}" for i in range(self.shared_luns)]
+        document["drbd"] = [{"name": "r0", "luns": ["arbiter0", "arbiter1", *guest_luns,
+                                                     *shared],
                              "minors": [0], "peers": {v: k for k, v in DRBD_IDS.items()}}]
         document["guests"] = [{"name": g.name, "luns": [f"{g.name}-disk"], "home": g.home,
                                "order": 10 * (i + 1), "start_policy": g.start_policy}
@@ -266,7 +277,8 @@ class ScenarioLab:
         self.boots[node.name] = self.cluster.boot(node.name, boot_id)
         node.service = StonewallProcess(
             self.configs[node.name], ["watchdog", "run", "--node", node.name],
-            env=self.cluster.environment(node.name),
+            env={**self.cluster.environment(node.name),
+                 **self.service_env.get(node.name, {})},
             log=self.workdir / "nodes" / node.name / "service.log",
             process_group=node.pgid).start(ready_timeout=20)
         # The node's hypervisor: a libvirt test driver instance of its own (a test:///FILE
@@ -337,12 +349,31 @@ class ScenarioLab:
         if decision.exit_code != 0 or (sub == "end" and decision.message):
             raise RuntimeError(f"{node}'s hook, {guest.name} {operation} {sub}: "
                                f"{decision.message}")
+    def stop_guest(self, guest_name: str, node_name: str) -> None:
+        """The guest's process ends (as QEMU does when its domain stops), then `vm stop`
+        on the node: the domain off, its registrations given back through the holder."""
+        node = self.nodes[node_name]
+        assert node.hypervisor is not None
+        writer = node.guests.pop(guest_name, None)
+        if writer is not None:
+            writer.kill()
+            writer.wait()
+            if writer.stdout:
+                writer.stdout.close()
+        config = self.config(node_name)
+        report = stop_guest(guest_name, config.node(node_name), config,
+                            self.holder(node_name), node.hypervisor, Deadline.after(15))
+        if report.result is not StopResult.STOPPED or report.release_failures:
+            kept = [f"{r.lun}: {r.detail}" for r in report.release_failures]
+            raise RuntimeError(f"{guest_name} did not stop on {node_name}: "
+                               f"{report.result.value}; {'; '.join([*report.details, *kept])}")
+        self.note(f"{guest_name} stopped on {node_name}")
 
     def _start_writer(self, guest_name: str, node: LabNode) -> None:
         log = self.workdir / "guests" / f"{guest_name}.jsonl"
         log.parent.mkdir(parents=True, exist_ok=True)
-        first = SEQUENCES_PER_START * sum(1 for n in self.nodes.values()
-                                          if guest_name in n.guests)
+        first = SEQUENCES_PER_START * self.guest_starts[guest_name]
+        self.guest_starts[guest_name] += 1
         assert self.cluster is not None
         writer = subprocess.Popen(
             [sys.executable, "-m", "stonewall.lab.guest", "--maps",
@@ -555,10 +586,9 @@ class ScenarioLab:
                                if r["ack"] < read_from]
                 violations += check_single_writer(lun, acknowledged, start_of)
                 violations += check_acknowledged_kept(lun, stamps, before_read, RING)
-                for fence in self.fences:
-                    if fence.fenced:
-                        violations += check_after_fence(lun, stamps, fence.victim, fence.ended,
-                                                        acknowledged)
+                for victim, fence_point in self._first_fence_points().items():
+                    violations += check_after_fence(lun, stamps, victim, fence_point,
+                                                    acknowledged)
             views = read_views(paths, Deadline.after(10), SYSTEM_CLOCK)
         finally:
             close_paths(paths)
@@ -572,10 +602,19 @@ class ScenarioLab:
                 keys_back.append(fence.victim)
         return InvariantReport(violations, self.running_guests(), keys_back, stamps_read)
 
+    def _first_fence_points(self) -> dict[str, float]:
+        """victim -> when its first proven fence ended: what any later fence of it forbids
+        (nothing of the victim after its fence point), the first forbids already."""
+        points: dict[str, float] = {}
+        for fence in self.fences:
+            if fence.fenced:
+                points[fence.victim] = min(fence.ended, points.get(fence.victim, fence.ended))
+        return points
+
     def _observer_paths(self, config: ClusterConfig) -> dict[str, list[Any]]:
         """An independent initiator's paths to every LUN, through every node's portals (a
         node that lost its paths took only its own)."""
-        names = [f"{g.name}-disk" for g in self.guests] + ["arbiter0", "arbiter1"]
+        names = [lun.name for lun in config.luns]
         every_portal = tuple(parse_portal(portal) for portal in self.tgtd.portals)
         luns = control_path_luns([config.lun(name) for name in names], every_portal)
         return plan_paths(luns, "iqn.2026-11.lab.stonewall:checker", "reader")
