@@ -76,7 +76,7 @@ class NodeHolder:
         with self.lock:
             back = [path for ps in self.paths.values() for path in ps
                     if path.session is not None and id(path.session) in dropped
-                    and self._reconnect(path, deadline)]
+                    and path.reconnect(deadline)]
             lost: list[str] = []
             lapsed = []
             for path in back:
@@ -95,19 +95,6 @@ class NodeHolder:
                 path.registered = False
             # Every lapsed nexus is marked first, so none is taken for proof of another.
             return lost + [self._adopt(path, deadline, lapsed=True) for path in lapsed]
-
-    @staticmethod
-    def _reconnect(path: LunPath, deadline: Deadline) -> bool:
-        """A new session for `path`, with the same initiator port identity; False (and the
-        path marked down) when it cannot log in."""
-        assert path.session is not None
-        try:
-            path.session.reconnect(deadline)
-        except ScsiError as exc:
-            path.mark_down(str(exc))
-            return False
-        path.error = None
-        return True
 
     # -- helpers -------------------------------------------------------------------------
     def _luns(self, names: Sequence[str] | None) -> list[Lun]:

@@ -332,8 +332,7 @@ def adopt_path(new: LunPath, lun_paths: list[LunPath], key: int, deadline: Deadl
         except ScsiError:
             return AdoptResult.FAILED
     new.registered = True
-    vouched = _carried_elsewhere(old, key, deadline, clock)
-    if vouched:
+    if _carried_elsewhere(old, key, deadline, clock):
         return AdoptResult.REGISTERED
     if carried_already:
         result = AdoptResult.REGISTERED if not old else AdoptResult.CANNOT_TELL

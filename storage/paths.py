@@ -29,6 +29,7 @@ from stonewall.storage.path_errors import PathSetupError
 from stonewall.bounded import map_bounded
 from stonewall.storage.scsi.commands import CommandPrDevice
 from stonewall.storage.scsi.device import PrDevice
+from stonewall.storage.scsi.errors import ScsiError
 from stonewall.storage.scsi.iscsi import IscsiSession
 from stonewall.storage.scsi.sg import SgPersistDevice, SgRunner
 from stonewall.storage.scsi.sgio import SgioDevice
@@ -57,6 +58,18 @@ class LunPath:
 
     def mark_down(self, reason: str) -> None:
         self.error = reason
+
+    def reconnect(self, deadline: Deadline) -> bool:
+        """A new session for a control path, with the same initiator port identity; False
+        (and the path marked down) when it cannot log in."""
+        assert self.session is not None, "only a control path has a session to reconnect"
+        try:
+            self.session.reconnect(deadline)
+        except ScsiError as exc:
+            self.mark_down(str(exc))
+            return False
+        self.error = None
+        return True
 
     def close(self) -> None:
         if self.session is not None:
